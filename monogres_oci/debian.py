@@ -1,0 +1,123 @@
+"""Debian source packages as a fetch origin, through a private apt configuration.
+
+The machine's own apt setup is read (never modified): its archive URIs are reused with the suites
+and ``deb-src`` lines that source fetching needs, in a state directory of our own. That way no
+mirror host is ever written anywhere but in the machine's apt configuration itself.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+
+from monogres_oci.errors import FetchError
+from monogres_oci.runner import run
+
+SOURCES_FILES = (Path("/etc/apt/sources.list.d/debian.sources"), Path("/etc/apt/sources.list"))
+SUITES = ("sid", "trixie", "bookworm")
+
+
+@dataclass(frozen=True)
+class SourceFileURI:
+    """One file of a Debian source package as apt would download it."""
+
+    uri: str
+    name: str
+    size: int
+
+
+def archive_uris(sources_files: tuple[Path, ...] = SOURCES_FILES) -> list[str]:
+    """The Debian archive URIs this machine's apt configuration points at (security excluded)."""
+    uris: list[str] = []
+    for path in sources_files:
+        if not path.exists():
+            continue
+        for line in path.read_text().splitlines():
+            line = line.strip()
+            found: list[str] = []
+            if line.startswith("URIs:"):
+                found = line.split()[1:]
+            elif line.startswith("deb ") or line.startswith("deb-src "):
+                parts = [p for p in line.split()[1:] if not p.startswith("[")]
+                found = parts[:1]
+            for uri in found:
+                if "security" not in uri and uri not in uris:
+                    uris.append(uri.rstrip("/"))
+    return uris
+
+
+def mirror_uri() -> str:
+    """The first Debian archive URI of this machine (used for debootstrap and in build bases)."""
+    uris = archive_uris()
+    if not uris:
+        raise FetchError(
+            "no Debian archive URI found in /etc/apt/sources.list.d/debian.sources or "
+            "/etc/apt/sources.list; configure apt first"
+        )
+    return uris[0]
+
+
+class PrivateApt:
+    """apt-get with our own sources list and state, so the host's apt setup is left alone."""
+
+    def __init__(self, state_dir: Path, suites: tuple[str, ...] = SUITES) -> None:
+        self.state_dir = state_dir
+        self.suites = suites
+        self._updated = False
+
+    def _options(self) -> list[str]:
+        d = self.state_dir
+        return [
+            "-o", f"Dir::Etc::SourceList={d / 'sources.list'}",
+            "-o", "Dir::Etc::SourceParts=/dev/null",
+            "-o", f"Dir::State::Lists={d / 'lists'}",
+            "-o", f"Dir::Cache={d / 'cache'}",
+            "-o", "Acquire::Check-Valid-Until=false",
+            "-o", "APT::Sandbox::User=root",
+        ]
+
+    def update(self) -> None:
+        """Write the sources list and download the package indexes (once per instance)."""
+        if self._updated:
+            return
+        uris = archive_uris()
+        if not uris:
+            raise FetchError("no Debian archive URI in this machine's apt configuration")
+        (self.state_dir / "lists" / "partial").mkdir(parents=True, exist_ok=True)
+        (self.state_dir / "cache" / "archives" / "partial").mkdir(parents=True, exist_ok=True)
+        lines = [f"deb-src {uris[0]} {suite} main" for suite in self.suites]
+        (self.state_dir / "sources.list").write_text("\n".join(lines) + "\n")
+        run(["apt-get", *self._options(), "update"], what="apt-get update (private sources list)")
+        self._updated = True
+
+    def source_uris(self, package: str) -> list[SourceFileURI]:
+        """The files of source package ``NAME=VERSION`` as apt would fetch them."""
+        self.update()
+        result = run(
+            ["apt-get", *self._options(), "source", "--print-uris", "--download-only", package],
+            check=False,
+        )
+        if result.returncode != 0:
+            tail = (result.stdout + result.stderr).strip().splitlines()[-3:]
+            raise FetchError(
+                f"Debian source package {package} is not in the archive ({'; '.join(tail)}); "
+                "check the name and version in the catalog (apt-cache showsrc NAME)"
+            )
+        files = []
+        for line in result.stdout.splitlines():
+            if not line.startswith("'"):
+                continue
+            fields = shlex.split(line)
+            if len(fields) >= 3 and re.fullmatch(r"\d+", fields[2]):
+                files.append(SourceFileURI(uri=fields[0], name=fields[1], size=int(fields[2])))
+        return files
+
+    def source_file_uri(self, package: str, file_name: str) -> str:
+        """The download URI of one file of a source package."""
+        for f in self.source_uris(package):
+            if f.name == file_name:
+                return f.uri
+        names = ", ".join(f.name for f in self.source_uris(package))
+        raise FetchError(f"Debian source package {package} has no file {file_name} (it has: {names})")

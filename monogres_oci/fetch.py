@@ -1,0 +1,116 @@
+"""Fetch sources into a content-addressed cache, verifying sha256 before anything uses them.
+
+Order of look-up: the cache (``CACHE/sources/sha256/<hex>``), then an offline ``--distdir`` of
+pre-downloaded files (by file name, as Bazel's --distdir), then each origin in catalog order. An
+origin that cannot be reached is skipped; an origin that serves the wrong bytes stops everything:
+a pinned checksum that does not match is a supply-chain event, not a network hiccup.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+from monogres_oci.catalog.model import Origin, Source
+from monogres_oci.debian import PrivateApt
+from monogres_oci.errors import ChecksumError, FetchError
+
+CHUNK = 1 << 20
+TIMEOUT = 30.0
+
+
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class Fetcher:
+    """Gets pinned source files, from cache, distdir or origins, verified."""
+
+    def __init__(
+        self,
+        cache_dir: Path,
+        distdir: Path | None = None,
+        progress: Callable[[str], None] = lambda _: None,
+    ) -> None:
+        self.store = cache_dir / "sources" / "sha256"
+        self.distdir = distdir
+        self.progress = progress
+        self._apt = PrivateApt(cache_dir / "apt")
+
+    def cached_path(self, source: Source) -> Path:
+        return self.store / source.sha256
+
+    def is_cached(self, source: Source) -> bool:
+        return self.cached_path(source).is_file()
+
+    def fetch(self, source: Source) -> Path:
+        """Return the path of the verified file, downloading it if needed."""
+        target = self.cached_path(source)
+        if target.is_file():
+            return target
+        self.store.mkdir(parents=True, exist_ok=True)
+        if self.distdir is not None:
+            candidate = self.distdir / source.file
+            if candidate.is_file():
+                self._admit(candidate, source, f"distdir {candidate}", copy=True)
+                self.progress(f"fetch {source.file}: from distdir")
+                return target
+        failures: list[str] = []
+        for origin in source.origins:
+            self.progress(f"fetch {source.file}: trying {origin.describe()}")
+            try:
+                url = self._resolve(origin)
+                tmp = self._download(url)
+            except FetchError as exc:
+                failures.append(f"{origin.describe()}: {exc}")
+                continue
+            self._admit(tmp, source, origin.describe(), copy=False)
+            return target
+        tried = "\n".join(f"  - {f}" for f in failures)
+        hint = f" or put {source.file} in --distdir" if self.distdir is None else \
+            f" or put {source.file} in {self.distdir}"
+        raise FetchError(f"could not fetch {source.file} from any origin:\n{tried}\n"
+                         f"  check the network or the origins in the catalog{hint}")
+
+    def _resolve(self, origin: Origin) -> str:
+        if origin.url:
+            return origin.url
+        return self._apt.source_file_uri(origin.debian_package, origin.debian_file)
+
+    def _download(self, url: str) -> Path:
+        fd, name = tempfile.mkstemp(dir=self.store, prefix=".part-")
+        try:
+            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=TIMEOUT) as resp:
+                shutil.copyfileobj(resp, out, CHUNK)
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            Path(name).unlink(missing_ok=True)
+            reason = getattr(exc, "reason", None) or exc
+            raise FetchError(str(reason)) from None
+        return Path(name)
+
+    def _admit(self, path: Path, source: Source, origin: str, *, copy: bool) -> None:
+        """Move (or copy) a file into the store only if its sha256 is the pinned one."""
+        got = sha256_file(path)
+        if got != source.sha256:
+            if not copy:
+                path.unlink(missing_ok=True)
+            raise ChecksumError(source.file, origin, source.sha256, got)
+        target = self.cached_path(source)
+        if copy:
+            fd, tmp = tempfile.mkstemp(dir=self.store, prefix=".part-")
+            os.close(fd)
+            shutil.copyfile(path, tmp)
+            os.replace(tmp, target)
+        else:
+            os.replace(path, target)

@@ -1,0 +1,206 @@
+"""Expand a catalog into build targets, each with an input digest that names all it depends on.
+
+Planning is pure and cheap: no network, no Docker. The input digest of a target is the sha256 of
+the canonical JSON of everything that can change its output (sources, base image, packages,
+options, the build recipes' digests, the architecture); a target whose digest has a finished build
+in the cache is skipped. An extension's digest includes the digest of the Postgres build it is
+compiled against, so a new Postgres build rebuilds its extensions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from monogres_oci.catalog.model import (
+    Catalog,
+    Distro,
+    Extension,
+    ExtensionVersion,
+    OptionSet,
+    PostgresRelease,
+)
+from monogres_oci.errors import UsageError
+
+
+def _digest(doc: Mapping[str, object]) -> str:
+    text = json.dumps(doc, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class PostgresTarget:
+    """One Postgres build: release x option set x distro x architecture."""
+
+    release: PostgresRelease
+    option_set: OptionSet
+    distro: Distro
+    arch: str
+    base_image: str
+    default_option_set: bool
+    recipe_digest: str = field(repr=False)
+
+    @property
+    def name(self) -> str:
+        return f"postgres-{self.release.version}-{self.option_set.name}-{self.distro.name}-{self.arch}"
+
+    @property
+    def platform(self) -> str:
+        return f"linux/{self.arch}"
+
+    @property
+    def build_packages(self) -> tuple[str, ...]:
+        return self.distro.toolchain_packages + self.option_set.build_packages
+
+    @property
+    def key(self) -> str:
+        return _digest({
+            "kind": "postgres",
+            "version": self.release.version,
+            "source": self.release.source.sha256,
+            "option_set": self.option_set.name,
+            "buildtype": self.option_set.buildtype,
+            "meson_options": list(self.option_set.meson_options),
+            "packages": list(self.build_packages),
+            "suite": self.distro.suite,
+            "base_image": self.base_image,
+            "arch": self.arch,
+            "recipe": self.recipe_digest,
+        })
+
+
+@dataclass(frozen=True)
+class ExtensionTarget:
+    """One extension version compiled against one Postgres build."""
+
+    extension: Extension
+    version: ExtensionVersion
+    postgres: PostgresTarget
+    recipe_digest: str = field(repr=False)
+
+    @property
+    def name(self) -> str:
+        pg = self.postgres
+        return (f"{self.extension.name}-{self.version.version}-pg{pg.release.version}-"
+                f"{pg.option_set.name}-{pg.distro.name}-{pg.arch}")
+
+    @property
+    def key(self) -> str:
+        return _digest({
+            "kind": "extension",
+            "name": self.extension.name,
+            "version": self.version.version,
+            "source": self.version.source.sha256,
+            "build_system": self.extension.build_system,
+            "packages": list(self.extension.build_packages),
+            "make_flags": list(self.extension.make_flags),
+            "postgres": self.postgres.key,
+            "recipe": self.recipe_digest,
+        })
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What the command line narrowed the catalog to; empty tuples mean 'all'."""
+
+    postgres: tuple[str, ...] = ()  # versions ("18.6") or majors ("18")
+    option_sets: tuple[str, ...] = ()
+    distros: tuple[str, ...] = ()
+    archs: tuple[str, ...] = ()
+    extensions: tuple[str, ...] = ()  # names, or NAME=VERSION
+    postgres_only: bool = False
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The targets to build, Postgres builds first."""
+
+    postgres: tuple[PostgresTarget, ...]
+    extensions: tuple[ExtensionTarget, ...]
+
+    def extensions_of(self, pg: PostgresTarget) -> tuple[ExtensionTarget, ...]:
+        return tuple(e for e in self.extensions if e.postgres.key == pg.key)
+
+
+def expand(
+    catalog: Catalog,
+    selection: Selection,
+    *,
+    base_overrides: Mapping[str, str],
+    recipe_digests: Mapping[str, str],
+) -> Plan:
+    """Expand the catalog into targets; unknown names in the selection are usage errors."""
+    _check_selection(catalog, selection)
+    pg_targets: list[PostgresTarget] = []
+    for release in catalog.postgres:
+        if selection.postgres and not any(
+            s in (release.version, str(release.major)) for s in selection.postgres
+        ):
+            continue
+        for os_index, os_name in enumerate(release.option_sets):
+            if selection.option_sets and os_name not in selection.option_sets:
+                continue
+            for distro_name in release.distros:
+                if selection.distros and distro_name not in selection.distros:
+                    continue
+                distro = catalog.distro(distro_name)
+                for arch in distro.architectures:
+                    if selection.archs and arch not in selection.archs:
+                        continue
+                    pg_targets.append(PostgresTarget(
+                        release=release,
+                        option_set=catalog.option_set(os_name),
+                        distro=distro,
+                        arch=arch,
+                        base_image=base_overrides.get(distro_name, distro.base_image),
+                        default_option_set=os_index == 0,
+                        recipe_digest=recipe_digests["postgres"],
+                    ))
+    ext_targets: list[ExtensionTarget] = []
+    if not selection.postgres_only:
+        wanted = _wanted_extensions(selection.extensions)
+        for ext in catalog.extensions:
+            if wanted and ext.name not in wanted:
+                continue
+            for version in ext.versions:
+                if wanted.get(ext.name) and version.version != wanted[ext.name]:
+                    continue
+                for pg in pg_targets:
+                    if pg.release.major in version.postgres_majors:
+                        ext_targets.append(ExtensionTarget(
+                            extension=ext, version=version, postgres=pg,
+                            recipe_digest=recipe_digests["extension"],
+                        ))
+    if not pg_targets:
+        raise UsageError("the selection matches no Postgres build; `monogres-oci plan` lists them")
+    return Plan(postgres=tuple(pg_targets), extensions=tuple(ext_targets))
+
+
+def _wanted_extensions(items: Sequence[str]) -> dict[str, str]:
+    wanted: dict[str, str] = {}
+    for item in items:
+        name, _, version = item.partition("=")
+        wanted[name] = version
+    return wanted
+
+
+def _check_selection(catalog: Catalog, selection: Selection) -> None:
+    def check(kind: str, asked: Sequence[str], known: Sequence[str]) -> None:
+        for item in asked:
+            if item not in known:
+                raise UsageError(f"unknown {kind} {item!r} in {catalog.path}; "
+                                 f"known: {', '.join(sorted(set(known)))}")
+
+    check("Postgres version", selection.postgres,
+          [p.version for p in catalog.postgres] + [str(p.major) for p in catalog.postgres])
+    check("option set", selection.option_sets, [o.name for o in catalog.option_sets])
+    check("distro", selection.distros, [d.name for d in catalog.distros])
+    check("architecture", selection.archs, ["amd64", "arm64"])
+    exts = {e.name: [v.version for v in e.versions] for e in catalog.extensions}
+    for item in selection.extensions:
+        name, _, version = item.partition("=")
+        check("extension", [name], list(exts))
+        if version:
+            check(f"version of {name}", [version], exts[name])

@@ -1,0 +1,51 @@
+"""Planning expands the catalog into targets whose input digests track their inputs."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from monogres_oci.catalog import load_catalog
+from monogres_oci.errors import UsageError
+from monogres_oci.plan import Selection, expand
+
+CATALOG = Path(__file__).resolve().parents[2] / "extensions.yaml"
+RECIPES = {"postgres": "p" * 64, "extension": "e" * 64}
+
+
+def test_one_postgres_build_shared_by_its_extensions() -> None:
+    catalog = load_catalog(CATALOG)
+    plan = expand(catalog, Selection(postgres=("18",), option_sets=("regular",), archs=("amd64",)),
+                  base_overrides={}, recipe_digests=RECIPES)
+    assert [t.name for t in plan.postgres] == ["postgres-18.6-regular-bookworm-amd64"]
+    assert {e.extension.name for e in plan.extensions} == {"pgaudit", "rum"}
+    assert all(e.postgres is plan.postgres[0] for e in plan.extensions)
+
+
+def test_digest_changes_with_inputs_and_propagates_to_extensions() -> None:
+    catalog = load_catalog(CATALOG)
+    sel = Selection(option_sets=("regular",), archs=("amd64",), extensions=("pgaudit",))
+    a = expand(catalog, sel, base_overrides={}, recipe_digests=RECIPES)
+    b = expand(catalog, sel, base_overrides={}, recipe_digests=RECIPES)
+    assert a.postgres[0].key == b.postgres[0].key
+    c = expand(catalog, sel, base_overrides={"bookworm": "r/x@sha256:" + "1" * 64},
+               recipe_digests=RECIPES)
+    assert c.postgres[0].key != a.postgres[0].key
+    assert c.extensions[0].key != a.extensions[0].key
+    d = expand(catalog, sel, base_overrides={}, recipe_digests={**RECIPES, "extension": "x" * 64})
+    assert d.postgres[0].key == a.postgres[0].key
+    assert d.extensions[0].key != a.extensions[0].key
+    # a different source sha256 is a different build
+    ext = a.extensions[0]
+    changed = replace(ext, version=replace(ext.version, source=replace(ext.version.source, sha256="0" * 64)))
+    assert changed.key != ext.key
+
+
+def test_unknown_selection_is_a_usage_error() -> None:
+    catalog = load_catalog(CATALOG)
+    with pytest.raises(UsageError, match="unknown extension 'nope'"):
+        expand(catalog, Selection(extensions=("nope",)), base_overrides={}, recipe_digests=RECIPES)
+    with pytest.raises(UsageError, match="unknown Postgres version '9.6'"):
+        expand(catalog, Selection(postgres=("9.6",)), base_overrides={}, recipe_digests=RECIPES)
