@@ -1,0 +1,456 @@
+"""A client for the OCI distribution-spec API (``/v2/``) of one registry, on ``requests``.
+
+It speaks to ``https://HOST[:PORT]`` (or plain ``http://`` with ``insecure=True``), trusts the
+system CAs or ``ca_file``, and authenticates as the registry asks (anonymous, Basic, Bearer
+token) with credentials from the Docker config (see :mod:`monogres_oci.oci.auth`).
+
+Every request has a timeout (10 s to connect, ``read_timeout`` between bytes) and there are no
+retry loops: a failure is reported at once as a RegistryError (unreachable, TLS, unexpected
+status with the registry's own error codes) or an AuthError (401/403, saying whether
+credentials from the Docker config were used). Nothing downloaded is trusted before its digest
+has been checked.
+
+A client holds a ``requests.Session``; use one client per thread.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, BinaryIO, Literal, cast
+from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit
+
+import requests
+
+from monogres_oci.errors import AuthError, RegistryError, VerifyError
+from monogres_oci.oci.auth import Authenticator, Credentials
+from monogres_oci.oci.digest import CHUNK_SIZE, DigestReader, check_digest, is_digest, sha256_digest
+from monogres_oci.oci.model import (
+    DOCKER_MANIFEST,
+    DOCKER_MANIFEST_LIST,
+    OCI_INDEX,
+    OCI_MANIFEST,
+    Descriptor,
+    Index,
+    parse_index,
+)
+from monogres_oci.oci.reference import check_host, check_repository
+from monogres_oci.runner import Result, run
+
+DEFAULT_ACCEPT = (OCI_INDEX, OCI_MANIFEST, DOCKER_MANIFEST_LIST, DOCKER_MANIFEST)
+MAX_MANIFEST_SIZE = 4 * 1024 * 1024  # what the distribution-spec says registries must accept
+CONNECT_TIMEOUT = 10.0
+
+Body = bytes | Path | None
+BlobStatus = Literal["pushed", "exists", "mounted"]
+
+
+def _pull(repo: str) -> str:
+    return f"repository:{repo}:pull"
+
+
+def _push(repo: str) -> str:
+    return f"repository:{repo}:pull,push"
+
+
+def _short_reason(exc: Exception) -> str:
+    """Return the useful end of a requests exception (they nest three deep)."""
+    text = str(exc)
+    found = re.search(r"\[Errno -?\d+\][^'\")]*|\[SSL[^\]]*\][^'\")]*|timed out", text)
+    return found.group(0).strip() if found else text[:300]
+
+
+def _error_codes(response: requests.Response) -> str:
+    """Return the registry's ``errors[].code: message`` list, if the body has one."""
+    try:
+        errors = response.json().get("errors") or []
+        parts = [f"{e.get('code', '?')}: {e.get('message', '')}".rstrip(": ") for e in errors]
+    except (ValueError, AttributeError):
+        return ""
+    return "; ".join(parts)
+
+
+@dataclass(frozen=True)
+class Referrers:
+    """The referrers of a manifest, and whether the registry's referrers API supplied them."""
+
+    index: Index
+    from_api: bool
+
+
+class BlobReader:
+    """A readable stream over a blob download that raises VerifyError at the end on a mismatch."""
+
+    def __init__(self, response: requests.Response, digest: str, size: int | None) -> None:
+        self._response = response
+        response.raw.decode_content = True
+        self._reader = DigestReader(cast(BinaryIO, response.raw))
+        self._digest = digest
+        self._size = size
+        self._done = False
+
+    def read(self, n: int = -1) -> bytes:
+        """Read up to ``n`` bytes; at the end of the blob, check its digest and size."""
+        data = self._reader.read(n)
+        if not self._done and (not data and n != 0 or n is None or n < 0):
+            self._done = True
+            self._reader.verify(self._digest, self._size, what="downloaded blob")
+        return data
+
+    def readable(self) -> bool:
+        """Say that this stream can be read (for io wrappers)."""
+        return True
+
+    def close(self) -> None:
+        """Release the connection."""
+        self._response.close()
+
+    def __enter__(self) -> BlobReader:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+class RegistryClient:
+    """The distribution API of one registry host."""
+
+    def __init__(
+        self,
+        host: str,
+        *,
+        insecure: bool = False,
+        ca_file: Path | None = None,
+        credentials: Credentials | None = None,
+        use_docker_config: bool = True,
+        docker_config_file: Path | None = None,
+        read_timeout: float = 120.0,
+        runner: Callable[..., Result] = run,
+    ) -> None:
+        self.host = check_host(host)
+        self.insecure = insecure
+        self.base_url = f"{'http' if insecure else 'https'}://{host}"
+        self.session = requests.Session()
+        # Passed on every request, not only set on the session: requests lets the environment's
+        # REQUESTS_CA_BUNDLE override a session-level setting, which would ignore ca_file.
+        self.verify: str | bool = str(ca_file) if ca_file is not None else True
+        self.session.verify = self.verify
+        self.session.headers["User-Agent"] = "monogres-oci"
+        self.timeout = (CONNECT_TIMEOUT, read_timeout)
+        self.auth = Authenticator(
+            host,
+            credentials,
+            use_docker_config=use_docker_config,
+            config_file=docker_config_file,
+            runner=runner,
+        )
+
+    # --- plumbing ----------------------------------------------------------------------------
+
+    def _url(self, path: str) -> str:
+        return path if "://" in path else f"{self.base_url}{path}"
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        scope: str,
+        *,
+        ok: tuple[int, ...],
+        what: str,
+        headers: dict[str, str] | None = None,
+        body: Body = None,
+        stream: bool = False,
+    ) -> requests.Response:
+        """Send one request, answering an auth challenge once; raise on unexpected statuses."""
+        response: requests.Response | None = None
+        for attempt in (1, 2):
+            sent = dict(headers or {})
+            authorization = self.auth.header(scope)
+            if authorization:
+                sent["Authorization"] = authorization
+            data: Any = body
+            if isinstance(body, Path):
+                data = open(body, "rb")  # noqa: SIM115  # closed below, reopened on a retry
+                sent["Content-Length"] = str(os.fstat(data.fileno()).st_size)
+            try:
+                response = self.session.request(
+                    method,
+                    self._url(path),
+                    headers=sent,
+                    data=data,
+                    stream=stream,
+                    timeout=self.timeout,
+                    verify=self.verify,
+                    allow_redirects=True,
+                )
+            except requests.exceptions.SSLError as exc:
+                raise RegistryError(
+                    f"TLS with registry {self.host} failed ({_short_reason(exc)}); if it uses a "
+                    "private CA pass its certificate (ca_file), if it serves plain HTTP use "
+                    "insecure mode"
+                ) from None
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                hint = "" if self.insecure else ", and whether it serves HTTPS (else use insecure)"
+                raise RegistryError(
+                    f"cannot reach registry {self.host} at {self.base_url} "
+                    f"({_short_reason(exc)}); check the host and port, that the registry is "
+                    f"running and reachable from here{hint}"
+                ) from None
+            finally:
+                if isinstance(body, Path):
+                    data.close()
+            if response.status_code != 401 or attempt == 2:
+                break
+            if not self.auth.answer(self.session, response, scope, self.timeout):
+                break
+            response.close()
+        assert response is not None
+        if response.status_code in ok:
+            return response
+        codes = _error_codes(response)
+        detail = f": {codes}" if codes else ""
+        response.close()
+        if response.status_code in (401, 403):
+            raise AuthError(
+                f"registry {self.host} refused {what} (HTTP {response.status_code}{detail}); "
+                f"{self.auth.describe()}"
+            )
+        raise RegistryError(
+            f"registry {self.host}: {what} failed: HTTP {response.status_code}{detail}"
+        )
+
+    # --- API ---------------------------------------------------------------------------------
+
+    def ping(self) -> None:
+        """Check that the registry answers ``/v2/`` and accepts our credentials."""
+        self._send("GET", "/v2/", "", ok=(200,), what="the API version check").close()
+
+    def blob_exists(self, repo: str, digest: str) -> bool:
+        """Tell whether ``repo`` has the blob ``digest``."""
+        check_repository(repo)
+        response = self._send(
+            "HEAD",
+            f"/v2/{repo}/blobs/{check_digest(digest)}",
+            _pull(repo),
+            ok=(200, 404),
+            what=f"checking blob {digest} in {repo}",
+        )
+        response.close()
+        return response.status_code == 200
+
+    def push_blob(
+        self,
+        repo: str,
+        source: bytes | Path,
+        digest: str,
+        size: int,
+        *,
+        mount_from: str | None = None,
+    ) -> BlobStatus:
+        """Upload a blob (monolithic POST then PUT) unless present; say what happened.
+
+        ``mount_from`` names another repository of the same registry that has the blob; the
+        registry is asked to link it instead of receiving the bytes again.
+        """
+        check_repository(repo)
+        check_digest(digest)
+        if self.blob_exists(repo, digest):
+            return "exists"
+        query = ""
+        scope = _push(repo)
+        if mount_from:
+            query = "?" + urlencode({"mount": digest, "from": check_repository(mount_from)})
+            scope = f"{scope} {_pull(mount_from)}"
+        started = self._send(
+            "POST",
+            f"/v2/{repo}/blobs/uploads/{query}",
+            scope,
+            ok=(201, 202),
+            what=f"starting the upload of {digest} to {repo}",
+            headers={"Content-Length": "0"},
+        )
+        started.close()
+        if started.status_code == 201:
+            return "mounted"
+        location = started.headers.get("Location")
+        if not location:
+            raise RegistryError(f"registry {self.host} started an upload but gave no Location")
+        url = urljoin(self.base_url + "/", location)
+        parts = urlsplit(url)
+        joined = "&".join(p for p in (parts.query, urlencode({"digest": digest})) if p)
+        self._send(
+            "PUT",
+            urlunsplit(parts._replace(query=joined)),
+            scope,
+            ok=(201,),
+            what=f"uploading blob {digest} ({size} bytes) to {repo}",
+            headers={"Content-Type": "application/octet-stream"},
+            body=source,
+        ).close()
+        return "pushed"
+
+    def push_manifest(self, repo: str, reference: str, data: bytes, media_type: str) -> str:
+        """PUT a manifest or index under a tag or its digest; return its digest."""
+        check_repository(repo)
+        digest = sha256_digest(data)
+        if is_digest(reference) and reference != digest:
+            raise VerifyError(f"manifest bytes have digest {digest}, not {reference}")
+        response = self._send(
+            "PUT",
+            f"/v2/{repo}/manifests/{reference}",
+            _push(repo),
+            ok=(201,),
+            what=f"pushing manifest {repo}:{reference}",
+            headers={"Content-Type": media_type},
+            body=data,
+        )
+        response.close()
+        stored = response.headers.get("Docker-Content-Digest")
+        if stored and stored != digest:
+            raise VerifyError(
+                f"registry {self.host} stored {repo} manifest as {stored}, not {digest}"
+            )
+        return digest
+
+    def head_manifest(
+        self, repo: str, reference: str, accept: tuple[str, ...] = DEFAULT_ACCEPT
+    ) -> Descriptor | None:
+        """Return the descriptor ``repo:reference`` resolves to, or None if there is none."""
+        check_repository(repo)
+        response = self._send(
+            "HEAD",
+            f"/v2/{repo}/manifests/{reference}",
+            _pull(repo),
+            ok=(200, 404),
+            what=f"checking manifest {repo}:{reference}",
+            headers={"Accept": ", ".join(accept)},
+        )
+        response.close()
+        if response.status_code == 404:
+            return None
+        digest = response.headers.get("Docker-Content-Digest") or (
+            reference if is_digest(reference) else None
+        )
+        size = response.headers.get("Content-Length")
+        media_type = response.headers.get("Content-Type", "").split(";")[0].strip()
+        if digest is None or size is None or not media_type:
+            data, media_type, digest = self.get_manifest(repo, reference, accept)
+            return Descriptor(media_type, digest, len(data))
+        return Descriptor(media_type, digest, int(size))
+
+    def get_manifest(
+        self, repo: str, reference: str, accept: tuple[str, ...] = DEFAULT_ACCEPT
+    ) -> tuple[bytes, str, str]:
+        """Fetch a manifest or index; return (bytes, media type, digest), checked by digest."""
+        check_repository(repo)
+        response = self._send(
+            "GET",
+            f"/v2/{repo}/manifests/{reference}",
+            _pull(repo),
+            ok=(200,),
+            what=f"fetching manifest {repo}:{reference}",
+            headers={"Accept": ", ".join(accept)},
+            stream=True,
+        )
+        with response:
+            data = response.raw.read(MAX_MANIFEST_SIZE + 1, decode_content=True)
+        if len(data) > MAX_MANIFEST_SIZE:
+            raise VerifyError(f"manifest {repo}:{reference} is larger than 4 MiB; refused")
+        digest = sha256_digest(data)
+        if is_digest(reference) and digest != reference:
+            raise VerifyError(
+                f"manifest {repo}@{reference} from {self.host} has digest {digest}; refused"
+            )
+        stored = response.headers.get("Docker-Content-Digest")
+        if stored and stored.startswith("sha256:") and stored != digest:
+            raise VerifyError(
+                f"registry {self.host} says {repo}:{reference} is {stored}, not {digest}"
+            )
+        media_type = response.headers.get("Content-Type", "").split(";")[0].strip()
+        return data, media_type, digest
+
+    def open_blob(self, repo: str, digest: str, size: int | None = None) -> BlobReader:
+        """Start downloading a blob; the returned stream checks the digest when read to the end."""
+        check_repository(repo)
+        response = self._send(
+            "GET",
+            f"/v2/{repo}/blobs/{check_digest(digest)}",
+            _pull(repo),
+            ok=(200,),
+            what=f"fetching blob {digest} from {repo}",
+            stream=True,
+        )
+        return BlobReader(response, digest, size)
+
+    def get_blob(self, repo: str, digest: str, size: int | None = None) -> bytes:
+        """Download a (small) blob into memory, checked against its digest."""
+        with self.open_blob(repo, digest, size) as reader:
+            return reader.read()
+
+    def download_blob(self, repo: str, digest: str, dest: Path, size: int | None = None) -> None:
+        """Download a blob to the file ``dest``; it only appears there once verified."""
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, temp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent)
+        try:
+            with os.fdopen(fd, "wb") as out, self.open_blob(repo, digest, size) as reader:
+                while chunk := reader.read(CHUNK_SIZE):
+                    out.write(chunk)
+                reader.read()  # make sure the end (and so the check) was reached
+            os.replace(temp, dest)
+        except BaseException:
+            Path(temp).unlink(missing_ok=True)
+            raise
+
+    def list_tags(self, repo: str) -> list[str]:
+        """Return every tag of ``repo`` (following pagination); none if the repository is new."""
+        check_repository(repo)
+        tags: list[str] = []
+        path: str | None = f"/v2/{repo}/tags/list"
+        while path:
+            response = self._send(
+                "GET", path, _pull(repo), ok=(200, 404), what=f"listing the tags of {repo}"
+            )
+            with response:
+                if response.status_code == 404:
+                    return []
+                tags.extend(response.json().get("tags") or [])
+                path = response.links.get("next", {}).get("url")
+        return sorted(set(tags))
+
+    def referrers(self, repo: str, digest: str, artifact_type: str | None = None) -> Referrers:
+        """Return what refers to ``digest`` (OCI 1.1 referrers), via the API or the tag scheme.
+
+        Registries without the referrers API (distribution 2.8 among them) answer 404; then the
+        ``sha256-<hex>`` fallback tag's index is read, and an empty index means "none".
+        """
+        check_repository(repo)
+        query = f"?{urlencode({'artifactType': artifact_type})}" if artifact_type else ""
+        response = self._send(
+            "GET",
+            f"/v2/{repo}/referrers/{check_digest(digest)}{query}",
+            _pull(repo),
+            ok=(200, 404),
+            what=f"listing the referrers of {digest} in {repo}",
+            headers={"Accept": OCI_INDEX},
+        )
+        with response:
+            media_type = response.headers.get("Content-Type", "").split(";")[0].strip()
+            if response.status_code == 200 and media_type == OCI_INDEX:
+                return Referrers(parse_index(response.content), from_api=True)
+        tag = digest.replace(":", "-")
+        if self.head_manifest(repo, tag, (OCI_INDEX,)) is None:
+            return Referrers(Index(()), from_api=False)
+        data, _, _ = self.get_manifest(repo, tag, (OCI_INDEX,))
+        found = parse_index(data)
+        if artifact_type:
+            kept = tuple(d for d in found.manifests if d.artifact_type == artifact_type)
+            found = Index(kept, found.annotations)
+        return Referrers(found, from_api=False)

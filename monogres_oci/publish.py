@@ -1,0 +1,210 @@
+"""Publishing: copy named references of an OCI image layout to a registry, tags last.
+
+Naming convention: every reference to publish is an entry of the layout's ``index.json`` whose
+``org.opencontainers.image.ref.name`` annotation is ``REPO:TAG``, for example
+``pgaudit:18.1-18.0-1750000000-bookworm``. Publishing to ``HOST[:PORT]/NAMESPACE`` pushes it
+as ``HOST[:PORT]/NAMESPACE/pgaudit:18.1-18.0-1750000000-bookworm``. REPO may itself contain
+``/``; entries without a name are not published.
+
+Order, so that a tag never points to something incomplete:
+
+1. Before anything is sent, every blob reachable from the selected references is checked to be
+   in the layout with its recorded size.
+2. For each reference, depth first: blobs (config, layers) that the registry lacks, then each
+   image manifest by digest, then the index by digest. A manifest the registry already has (by
+   digest) is skipped with everything below it, since a registry only accepts a manifest whose
+   content it has. A blob already pushed to another repository in this run is mounted from
+   there instead of uploaded again.
+3. Only when the content of *every* selected reference is in place are the tags written, so a
+   failed run moves no tag at all.
+
+A dry run contacts nothing and reports what would be sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from monogres_oci.errors import UsageError, VerifyError
+from monogres_oci.oci.layout import Layout
+from monogres_oci.oci.model import INDEX_TYPES, MANIFEST_TYPES, Descriptor
+from monogres_oci.oci.reference import parse_target, split_ref_name
+from monogres_oci.oci.registry import RegistryClient
+
+Kind = Literal["blob", "manifest", "tag"]
+Status = Literal["pushed", "exists", "mounted", "would push"]
+
+
+@dataclass(frozen=True)
+class PublishEvent:
+    """One step of a publish: a blob, manifest or tag sent (or found, or only planned)."""
+
+    kind: Kind
+    repository: str
+    reference: str
+    size: int
+    status: Status
+
+    def __str__(self) -> str:
+        where = f"{self.repository}:{self.reference}" if self.kind == "tag" else self.repository
+        what = "" if self.kind == "tag" else f" {self.reference}"
+        return f"{self.status:<10} {self.kind:<8} {where}{what} ({self.size} bytes)"
+
+
+@dataclass(frozen=True)
+class PublishedRef:
+    """A reference as it now exists in the registry: ``host/ns/repo:tag@sha256:...``."""
+
+    repository: str
+    tag: str
+    digest: str
+    media_type: str
+
+    def __str__(self) -> str:
+        return f"{self.repository}:{self.tag}@{self.digest}"
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    """What a publish did: the references now in the registry and every step taken."""
+
+    refs: tuple[PublishedRef, ...]
+    events: tuple[PublishEvent, ...]
+    dry_run: bool = False
+
+    def count(self, kind: Kind, status: Status) -> int:
+        """Return how many ``kind`` steps ended with ``status``."""
+        return sum(1 for e in self.events if e.kind == kind and e.status == status)
+
+
+@dataclass(frozen=True)
+class _Target:
+    name: str
+    repository: str  # path inside the registry, with the namespace
+    tag: str
+    descriptor: Descriptor
+
+
+class _Publisher:
+    """The state of one publish run."""
+
+    def __init__(
+        self,
+        layout: Layout,
+        client: RegistryClient | None,
+        host: str,
+        progress: Callable[[PublishEvent], None] | None,
+    ) -> None:
+        self.layout = layout
+        self.client = client
+        self.host = host
+        self.progress = progress
+        self.events: list[PublishEvent] = []
+        self.done: set[tuple[str, str]] = set()
+        self.blob_home: dict[str, str] = {}
+
+    def report(self, kind: Kind, repo: str, reference: str, size: int, status: Status) -> None:
+        event = PublishEvent(kind, f"{self.host}/{repo}", reference, size, status)
+        self.events.append(event)
+        if self.progress is not None:
+            self.progress(event)
+
+    def content(self, repo: str, desc: Descriptor) -> None:
+        """Push ``desc`` and everything below it to ``repo``, children first."""
+        if (repo, desc.digest) in self.done:
+            return
+        self.done.add((repo, desc.digest))
+        is_manifest = desc.media_type in MANIFEST_TYPES | INDEX_TYPES
+        if not is_manifest:
+            self.blob(repo, desc)
+            return
+        if self.client is not None and self.client.head_manifest(repo, desc.digest) is not None:
+            self.report("manifest", repo, desc.digest, desc.size, "exists")
+            return
+        for child in self.layout.children(desc):
+            self.content(repo, child)
+        if self.client is None:
+            self.report("manifest", repo, desc.digest, desc.size, "would push")
+            return
+        data = self.layout.read_blob(desc.digest)
+        self.client.push_manifest(repo, desc.digest, data, desc.media_type)
+        self.report("manifest", repo, desc.digest, desc.size, "pushed")
+
+    def blob(self, repo: str, desc: Descriptor) -> None:
+        if self.client is None:
+            self.report("blob", repo, desc.digest, desc.size, "would push")
+            return
+        home = self.blob_home.get(desc.digest)
+        mount_from = home if home is not None and home != repo else None
+        status = self.client.push_blob(
+            repo, self.layout.blob_path(desc.digest), desc.digest, desc.size, mount_from=mount_from
+        )
+        self.blob_home.setdefault(desc.digest, repo)
+        self.report("blob", repo, desc.digest, desc.size, status)
+
+    def tag(self, target: _Target) -> PublishedRef:
+        desc = target.descriptor
+        if self.client is None:
+            self.report("tag", target.repository, target.tag, desc.size, "would push")
+        else:
+            data = self.layout.read_blob(desc.digest)
+            self.client.push_manifest(target.repository, target.tag, data, desc.media_type)
+            self.report("tag", target.repository, target.tag, desc.size, "pushed")
+        return PublishedRef(
+            f"{self.host}/{target.repository}", target.tag, desc.digest, desc.media_type
+        )
+
+
+def _select(layout: Layout, namespace: str, names: Sequence[str] | None) -> list[_Target]:
+    refs = layout.refs()
+    wanted = list(refs) if names is None else list(dict.fromkeys(names))
+    missing = [name for name in wanted if name not in refs]
+    if missing:
+        known = ", ".join(refs) or "none"
+        raise UsageError(f"not in the layout {layout.root}: {', '.join(missing)} (it has: {known})")
+    targets = []
+    for name in wanted:
+        repo, tag = split_ref_name(name)
+        path = f"{namespace}/{repo}" if namespace else repo
+        targets.append(_Target(name, path, tag, refs[name]))
+    return targets
+
+
+def _check_complete(layout: Layout, targets: Sequence[_Target]) -> None:
+    for target in targets:
+        for desc in layout.walk(target.descriptor):
+            if not layout.has_blob(desc.digest, desc.size):
+                raise VerifyError(
+                    f"layout {layout.root} is incomplete: {target.name} needs {desc.digest} "
+                    f"({desc.media_type}, {desc.size} bytes); nothing was pushed"
+                )
+
+
+def publish(
+    layout: Layout,
+    target: str,
+    client: RegistryClient | None,
+    *,
+    refs: Sequence[str] | None = None,
+    progress: Callable[[PublishEvent], None] | None = None,
+    dry_run: bool = False,
+) -> PublishResult:
+    """Push the references ``refs`` (default: all named ones) of ``layout`` to ``target``.
+
+    ``target`` is ``HOST[:PORT]/NAMESPACE`` (the namespace may be empty); ``client`` must speak
+    to that host, and may be None for a dry run, which contacts nothing.
+    """
+    host, namespace = parse_target(target)
+    if client is None and not dry_run:
+        raise UsageError("publishing needs a registry client (only a dry run can do without)")
+    if client is not None and client.host != host:
+        raise UsageError(f"the registry client speaks to {client.host}, not to {host}")
+    targets = _select(layout, namespace, refs)
+    _check_complete(layout, targets)
+    publisher = _Publisher(layout, None if dry_run else client, host, progress)
+    for item in targets:
+        publisher.content(item.repository, item.descriptor)
+    published = tuple(publisher.tag(item) for item in targets)
+    return PublishResult(published, tuple(publisher.events), dry_run)
