@@ -1,0 +1,175 @@
+"""The build stage: fetch every source, compile each target once, package into an OCI layout.
+
+Order matters for the guarantees users rely on: all sources are fetched and verified before any
+compile starts (a checksum mismatch builds nothing); Postgres builds come before the extensions
+compiled against them; an extension that fails to build is reported with its log tail and does
+not stop the others; the layout's tags are written last, only for what was built.
+"""
+
+from __future__ import annotations
+
+import os
+import tarfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from monogres_oci.catalog import Catalog, Source
+from monogres_oci.compile import (
+    ExtensionBuildOutput,
+    PostgresBuildOutput,
+    compile_extension,
+    compile_postgres,
+)
+from monogres_oci.errors import BuildError, MonogresError
+from monogres_oci.fetch import Fetcher
+from monogres_oci.package import Packager
+from monogres_oci.plan import ExtensionTarget, Plan, PostgresTarget
+from monogres_oci.progress import Progress
+
+
+class BuildCache:
+    """Finished compile outputs, one directory per input digest."""
+
+    def __init__(self, cache_dir: Path) -> None:
+        self.root = cache_dir / "builds"
+
+    def dir(self, key: str) -> Path:
+        return self.root / key
+
+    def has(self, key: str) -> bool:
+        return (self.dir(key) / ".done").is_file()
+
+
+def source_date_epoch(tarball: Path) -> int:
+    """The newest modification time recorded in a source tarball: a stable, content-derived epoch.
+
+    ``SOURCE_DATE_EPOCH`` in the environment wins, as the reproducible-builds spec says.
+    """
+    if env := os.environ.get("SOURCE_DATE_EPOCH"):
+        return int(env)
+    newest = 0
+    with tarfile.open(tarball) as tar:
+        for member in tar:
+            newest = max(newest, int(member.mtime))
+    return newest
+
+
+@dataclass(frozen=True)
+class TargetResult:
+    """How one target ended."""
+
+    name: str
+    kind: str
+    ok: bool
+    cached: bool = False
+    error: str = ""
+
+
+@dataclass
+class BuildReport:
+    """Everything the build did, for the summary and --json."""
+
+    results: list[TargetResult] = field(default_factory=list)
+    refs: list[str] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[TargetResult]:
+        return [r for r in self.results if not r.ok]
+
+
+def fetch_all(plan: Plan, fetcher: Fetcher, progress: Callable[[str], None]) -> dict[str, Path]:
+    """Fetch and verify every source of the plan; nothing is compiled before this succeeds."""
+    sources: dict[str, Source] = {}
+    for pg in plan.postgres:
+        sources[pg.release.source.sha256] = pg.release.source
+    for ext in plan.extensions:
+        sources[ext.version.source.sha256] = ext.version.source
+    paths = {}
+    for sha, source in sorted(sources.items(), key=lambda kv: kv[1].file):
+        paths[sha] = fetcher.fetch(source)
+    progress(f"fetched and verified {len(paths)} source(s)")
+    return paths
+
+
+def run_build(
+    catalog: Catalog,
+    plan: Plan,
+    *,
+    fetcher: Fetcher,
+    cache: BuildCache,
+    packager: Packager,
+    progress: Progress,
+) -> BuildReport:
+    """Fetch, compile and package the plan; return what happened to each target."""
+    report = BuildReport()
+    progress.stage(f"fetching sources for {len(plan.postgres)} Postgres and "
+                   f"{len(plan.extensions)} extension target(s)")
+    paths = fetch_all(plan, fetcher, progress.stage)
+    for pg in plan.postgres:
+        try:
+            pg_out, cached = _compile_postgres(pg, paths, cache, progress)
+        except MonogresError as exc:
+            report.results.append(TargetResult(pg.name, "postgres", ok=False, error=str(exc)))
+            for ext in plan.extensions_of(pg):
+                report.results.append(TargetResult(ext.name, "extension", ok=False,
+                                                   error=f"not built: {pg.name} failed"))
+            progress.stage(f"FAILED {pg.name}")
+            continue
+        pg_epoch = source_date_epoch(paths[pg.release.source.sha256])
+        packager.add_postgres(pg, pg_out, pg_epoch)
+        report.results.append(TargetResult(pg.name, "postgres", ok=True, cached=cached))
+        for ext in plan.extensions_of(pg):
+            try:
+                ext_out, cached = _compile_extension(ext, pg_out, paths, cache, progress)
+                epoch = max(pg_epoch, source_date_epoch(paths[ext.version.source.sha256]))
+                packager.add_extension(ext, ext_out, epoch)
+            except BuildError as exc:
+                report.results.append(TargetResult(ext.name, "extension", ok=False, error=str(exc)))
+                progress.stage(f"FAILED {ext.name} (other targets go on)")
+                continue
+            report.results.append(TargetResult(ext.name, "extension", ok=True, cached=cached))
+    report.refs = packager.finish()
+    return report
+
+
+def _compile_postgres(pg: PostgresTarget, paths: dict[str, Path], cache: BuildCache,
+                      progress: Progress) -> tuple[PostgresBuildOutput, bool]:
+    cached = cache.has(pg.key)
+    progress.stage(f"{'cached' if cached else 'compiling'} {pg.name} (input sha256:{pg.key[:12]})")
+    out = compile_postgres(
+        base_image=pg.base_image,
+        pg_version=pg.release.version,
+        pg_major=pg.release.major,
+        source_tarball=paths[pg.release.source.sha256],
+        meson_options=(f"--buildtype={pg.option_set.buildtype}", *pg.option_set.meson_options),
+        build_packages=pg.build_packages,
+        platform=pg.platform,
+        source_date_epoch=source_date_epoch(paths[pg.release.source.sha256]),
+        out_dir=cache.dir(pg.key),
+        progress=progress.detail,
+        cache_key=pg.key,
+    )
+    return out, cached
+
+
+def _compile_extension(ext: ExtensionTarget, pg_out: PostgresBuildOutput, paths: dict[str, Path],
+                       cache: BuildCache, progress: Progress) -> tuple[ExtensionBuildOutput, bool]:
+    cached = cache.has(ext.key)
+    progress.stage(f"{'cached' if cached else 'compiling'} {ext.name} (input sha256:{ext.key[:12]})")
+    pg = ext.postgres
+    out = compile_extension(
+        base_image=pg.base_image,
+        postgres=pg_out,
+        pg_major=pg.release.major,
+        source_tarball=paths[ext.version.source.sha256],
+        build_packages=pg.build_packages,
+        extra_packages=ext.extension.build_packages,
+        make_flags=ext.extension.make_flags,
+        platform=pg.platform,
+        source_date_epoch=source_date_epoch(paths[ext.version.source.sha256]),
+        out_dir=cache.dir(ext.key),
+        progress=progress.detail,
+        cache_key=ext.key,
+    )
+    return out, cached

@@ -1,0 +1,186 @@
+"""The command line: parses arguments, wires the stages together, and is the one place errors are caught.
+
+Each subcommand is a small function from parsed arguments to an exit code. Progress goes to stderr;
+results go to stdout, as JSON with --json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from monogres_oci import __version__
+from monogres_oci.errors import MonogresError, UsageError
+from monogres_oci.progress import Progress
+
+EPILOG = """\
+typical session:
+  monogres-oci validate                                   check extensions.yaml
+  monogres-oci plan --postgres 18 --arch amd64            what would be built
+  monogres-oci build --postgres 18 --option-set regular --arch amd64 \\
+      --extension pgaudit --base bookworm=127.0.0.1:5000/base/bookworm@sha256:...
+  monogres-oci publish --registry 127.0.0.1:5000/monogres
+  monogres-oci install 127.0.0.1:5000/monogres/pgaudit:18-18.0-bookworm --dest /extensions
+  monogres-oci cnpg --registry 127.0.0.1:5000/monogres --postgres 18.6 --extension pgaudit
+
+Every command takes --help. Exit status: 0 ok, 1 failure, 2 usage error.
+"""
+
+
+def _cache_dir(value: str | None) -> Path:
+    if value:
+        return Path(value)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "monogres-oci"
+
+
+def _add_catalog(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--catalog", default="extensions.yaml", metavar="FILE",
+                   help="the catalog to read (default: ./extensions.yaml)")
+
+
+def _add_selection(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("selection (repeatable; default: everything in the catalog)")
+    g.add_argument("--postgres", action="append", default=[], metavar="VERSION",
+                   help="a Postgres release (18.6) or major (18)")
+    g.add_argument("--option-set", action="append", default=[], metavar="NAME")
+    g.add_argument("--distro", action="append", default=[], metavar="NAME")
+    g.add_argument("--arch", action="append", default=[], choices=["amd64", "arm64"])
+    g.add_argument("--extension", action="append", default=[], metavar="NAME[=VERSION]")
+    g.add_argument("--postgres-only", action="store_true", help="build no extensions")
+
+
+def _add_build_inputs(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--base", action="append", default=[], metavar="DISTRO=REF@sha256:...",
+                   help="use this base image for DISTRO instead of the catalog's (e.g. one made "
+                        "by `monogres-oci base create`); must be pinned by digest")
+    p.add_argument("--cache-dir", metavar="DIR",
+                   help="sources and build outputs (default: $XDG_CACHE_HOME/monogres-oci)")
+
+
+def _add_registry_opts(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--insecure", action="store_true",
+                   help="talk plain HTTP to the registry (loopback registries are plain HTTP anyway)")
+    p.add_argument("--ca-file", metavar="PEM", help="trust this CA for the registry's TLS certificate")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="monogres-oci",
+        description="Build PostgreSQL and its extensions from pinned source, reproducibly, in one "
+                    "shared base, and publish them as OCI images.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"monogres-oci {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show build log lines")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("validate", help="check the catalog against its schema",
+                       description="Validate the catalog: YAML syntax, JSON Schema (unknown keys "
+                                   "are errors) and cross-references. Prints a summary.")
+    _add_catalog(p)
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("plan", help="list the targets a build would produce, and their state",
+                       description="Expand the catalog into build targets (Postgres builds and "
+                                   "the extensions compiled against each) with their input "
+                                   "digests and whether sources and builds are already cached.")
+    _add_catalog(p)
+    _add_selection(p)
+    _add_build_inputs(p)
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("build", help="fetch, compile and package into an OCI image layout",
+                       description="Fetch every source (verified by sha256 before anything is "
+                                   "built), compile Postgres once per target and each extension "
+                                   "against it with BuildKit, then package deterministic OCI "
+                                   "images into an OCI image layout on disk.")
+    _add_catalog(p)
+    _add_selection(p)
+    _add_build_inputs(p)
+    p.add_argument("--out", default="oci", metavar="DIR", help="OCI image layout to write (default: ./oci)")
+    p.add_argument("--distdir", metavar="DIR",
+                   help="pre-downloaded source files, by file name (offline builds)")
+    p.add_argument("--json", action="store_true")
+    _add_registry_opts(p)
+
+    p = sub.add_parser("publish", help="push an OCI layout to a registry",
+                       description="Push every image of the layout: blobs first (skipping those the "
+                                   "registry has), then manifests, then indexes, then tags, so a "
+                                   "tag never points at something incomplete. Credentials come "
+                                   "from the Docker config ($DOCKER_CONFIG or ~/.docker/config.json) "
+                                   "and its credential helpers.")
+    p.add_argument("--registry", required=True, metavar="HOST[:PORT]/NAMESPACE")
+    p.add_argument("--layout", default="oci", metavar="DIR",
+                   help="the layout written by build (default: ./oci)")
+    p.add_argument("--dry-run", action="store_true", help="print what would be pushed")
+    p.add_argument("--json", action="store_true")
+    _add_registry_opts(p)
+
+    p = sub.add_parser("install", help="pull artifacts and extract them for bare-metal use",
+                       description="Pull images for this machine's platform, verify every digest, "
+                                   "extract them, and print the postgresql.conf lines that load "
+                                   "the extensions. An extension goes to DEST/<name>; the Postgres "
+                                   "artifact to DEST (its tree is usr/lib/postgresql/<major>).")
+    p.add_argument("references", nargs="+", metavar="REF", help="HOST/REPO:TAG or HOST/REPO@sha256:...")
+    p.add_argument("--dest", required=True, metavar="DIR")
+    p.add_argument("--platform", default=None, help="default: this machine's, e.g. linux/amd64")
+    p.add_argument("--json", action="store_true")
+    _add_registry_opts(p)
+
+    p = sub.add_parser("cnpg", help="print CloudNativePG manifests for published artifacts",
+                       description="Resolve the published images to digests and print a Cluster "
+                                   "(spec.postgresql.extensions with image volumes) and an "
+                                   "ImageCatalog, as YAML.")
+    _add_catalog(p)
+    p.add_argument("--registry", required=True, metavar="HOST[:PORT]/NAMESPACE")
+    p.add_argument("--postgres", required=True, metavar="VERSION", help="a Postgres release, e.g. 18.6")
+    p.add_argument("--option-set", default=None, metavar="NAME", help="default: the release's first")
+    p.add_argument("--distro", default=None, metavar="NAME", help="default: the release's first")
+    p.add_argument("--extension", action="append", default=[], metavar="NAME[=VERSION]")
+    p.add_argument("--name", default="monogres", help="metadata.name of the Cluster and ImageCatalog")
+    p.add_argument("--json", action="store_true", help="print JSON instead of YAML")
+    _add_registry_opts(p)
+
+    p = sub.add_parser("base", help="make a base image from Debian packages",
+                       description="Create a base image with debootstrap from this machine's Debian "
+                                   "archive and push it to a registry, for places where the "
+                                   "catalog's public base image cannot be pulled. Prints the "
+                                   "digest-pinned reference to pass as --base DISTRO=REF.")
+    p.add_argument("action", choices=["create"])
+    _add_catalog(p)
+    p.add_argument("--distro", required=True, metavar="NAME")
+    p.add_argument("--registry", required=True, metavar="HOST[:PORT]/NAMESPACE")
+    p.add_argument("--arch", default="amd64", choices=["amd64", "arm64"])
+    p.add_argument("--cache-dir", metavar="DIR")
+    p.add_argument("--json", action="store_true")
+    return parser
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, sort_keys=True))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    progress = Progress(verbose=args.verbose)
+    from monogres_oci import commands
+
+    handler = getattr(commands, f"cmd_{args.command}")
+    try:
+        result: int = handler(args, progress)
+        return result
+    except MonogresError as error:
+        print(f"monogres-oci {args.command}: error: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print("monogres-oci: interrupted", file=sys.stderr)
+        return 130
+
+
+__all__ = ["main", "build_parser", "UsageError"]

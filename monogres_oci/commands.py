@@ -1,0 +1,305 @@
+"""The subcommands: each turns parsed arguments into calls to the stages, and prints the result."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from monogres_oci.catalog import Catalog, load_catalog
+from monogres_oci.errors import UsageError
+from monogres_oci.oci.layout import Layout
+from monogres_oci.oci.model import Platform
+from monogres_oci.oci.reference import Reference, parse_reference, parse_target, split_ref_name
+from monogres_oci.oci.registry import RegistryClient
+from monogres_oci.package import BaseImage, BaseResolver, Packager
+from monogres_oci.plan import Plan, Selection, expand
+from monogres_oci.progress import Progress
+from monogres_oci.pull import as_oci_layer, make_client, resolve, this_platform
+from monogres_oci.recipes import recipe_digests
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, sort_keys=True))
+
+
+def _catalog(args: argparse.Namespace) -> Catalog:
+    return load_catalog(Path(args.catalog))
+
+
+def _base_overrides(args: argparse.Namespace, catalog: Catalog) -> dict[str, str]:
+    overrides: dict[str, str] = {}
+    known = {d.name for d in catalog.distros}
+    for item in getattr(args, "base", []):
+        distro, sep, ref = item.partition("=")
+        if not sep or distro not in known:
+            raise UsageError(f"--base {item!r}: expected DISTRO=REF@sha256:... with DISTRO one of "
+                             f"{', '.join(sorted(known))}")
+        if "@sha256:" not in ref:
+            raise UsageError(f"--base {item!r}: the base image must be pinned by digest "
+                             "(REF@sha256:...), so the build is reproducible")
+        overrides[distro] = ref
+    return overrides
+
+
+def _plan(args: argparse.Namespace, catalog: Catalog) -> Plan:
+    selection = Selection(
+        postgres=tuple(args.postgres), option_sets=tuple(args.option_set),
+        distros=tuple(args.distro), archs=tuple(args.arch), extensions=tuple(args.extension),
+        postgres_only=args.postgres_only,
+    )
+    return expand(catalog, selection, base_overrides=_base_overrides(args, catalog),
+                  recipe_digests=recipe_digests())
+
+
+def cmd_validate(args: argparse.Namespace, progress: Progress) -> int:
+    catalog = _catalog(args)
+    summary = {
+        "catalog": catalog.path,
+        "valid": True,
+        "postgres": [p.version for p in catalog.postgres],
+        "option_sets": [o.name for o in catalog.option_sets],
+        "distros": [d.name for d in catalog.distros],
+        "extensions": {e.name: [v.version for v in e.versions] for e in catalog.extensions},
+    }
+    if args.json:
+        _print_json(summary)
+    else:
+        print(f"{catalog.path}: valid: {len(catalog.postgres)} Postgres release(s), "
+              f"{len(catalog.option_sets)} option set(s), {len(catalog.distros)} distro(s), "
+              f"{len(catalog.extensions)} extension(s)")
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace, progress: Progress) -> int:
+    from monogres_oci.build import BuildCache
+    from monogres_oci.cli import _cache_dir
+    from monogres_oci.fetch import Fetcher
+
+    catalog = _catalog(args)
+    plan = _plan(args, catalog)
+    cache = BuildCache(_cache_dir(args.cache_dir))
+    fetcher = Fetcher(_cache_dir(args.cache_dir))
+    rows: list[dict[str, Any]] = []
+    for pg in plan.postgres:
+        rows.append({
+            "kind": "postgres", "name": pg.name, "input_digest": f"sha256:{pg.key}",
+            "platform": pg.platform, "base_image": pg.base_image,
+            "source_cached": fetcher.is_cached(pg.release.source),
+            "state": "built" if cache.has(pg.key) else "to build",
+        })
+    for ext in plan.extensions:
+        rows.append({
+            "kind": "extension", "name": ext.name, "input_digest": f"sha256:{ext.key}",
+            "platform": ext.postgres.platform, "postgres": ext.postgres.name,
+            "source_cached": fetcher.is_cached(ext.version.source),
+            "state": "built" if cache.has(ext.key) else "to build",
+        })
+    if args.json:
+        _print_json({"targets": rows})
+        return 0
+    width = max(len(r["name"]) for r in rows)
+    for r in rows:
+        print(f"{r['kind']:<9} {r['name']:<{width}}  {r['state']:<8}  {r['input_digest'][:19]}")
+    to_build = sum(r["state"] != "built" for r in rows)
+    print(f"{len(rows)} target(s), {to_build} to build")
+    return 0
+
+
+def _client(host: str, args: argparse.Namespace) -> RegistryClient:
+    ca = Path(args.ca_file) if getattr(args, "ca_file", None) else None
+    return make_client(host, insecure=getattr(args, "insecure", False), ca_file=ca)
+
+
+def _base_resolver(layout: Layout, args: argparse.Namespace) -> BaseResolver:
+    """Resolve a base image and copy its layers into the layout (once per reference/platform)."""
+    seen: dict[tuple[str, str], BaseImage] = {}
+
+    def resolve_base(reference: str, platform: Platform) -> BaseImage:
+        key = (reference, str(platform))
+        if key not in seen:
+            ref = parse_reference(reference)
+            client = _client(ref.host, args)
+            image = resolve(client, ref, platform)
+            layers = tuple(as_oci_layer(layer) for layer in image.manifest.layers)
+            for layer in layers:
+                if not layout.has_blob(layer.digest, layer.size):
+                    client.download_blob(ref.repository, layer.digest,
+                                         layout.blob_path(layer.digest), layer.size)
+            seen[key] = BaseImage(reference, image.config, layers)
+        return seen[key]
+
+    return resolve_base
+
+
+def cmd_build(args: argparse.Namespace, progress: Progress) -> int:
+    from monogres_oci.build import BuildCache, run_build
+    from monogres_oci.cli import _cache_dir
+    from monogres_oci.fetch import Fetcher
+
+    catalog = _catalog(args)
+    plan = _plan(args, catalog)
+    cache_dir = _cache_dir(args.cache_dir)
+    fetcher = Fetcher(cache_dir, Path(args.distdir) if args.distdir else None, progress.stage)
+    out = Path(args.out)
+    layout = Layout.open(out) if (out / "index.json").exists() else Layout.create(out)
+    packager = Packager(catalog, layout, _base_resolver(layout, args), progress.stage)
+    report = run_build(catalog, plan, fetcher=fetcher, cache=BuildCache(cache_dir),
+                       packager=packager, progress=progress)
+    if args.json:
+        _print_json({
+            "layout": str(out),
+            "refs": report.refs,
+            "targets": [{"name": r.name, "kind": r.kind, "ok": r.ok, "cached": r.cached,
+                         "error": r.error} for r in report.results],
+        })
+    else:
+        for r in report.results:
+            state = ("ok (cached)" if r.cached else "ok") if r.ok else "FAILED"
+            print(f"{state:<12} {r.kind:<9} {r.name}")
+        print(f"{len(report.refs)} reference(s) written to the OCI layout {out}")
+    for r in report.failed:
+        print(f"\n{r.name} failed:\n{r.error}", file=sys.stderr)
+    return 1 if report.failed else 0
+
+
+IMMUTABLE_TAG = re.compile(r"-\d{12}-")
+
+
+def cmd_publish(args: argparse.Namespace, progress: Progress) -> int:
+    from monogres_oci.publish import publish
+
+    layout = Layout.open(Path(args.layout))
+    host, namespace = parse_target(args.registry)
+    client = None if args.dry_run else _client(host, args)
+    if client is not None:
+        client.ping()
+        _check_immutable_tags(layout, client, namespace)
+    result = publish(layout, args.registry, client, dry_run=args.dry_run,
+                     progress=lambda event: progress.detail(str(event)))
+    if args.json:
+        _print_json({"dry_run": result.dry_run,
+                     "refs": [{"reference": str(r), "repository": r.repository, "tag": r.tag,
+                               "digest": r.digest} for r in result.refs]})
+    else:
+        for ref in result.refs:
+            print(ref)
+        print(f"{'would push' if result.dry_run else 'pushed'}: "
+              f"{result.count('blob', 'would push' if result.dry_run else 'pushed')} blob(s); "
+              f"{len(result.refs)} tag(s)", file=sys.stderr)
+    return 0
+
+
+def _check_immutable_tags(layout: Layout, client: RegistryClient, namespace: str) -> None:
+    """An immutable (timestamped) tag that exists with other content is never moved."""
+    for name, desc in layout.refs().items():
+        repo, tag = split_ref_name(name)
+        if not IMMUTABLE_TAG.search(tag):
+            continue
+        full = f"{namespace}/{repo}" if namespace else repo
+        existing = client.head_manifest(full, tag)
+        if existing is not None and existing.digest != desc.digest:
+            raise UsageError(
+                f"{client.host}/{full}:{tag} already exists as {existing.digest}, and this build "
+                f"is {desc.digest}; immutable tags are never moved. The inputs differ (a new "
+                "toolchain?): set SOURCE_DATE_EPOCH to a new time and rebuild, or publish "
+                "elsewhere. Nothing was pushed.")
+
+
+def cmd_install(args: argparse.Namespace, progress: Progress) -> int:
+    from monogres_oci.install import check_married, install_one, postgresql_conf
+
+    platform = Platform.parse(args.platform) if args.platform else this_platform()
+    dest = Path(args.dest).resolve()
+    refs = [parse_reference(text) for text in args.references]
+    items = []
+    for ref in refs:
+        items.append(install_one(_client(ref.host, args), ref, dest, platform, progress.stage))
+    check_married(items)
+    conf = postgresql_conf(items)
+    if args.json:
+        _print_json({"installed": [{"reference": i.reference, "digest": i.digest,
+                                    "manifest_digest": i.manifest_digest, "kind": i.kind,
+                                    "name": i.name, "path": str(i.path),
+                                    "preload": list(i.preload)} for i in items],
+                     "postgresql_conf": conf})
+    else:
+        for item in items:
+            if item.kind == "postgres":
+                major = item.labels.get("org.monogres.postgres.major", "")
+                print(f"# PostgreSQL binaries: {item.path}/usr/lib/postgresql/{major}/bin")
+        if conf:
+            print("# add to postgresql.conf:")
+            for line in conf:
+                print(line)
+    return 0
+
+
+def cmd_cnpg(args: argparse.Namespace, progress: Progress) -> int:
+    from monogres_oci.cnpg import ExtensionRef, cluster, image_catalog
+    from monogres_oci.tags import extension_tags, postgres_tags
+
+    catalog = _catalog(args)
+    release = next((p for p in catalog.postgres if p.version == args.postgres), None)
+    if release is None:
+        raise UsageError(f"PostgreSQL {args.postgres} is not in {catalog.path}; known: "
+                         f"{', '.join(p.version for p in catalog.postgres)}")
+    selection = Selection(
+        postgres=(release.version,),
+        option_sets=(args.option_set or release.option_sets[0],),
+        distros=(args.distro or release.distros[0],),
+        archs=(this_platform().architecture,),
+        extensions=tuple(args.extension), postgres_only=not args.extension)
+    plan = expand(catalog, selection, base_overrides={}, recipe_digests=recipe_digests())
+    host, namespace = parse_target(args.registry)
+    client = _client(host, args)
+    prefix = f"{namespace}/" if namespace else ""
+
+    def pinned(repo: str, tag: str) -> tuple[str, dict[str, str]]:
+        ref = Reference(host, prefix + repo, tag)
+        image = resolve(client, ref, this_platform())
+        return f"{host}/{prefix}{repo}:{tag}@{image.digest}", dict(image.config.labels)
+
+    pg = plan.postgres[0]
+    pg_tags = postgres_tags(pg, 0, runnable=True)
+    postgres_image, _ = pinned(pg_tags.repository, pg_tags.rolling[0])
+    exts = []
+    for ext in plan.extensions:
+        tags = extension_tags(ext, 0)
+        reference, labels = pinned(tags.repository, tags.rolling[0])
+        preload = tuple(p for p in labels.get("org.monogres.extension.preload", "").split(",") if p)
+        exts.append(ExtensionRef(ext.extension.name, reference, preload))
+    docs = [cluster(args.name, postgres_image, exts),
+            image_catalog(args.name, release.major, postgres_image, exts)]
+    if args.json:
+        _print_json(docs)
+    else:
+        print(yaml.safe_dump_all(docs, sort_keys=False), end="")
+    return 0
+
+
+def cmd_base(args: argparse.Namespace, progress: Progress) -> int:
+    from monogres_oci.base import create_base_image
+    from monogres_oci.cli import _cache_dir
+
+    catalog = _catalog(args)
+    known = {d.name: d for d in catalog.distros}
+    if args.distro not in known:
+        raise UsageError(f"unknown distro {args.distro!r}; known: {', '.join(sorted(known))}")
+    distro = known[args.distro]
+    host, namespace = parse_target(args.registry)
+    repo = f"{args.registry.rstrip('/')}/{distro.suite}" if namespace else f"{host}/{distro.suite}"
+    reference = create_base_image(
+        distro.suite, repo, f"linux/{args.arch}",
+        workdir=_cache_dir(args.cache_dir) / "base",
+        insecure=True, progress=progress.detail)
+    if args.json:
+        _print_json({"distro": distro.name, "reference": reference})
+    else:
+        print(reference)
+    return 0

@@ -1,0 +1,122 @@
+"""Install artifacts on bare metal: pull the right platform, verify, extract, print the GUCs.
+
+An extension lands in ``DEST/<name>`` (the layout CloudNativePG mounts at ``/extensions/<name>``),
+the Postgres artifact in ``DEST`` (its tree is ``usr/lib/postgresql/<major>``). Extraction goes
+through a staging directory and every layer is checked against its digest and diff_id before
+anything appears in place.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, cast
+
+from monogres_oci.errors import UsageError, VerifyError
+from monogres_oci.oci.extract import extract_layer
+from monogres_oci.oci.model import Platform
+from monogres_oci.oci.reference import Reference
+from monogres_oci.oci.registry import RegistryClient
+from monogres_oci.pull import PulledImage, resolve
+
+# The labels that tie an extension to the exact Postgres build it was compiled against.
+BUILD_KEYS = ("org.monogres.postgres.version", "org.monogres.postgres.option_set",
+              "org.monogres.distro")
+
+
+@dataclass(frozen=True)
+class Installed:
+    """One installed artifact."""
+
+    reference: str
+    digest: str
+    manifest_digest: str
+    kind: str  # extension | postgres | other
+    name: str
+    path: Path
+    labels: dict[str, str]
+
+    @property
+    def preload(self) -> tuple[str, ...]:
+        value = self.labels.get("org.monogres.extension.preload", "")
+        return tuple(v for v in value.split(",") if v)
+
+
+def install_one(client: RegistryClient, ref: Reference, dest: Path, platform: Platform,
+                progress: Callable[[str], None] = lambda _: None) -> Installed:
+    """Pull and extract one artifact; replaces an extension directory only once all is verified."""
+    image = resolve(client, ref, platform)
+    labels = dict(image.config.labels)
+    kind = labels.get("org.monogres.artifact", "other")
+    if kind == "postgres-image":
+        raise UsageError(f"{ref} is the runnable Postgres image (for docker/Kubernetes); for bare "
+                         "metal install the postgresql-dist artifact with the same tag")
+    name = labels.get("org.monogres.extension.name") or ref.repository.rsplit("/", 1)[-1]
+    target = dest / name if kind == "extension" else dest
+    dest.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=dest))
+    try:
+        _extract(client, image, staging, progress)
+        if kind == "extension":
+            if target.exists():
+                shutil.rmtree(target)
+            staging.rename(target)
+        else:
+            _merge_into(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    progress(f"installed {ref} ({image.manifest_digest[:19]}) into {target}")
+    return Installed(str(ref), image.digest, image.manifest_digest, kind, name, target, labels)
+
+
+def _extract(client: RegistryClient, image: PulledImage, into: Path,
+             progress: Callable[[str], None]) -> None:
+    repo = image.reference.repository
+    for layer, diff_id in zip(image.manifest.layers, image.config.diff_ids, strict=True):
+        progress(f"pulling {repo} layer {layer.digest[:19]} ({layer.size / 1e6:.1f} MB)")
+        with client.open_blob(repo, layer.digest, layer.size) as blob:
+            # BlobReader is a read-only stream: all that gzip needs of a BinaryIO.
+            extract_layer(cast(BinaryIO, blob), into, digest=layer.digest, size=layer.size, diff_id=diff_id)
+
+
+def _merge_into(source: Path, dest: Path) -> None:
+    for item in sorted(source.iterdir()):
+        target = dest / item.name
+        if item.is_dir() and not item.is_symlink() and target.is_dir():
+            _merge_into(item, target)
+        else:
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            item.replace(target)
+
+
+def check_married(items: Sequence[Installed]) -> None:
+    """Extensions must come from the same Postgres build as the Postgres installed beside them."""
+    builds = {tuple(i.labels.get(k, "") for k in BUILD_KEYS): i for i in items
+              if i.kind in ("extension", "postgres")}
+    if len(builds) > 1:
+        lines = [f"  {i.reference}: PostgreSQL {' / '.join(k)}" for k, i in builds.items()]
+        raise VerifyError("these artifacts were built against different Postgres builds and "
+                          "must not be loaded together:\n" + "\n".join(lines))
+
+
+def postgresql_conf(items: Sequence[Installed]) -> list[str]:
+    """The postgresql.conf lines that make Postgres find (and preload) the installed extensions."""
+    exts = [i for i in items if i.kind == "extension"]
+    if not exts:
+        return []
+    lines = [
+        "extension_control_path = '$system:" + ":".join(f"{e.path}/share" for e in exts) + "'",
+        "dynamic_library_path = '$libdir:" + ":".join(f"{e.path}/lib" for e in exts) + "'",
+    ]
+    preload = [lib for e in exts for lib in e.preload]
+    if preload:
+        lines.append(f"shared_preload_libraries = '{','.join(preload)}'")
+    system = [e for e in exts if (e.path / "system").is_dir()]
+    if system:
+        lines.append("# bundled libraries: start postgres with LD_LIBRARY_PATH="
+                     + ":".join(f"{e.path}/system" for e in system))
+    return lines

@@ -1,0 +1,220 @@
+"""The package stage: build outputs become deterministic OCI images in a layout, in pure Python.
+
+Per target and platform it writes one image manifest; ``finish`` then groups the platforms of an
+artifact into one multi-arch index and names it with every tag. Three kinds of artifact:
+
+* extension image: one layer in CloudNativePG's image-volume layout: ``lib/``, ``share/``,
+  ``licenses/<name>/``; nothing else (headers and binaries are dropped);
+* ``postgresql-dist``: the Postgres install tree (``usr/lib/postgresql/<major>``) as a scratch
+  artifact for bare metal;
+* ``postgresql``: the runnable image = the base image's layers + a runtime layer (the Debian
+  libraries Postgres links against, the postgres user with UID/GID 26) + the very same Postgres
+  layer blob as ``postgresql-dist``.
+
+Every layer carries the annotations that make ``oras pull -o DIR`` unpack it at DIR's root.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from monogres_oci.catalog import Catalog
+from monogres_oci.compile import ExtensionBuildOutput, PostgresBuildOutput
+from monogres_oci.errors import BuildError
+from monogres_oci.labels import extension_labels, postgres_labels, rfc3339
+from monogres_oci.oci.digest import sha256_digest
+from monogres_oci.oci.layer import LayerEntry, LayerInfo, Override, tree_entries, write_layer
+from monogres_oci.oci.layout import Layout
+from monogres_oci.oci.model import Descriptor, ImageConfig, Index, Manifest, Platform
+from monogres_oci.plan import ExtensionTarget, PostgresTarget
+from monogres_oci.tags import Tags, extension_tags, postgres_tags
+
+POSTGRES_UID = 26
+
+
+@dataclass(frozen=True)
+class BaseImage:
+    """The platform image of a base, with its layers already copied into the layout."""
+
+    reference: str
+    config: ImageConfig
+    layers: tuple[Descriptor, ...]
+
+
+BaseResolver = Callable[[str, Platform], BaseImage]
+
+
+@dataclass(frozen=True)
+class PlatformImage:
+    """One platform's manifest of an artifact, with the labels it carries."""
+
+    descriptor: Descriptor
+    labels: dict[str, str]
+    input_digest: str
+
+
+@dataclass
+class _Group:
+    tags: Tags
+    images: list[PlatformImage] = field(default_factory=list)
+
+
+class Packager:
+    """Writes images into a layout as targets finish; ``finish`` writes indexes and tags."""
+
+    def __init__(self, catalog: Catalog, layout: Layout, resolve_base: BaseResolver,
+                 progress: Callable[[str], None] = lambda _: None) -> None:
+        self.catalog = catalog
+        self.layout = layout
+        self.resolve_base = resolve_base
+        self.progress = progress
+        self._groups: dict[tuple[str, str], _Group] = {}
+        self._pg_image_tags: dict[str, Tags] = {}
+
+    # --- layers -----------------------------------------------------------------------------
+
+    def _layer(self, entries: list[LayerEntry], epoch: int,
+               overrides: dict[str, Override] | None = None) -> Descriptor:
+        _, _, info = self.layout.add_streamed(
+            lambda out: write_layer(entries, out, epoch=epoch, overrides=overrides))
+        assert isinstance(info, LayerInfo)
+        return info.descriptor(info.oras_annotations())
+
+    def _image(self, platform: Platform, layers: list[Descriptor], diff_ids: list[str],
+               labels: dict[str, str], epoch: int, *, env: tuple[str, ...] = (),
+               user: str = "") -> Descriptor:
+        config = ImageConfig(
+            architecture=platform.architecture, os=platform.os, variant=platform.variant,
+            created=rfc3339(epoch), labels=labels, env=env, user=user,
+            diff_ids=tuple(diff_ids),
+        )
+        manifest = Manifest(config=self.layout.add_config(config), layers=tuple(layers),
+                            annotations=labels)
+        return self.layout.add_manifest(manifest).with_platform(platform)
+
+    def _add(self, tags: Tags, image: PlatformImage) -> None:
+        group = self._groups.setdefault((tags.repository, tags.immutable), _Group(tags))
+        group.images.append(image)
+
+    # --- artifacts --------------------------------------------------------------------------
+
+    def add_postgres(self, pg: PostgresTarget, out: PostgresBuildOutput, epoch: int) -> None:
+        """Package the install tree twice: scratch artifact and runnable image, one layer blob."""
+        platform = Platform(architecture=pg.arch, os="linux")
+        prefix = f"usr/lib/postgresql/{pg.release.major}"
+        tree = out.install_root / prefix
+        if not (tree / "bin" / "postgres").is_file():
+            raise BuildError(f"{pg.name}: build output has no {prefix}/bin/postgres")
+        pg_layer = self._layer(tree_entries(tree, prefix), epoch)
+        pg_diff_id = pg_layer.annotations["io.deis.oras.content.digest"]
+
+        dist_tags = postgres_tags(pg, epoch, runnable=False)
+        labels = postgres_labels(self.catalog, pg, epoch, runnable=False)
+        desc = self._image(platform, [pg_layer], [pg_diff_id], labels, epoch)
+        self._add(dist_tags, PlatformImage(desc, labels, pg.key))
+
+        base = self.resolve_base(pg.base_image, platform)
+        runtime_layer = self._layer(_runtime_entries(out.runtime_root), epoch, _RUNTIME_OWNERS)
+        runtime_diff_id = runtime_layer.annotations["io.deis.oras.content.digest"]
+        image_tags = postgres_tags(pg, epoch, runnable=True)
+        labels = postgres_labels(self.catalog, pg, epoch, runnable=True)
+        env = _runnable_env(base.config.env, f"/{prefix}/bin")
+        desc = self._image(
+            platform,
+            [*base.layers, runtime_layer, pg_layer],
+            [*base.config.diff_ids, runtime_diff_id, pg_diff_id],
+            labels, epoch, env=env, user=str(POSTGRES_UID),
+        )
+        self._add(image_tags, PlatformImage(desc, labels, pg.key))
+        self._pg_image_tags[pg.key] = image_tags
+        self.progress(f"packaged {pg.name}: postgresql-dist and postgresql "
+                      f"(layer {pg_layer.digest[:19]}, {pg_layer.size / 1e6:.1f} MB)")
+
+    def add_extension(self, ext: ExtensionTarget, out: ExtensionBuildOutput, epoch: int) -> None:
+        """Package an extension in CloudNativePG's image-volume layout."""
+        pg = ext.postgres
+        platform = Platform(architecture=pg.arch, os="linux")
+        entries, dropped = _extension_entries(out, pg.release.major, ext.extension.name)
+        if not any(e.path.startswith("share/extension/") and e.path.endswith(".control")
+                   for e in entries):
+            raise BuildError(f"{ext.name}: the build installed no control file under "
+                             "share/extension; is this a PGXS extension?")
+        if dropped:
+            self.progress(f"{ext.name}: not packaged (outside lib/ and share/): "
+                          f"{', '.join(sorted(dropped))}")
+        layer = self._layer(entries, epoch)
+        pg_tags = self._pg_image_tags.get(pg.key) or postgres_tags(pg, epoch, runnable=True)
+        labels = extension_labels(self.catalog, ext, epoch,
+                                  f"{pg_tags.repository}:{pg_tags.rolling[0]}")
+        desc = self._image(platform, [layer],
+                           [layer.annotations["io.deis.oras.content.digest"]], labels, epoch)
+        self._add(extension_tags(ext, epoch), PlatformImage(desc, labels, ext.key))
+        self.progress(f"packaged {ext.name} ({layer.size / 1e3:.0f} kB)")
+
+    # --- indexes and tags -------------------------------------------------------------------
+
+    def finish(self) -> list[str]:
+        """Write one index per artifact over its platforms, then every tag; return ref names."""
+        names: list[str] = []
+        for (repository, _), group in sorted(self._groups.items()):
+            images = sorted(group.images, key=lambda i: i.descriptor.platform.sort_key()
+                            if i.descriptor.platform else ("",))
+            annotations = dict(images[0].labels)
+            # The index stands for all its platforms: its input digest covers each of theirs.
+            joined = ",".join(sorted(i.input_digest for i in images))
+            annotations["org.monogres.input.digest"] = sha256_digest(joined.encode())
+            index = Index(manifests=tuple(i.descriptor for i in images), annotations=annotations)
+            desc = self.layout.add_manifest(index)
+            for tag in group.tags.all:
+                name = f"{repository}:{tag}"
+                self.layout.set_ref(name, desc)
+                names.append(name)
+        return names
+
+
+# Owned by the postgres user in the runnable image, as Debian's postgresql-common sets them up.
+_RUNTIME_OWNERS = {
+    "var/lib/postgresql": Override(uid=POSTGRES_UID, gid=POSTGRES_UID, mode=0o755),
+    "var/run/postgresql": Override(uid=POSTGRES_UID, gid=POSTGRES_UID, mode=0o2775),
+}
+
+
+def _runtime_entries(runtime_root: Path) -> list[LayerEntry]:
+    entries = tree_entries(runtime_root)
+    present = {e.path for e in entries}
+    entries += [LayerEntry(p, None) for p in _RUNTIME_OWNERS if p not in present]
+    return entries
+
+
+def _runnable_env(base_env: tuple[str, ...], bindir: str) -> tuple[str, ...]:
+    env = dict(item.split("=", 1) for item in base_env if "=" in item)
+    path = env.get("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+    env["PATH"] = f"{bindir}:{path}"
+    env.setdefault("LANG", "C.UTF-8")
+    env["PGDATA"] = "/var/lib/postgresql/data"
+    return tuple(f"{k}={v}" for k, v in sorted(env.items()))
+
+
+def _extension_entries(out: ExtensionBuildOutput, major: int,
+                       name: str) -> tuple[list[LayerEntry], set[str]]:
+    """Map ``make install`` output onto the image-volume layout; report what is left out."""
+    prefix = out.install_root / f"usr/lib/postgresql/{major}"
+    entries: list[LayerEntry] = []
+    dropped: set[str] = set()
+    if not prefix.is_dir():
+        raise BuildError(f"{name}: make install put nothing under usr/lib/postgresql/{major}")
+    for child in sorted(prefix.iterdir()):
+        if child.name == "lib" and child.is_dir():
+            entries += tree_entries(child, "lib")
+        elif child.name == "share" and child.is_dir():
+            entries += tree_entries(child, "share")
+        else:
+            dropped.add(child.name + ("/" if child.is_dir() else ""))
+    for other in sorted(out.install_root.iterdir()):
+        if other.name != "usr":
+            dropped.add(other.name)
+    if out.licenses_dir.is_dir() and any(out.licenses_dir.iterdir()):
+        entries += tree_entries(out.licenses_dir, f"licenses/{name}")
+    return entries, dropped

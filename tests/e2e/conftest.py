@@ -1,0 +1,162 @@
+"""End-to-end fixtures: one real registry, one base image, one Postgres build, shared by all tests.
+
+Everything is real: Debian's docker-registry on a loopback port, BuildKit through the Docker
+engine, the monogres-oci CLI run as a subprocess exactly as a user runs it. Compile outputs are
+cached (by input digest) under $MONOGRES_TEST_CACHE, so a second run on the same machine only
+repackages and republishes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.support.registry import RunningRegistry, have_registry, start_registry
+from tests.support.sources import fixture_tarball, http_server
+
+REPO = Path(__file__).resolve().parents[2]
+CACHE = Path(os.environ.get("MONOGRES_TEST_CACHE", "/var/cache/monogres-oci-tests"))
+PG_VERSION = "18.6"
+EXTENSIONS = ("pgaudit", "rum", "hello")
+
+
+def cli(*args: str, env: dict[str, str] | None = None, check: bool = True,
+        timeout: float = 3000) -> subprocess.CompletedProcess[str]:
+    """Run the real command line, as a user would."""
+    proc = subprocess.run([sys.executable, "-m", "monogres_oci", *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+    if check and proc.returncode != 0:
+        raise AssertionError(f"monogres-oci {' '.join(args)} exited {proc.returncode}\n"
+                             f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr[-6000:]}")
+    return proc
+
+
+def docker_available() -> bool:
+    return shutil.which("docker") is not None and subprocess.run(
+        ["docker", "info"], capture_output=True).returncode == 0
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _require_engine() -> None:
+    if not (docker_available() and have_registry()):
+        pytest.fail("end-to-end tests need the Docker engine and docker-registry: "
+                    "run `bash scripts/test.sh` (it sets them up)")
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningRegistry]:
+    reg = start_registry(tmp_path_factory.mktemp("registry"))
+    yield reg
+    reg.stop()
+
+
+@pytest.fixture(scope="session")
+def base_image(registry: RunningRegistry) -> str:
+    out = cli("base", "create", "--distro", "bookworm", "--registry", f"{registry.host}/base",
+              "--cache-dir", str(CACHE), "--json")
+    ref: str = json.loads(out.stdout)["reference"]
+    assert "@sha256:" in ref
+    return ref
+
+
+@pytest.fixture(scope="session")
+def source_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, str]]]:
+    """The fixture extensions as tarballs on a local HTTP server: fetched like any other source."""
+    www = tmp_path_factory.mktemp("www")
+    sums = {name: fixture_tarball(name, "1.0", www)[1] for name in ("hello", "broken")}
+    with http_server(www) as url:
+        yield url, sums
+
+
+def fixture_extension(name: str, url: str, sha256: str) -> dict[str, Any]:
+    return {
+        "sql_name": name,
+        "description": f"monogres-oci test fixture {name}",
+        "homepage": "https://github.com/monogres/monogres-oci",
+        "license": "Apache-2.0",
+        "build": {"system": "pgxs"},
+        "versions": [{"version": "1.0", "postgres": [18], "source": {
+            "file": f"{name}-1.0.tar.gz", "sha256": sha256,
+            "origins": [{"url": f"{url}/{name}-1.0.tar.gz"}]}}],
+    }
+
+
+@pytest.fixture(scope="session")
+def catalog(tmp_path_factory: pytest.TempPathFactory,
+            source_server: tuple[str, dict[str, str]]) -> Path:
+    """The shipped catalog plus the fixture extensions served over HTTP."""
+    url, sums = source_server
+    data = yaml.safe_load((REPO / "extensions.yaml").read_text())
+    for name, sha in sums.items():
+        data["extensions"][name] = fixture_extension(name, url, sha)
+    path = tmp_path_factory.mktemp("catalog") / "extensions.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def build_args(catalog: Path, base_image: str, out: Path, *extensions: str) -> list[str]:
+    args = ["build", "--catalog", str(catalog), "--postgres", PG_VERSION,
+            "--option-set", "regular", "--arch", "amd64", "--base", f"bookworm={base_image}",
+            "--cache-dir", str(CACHE), "--out", str(out), "--json"]
+    for ext in extensions:
+        args += ["--extension", ext]
+    return args
+
+
+@dataclass(frozen=True)
+class Built:
+    layout: Path
+    report: dict[str, Any]
+    catalog: Path
+    base_image: str
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory: pytest.TempPathFactory, catalog: Path, base_image: str) -> Built:
+    out = tmp_path_factory.mktemp("layout") / "oci"
+    proc = cli(*build_args(catalog, base_image, out, *EXTENSIONS))
+    return Built(out, json.loads(proc.stdout), catalog, base_image)
+
+
+@dataclass(frozen=True)
+class Published:
+    registry: RunningRegistry
+    namespace: str
+    refs: dict[str, str]  # "repo:tag" -> "host/ns/repo:tag@sha256:..."
+
+    def ref(self, repo_tag: str) -> str:
+        return self.refs[repo_tag]
+
+    def tag_ref(self, repo_tag: str) -> str:
+        return f"{self.registry.host}/{self.namespace}/{repo_tag}"
+
+
+@pytest.fixture(scope="session")
+def published(built: Built, registry: RunningRegistry) -> Published:
+    ns = "monogres"
+    proc = cli("publish", "--registry", f"{registry.host}/{ns}", "--layout", str(built.layout),
+               "--json")
+    refs = {}
+    for item in json.loads(proc.stdout)["refs"]:
+        repo = item["repository"].split(f"/{ns}/", 1)[1]
+        refs[f"{repo}:{item['tag']}"] = item["reference"]
+    return Published(registry, ns, refs)
+
+
+def rolling(repo: str) -> str:
+    """The rolling tag of an artifact of the shared build."""
+    versions = {"pgaudit": "18.0", "rum": "1.3.15", "hello": "1.0"}
+    if repo in versions:
+        return f"{repo}:{PG_VERSION}-{versions[repo]}-bookworm"
+    return f"{repo}:{PG_VERSION}-regular-bookworm"

@@ -1,0 +1,91 @@
+"""Bad input and broken parts fail clearly, early, and without half-published results."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from tests.e2e.conftest import Built, Published, build_args, cli
+from tests.support.registry import free_port, registry_server
+from tests.unit.test_cnpg import crd_schema
+
+pytestmark = pytest.mark.e2e
+
+
+def test_checksum_mismatch_builds_nothing(built: Built, tmp_path: Path) -> None:
+    data = yaml.safe_load(built.catalog.read_text())
+    source = data["extensions"]["hello"]["versions"][0]["source"]
+    source["sha256"] = "0" * 64
+    catalog = tmp_path / "extensions.yaml"
+    catalog.write_text(yaml.safe_dump(data))
+    out = tmp_path / "oci"
+    proc = cli(*build_args(catalog, built.base_image, out, "hello"), check=False)
+    assert proc.returncode == 1
+    assert "checksum mismatch for hello-1.0.tar.gz" in proc.stderr
+    assert "expected sha256:" + "0" * 64 in proc.stderr
+    assert "got      sha256:" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    # nothing compiled, nothing packaged
+    assert "compiling" not in proc.stderr
+    index = out / "index.json"
+    assert not index.exists() or json.loads(index.read_text())["manifests"] == []
+
+
+def test_failed_extension_shows_its_log_and_spares_the_others(built: Built, tmp_path: Path) -> None:
+    out = tmp_path / "oci"
+    proc = cli(*build_args(built.catalog, built.base_image, out, "broken", "hello"), check=False)
+    assert proc.returncode == 1
+    report = json.loads(proc.stdout)
+    by_ext = {r["name"].split("-")[0]: r for r in report["targets"]}
+    assert by_ext["hello"]["ok"] and by_ext["postgres"]["ok"]
+    assert not by_ext["broken"]["ok"]
+    assert "this extension is broken on purpose" in by_ext["broken"]["error"]
+    assert "this extension is broken on purpose" in proc.stderr  # the log tail, for people
+    refs = report["refs"]
+    assert any(r.startswith("hello:") for r in refs)
+    assert not any(r.startswith("broken:") for r in refs)
+
+
+def test_unreachable_registry(built: Built) -> None:
+    port = free_port()
+    proc = cli("publish", "--registry", f"127.0.0.1:{port}/x", "--layout", str(built.layout),
+               check=False)
+    assert proc.returncode == 1
+    assert f"127.0.0.1:{port}" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_wrong_credentials_are_refused_without_echoing_them(built: Built, tmp_path: Path) -> None:
+    with registry_server(tmp_path / "reg", auth=("ci", "right-password")) as reg:
+        config = reg.docker_config(tmp_path / "docker", password="wrong-password-123")
+        proc = cli("publish", "--registry", f"{reg.host}/x", "--layout", str(built.layout),
+                   check=False, env={"DOCKER_CONFIG": str(config)})
+        assert proc.returncode == 1
+        assert reg.host in proc.stderr
+        assert "wrong-password-123" not in proc.stderr + proc.stdout
+        assert "Traceback" not in proc.stderr
+        # and with the right ones it works
+        good = reg.docker_config(tmp_path / "docker-ok")
+        ok = cli("publish", "--registry", f"{reg.host}/x", "--layout", str(built.layout),
+                 "--json", env={"DOCKER_CONFIG": str(good)})
+        assert json.loads(ok.stdout)["refs"]
+
+
+def test_cnpg_manifests_pin_published_digests(published: Published, built: Built) -> None:
+    proc = cli("cnpg", "--catalog", str(built.catalog), "--registry",
+               f"{published.registry.host}/{published.namespace}", "--postgres", "18.6",
+               "--extension", "pgaudit", "--extension", "rum")
+    cluster, catalog = list(yaml.safe_load_all(proc.stdout))
+    jsonschema.validate(cluster, crd_schema("postgresql.cnpg.io_clusters.yaml"))
+    jsonschema.validate(catalog, crd_schema("postgresql.cnpg.io_imagecatalogs.yaml"))
+    pg = cluster["spec"]["postgresql"]
+    assert pg["shared_preload_libraries"] == ["pgaudit"]
+    published_refs = set(published.refs.values())
+    for ext in pg["extensions"]:
+        assert ext["image"]["reference"] in published_refs
+    assert cluster["spec"]["imageName"] in published_refs
+    assert catalog["spec"]["images"][0]["major"] == 18
