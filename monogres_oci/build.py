@@ -100,15 +100,20 @@ def run_build(
     cache: BuildCache,
     packager: Packager,
     progress: Progress,
+    rebuild: bool = False,
 ) -> BuildReport:
-    """Fetch, compile and package the plan; return what happened to each target."""
+    """Fetch, compile and package the plan; return what happened to each target.
+
+    ``rebuild`` compiles with BuildKit's cache off (with a fresh cache directory, everything is
+    compiled from scratch: what reproducibility checks and benchmarks need).
+    """
     report = BuildReport()
     progress.stage(f"fetching sources for {len(plan.postgres)} Postgres and "
                    f"{len(plan.extensions)} extension target(s)")
     paths = fetch_all(plan, fetcher, progress.stage)
     for pg in plan.postgres:
         try:
-            pg_out, cached = _compile_postgres(pg, paths, cache, progress)
+            pg_out, cached = _compile_postgres(pg, paths, cache, progress, rebuild)
         except MonogresError as exc:
             report.results.append(TargetResult(pg.name, "postgres", ok=False, error=str(exc)))
             for ext in plan.extensions_of(pg):
@@ -121,8 +126,9 @@ def run_build(
         report.results.append(TargetResult(pg.name, "postgres", ok=True, cached=cached))
         for ext in plan.extensions_of(pg):
             try:
-                ext_out, cached = _compile_extension(ext, pg_out, paths, cache, progress)
                 epoch = max(pg_epoch, source_date_epoch(paths[ext.version.source.sha256]))
+                ext_out, cached = _compile_extension(ext, pg_out, paths, cache, progress, epoch,
+                                                     rebuild)
                 packager.add_extension(ext, ext_out, epoch)
             except BuildError as exc:
                 report.results.append(TargetResult(ext.name, "extension", ok=False, error=str(exc)))
@@ -134,7 +140,7 @@ def run_build(
 
 
 def _compile_postgres(pg: PostgresTarget, paths: dict[str, Path], cache: BuildCache,
-                      progress: Progress) -> tuple[PostgresBuildOutput, bool]:
+                      progress: Progress, rebuild: bool) -> tuple[PostgresBuildOutput, bool]:
     cached = cache.has(pg.key)
     progress.stage(f"{'cached' if cached else 'compiling'} {pg.name} (input sha256:{pg.key[:12]})")
     out = compile_postgres(
@@ -149,12 +155,14 @@ def _compile_postgres(pg: PostgresTarget, paths: dict[str, Path], cache: BuildCa
         out_dir=cache.dir(pg.key),
         progress=progress.detail,
         cache_key=pg.key,
+        no_cache=rebuild,
     )
     return out, cached
 
 
 def _compile_extension(ext: ExtensionTarget, pg_out: PostgresBuildOutput, paths: dict[str, Path],
-                       cache: BuildCache, progress: Progress) -> tuple[ExtensionBuildOutput, bool]:
+                       cache: BuildCache, progress: Progress, epoch: int,
+                       rebuild: bool) -> tuple[ExtensionBuildOutput, bool]:
     cached = cache.has(ext.key)
     progress.stage(f"{'cached' if cached else 'compiling'} {ext.name} (input sha256:{ext.key[:12]})")
     pg = ext.postgres
@@ -167,9 +175,10 @@ def _compile_extension(ext: ExtensionTarget, pg_out: PostgresBuildOutput, paths:
         extra_packages=ext.extension.build_packages,
         make_flags=ext.extension.make_flags,
         platform=pg.platform,
-        source_date_epoch=source_date_epoch(paths[ext.version.source.sha256]),
+        source_date_epoch=epoch,
         out_dir=cache.dir(ext.key),
         progress=progress.detail,
         cache_key=ext.key,
+        no_cache=rebuild,
     )
     return out, cached

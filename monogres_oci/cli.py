@@ -105,6 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="oci", metavar="DIR", help="OCI image layout to write (default: ./oci)")
     p.add_argument("--distdir", metavar="DIR",
                    help="pre-downloaded source files, by file name (offline builds)")
+    p.add_argument("--rebuild", action="store_true",
+                   help="compile with BuildKit's cache off (use with a fresh --cache-dir to "
+                        "rebuild everything from scratch, e.g. to check reproducibility)")
     p.add_argument("--json", action="store_true")
     _add_registry_opts(p)
 

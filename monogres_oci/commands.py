@@ -150,7 +150,7 @@ def cmd_build(args: argparse.Namespace, progress: Progress) -> int:
     layout = Layout.open(out) if (out / "index.json").exists() else Layout.create(out)
     packager = Packager(catalog, layout, _base_resolver(layout, args), progress.stage)
     report = run_build(catalog, plan, fetcher=fetcher, cache=BuildCache(cache_dir),
-                       packager=packager, progress=progress)
+                       packager=packager, progress=progress, rebuild=args.rebuild)
     if args.json:
         _print_json({
             "layout": str(out),
