@@ -12,10 +12,10 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-from monogres_oci.errors import FetchError
+from monogres_oci.aptsources import system_mirror
+from monogres_oci.errors import BuildError, FetchError
 from monogres_oci.runner import run
 
-SOURCES_FILES = (Path("/etc/apt/sources.list.d/debian.sources"), Path("/etc/apt/sources.list"))
 SUITES = ("sid", "trixie", "bookworm")
 
 
@@ -26,37 +26,6 @@ class SourceFileURI:
     uri: str
     name: str
     size: int
-
-
-def archive_uris(sources_files: tuple[Path, ...] = SOURCES_FILES) -> list[str]:
-    """The Debian archive URIs this machine's apt configuration points at (security excluded)."""
-    uris: list[str] = []
-    for path in sources_files:
-        if not path.exists():
-            continue
-        for line in path.read_text().splitlines():
-            line = line.strip()
-            found: list[str] = []
-            if line.startswith("URIs:"):
-                found = line.split()[1:]
-            elif line.startswith("deb ") or line.startswith("deb-src "):
-                parts = [p for p in line.split()[1:] if not p.startswith("[")]
-                found = parts[:1]
-            for uri in found:
-                if "security" not in uri and uri not in uris:
-                    uris.append(uri.rstrip("/"))
-    return uris
-
-
-def mirror_uri() -> str:
-    """The first Debian archive URI of this machine (used for debootstrap and in build bases)."""
-    uris = archive_uris()
-    if not uris:
-        raise FetchError(
-            "no Debian archive URI found in /etc/apt/sources.list.d/debian.sources or "
-            "/etc/apt/sources.list; configure apt first"
-        )
-    return uris[0]
 
 
 class PrivateApt:
@@ -82,12 +51,13 @@ class PrivateApt:
         """Write the sources list and download the package indexes (once per instance)."""
         if self._updated:
             return
-        uris = archive_uris()
-        if not uris:
-            raise FetchError("no Debian archive URI in this machine's apt configuration")
+        try:
+            mirror = system_mirror()
+        except BuildError as exc:
+            raise FetchError(str(exc)) from None
         (self.state_dir / "lists" / "partial").mkdir(parents=True, exist_ok=True)
         (self.state_dir / "cache" / "archives" / "partial").mkdir(parents=True, exist_ok=True)
-        lines = [f"deb-src {uris[0]} {suite} main" for suite in self.suites]
+        lines = [f"deb-src {mirror} {suite} main" for suite in self.suites]
         (self.state_dir / "sources.list").write_text("\n".join(lines) + "\n")
         run(["apt-get", *self._options(), "update"], what="apt-get update (private sources list)")
         self._updated = True

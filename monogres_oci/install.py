@@ -58,6 +58,8 @@ def install_one(client: RegistryClient, ref: Reference, dest: Path, platform: Pl
     target = dest / name if kind == "extension" else dest
     dest.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=dest))
+    # mkdtemp makes it 0700; the extension directory must be readable by the postgres user.
+    staging.chmod(0o755)
     try:
         _extract(client, image, staging, progress)
         if kind == "extension":

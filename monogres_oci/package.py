@@ -175,9 +175,11 @@ class Packager:
 
 
 # Owned by the postgres user in the runnable image, as Debian's postgresql-common sets them up.
+# The socket directory is named through /run, not /var/run: a var/run directory entry in a layer
+# would replace the base's /var/run -> /run symlink.
 _RUNTIME_OWNERS = {
     "var/lib/postgresql": Override(uid=POSTGRES_UID, gid=POSTGRES_UID, mode=0o755),
-    "var/run/postgresql": Override(uid=POSTGRES_UID, gid=POSTGRES_UID, mode=0o2775),
+    "run/postgresql": Override(uid=POSTGRES_UID, gid=POSTGRES_UID, mode=0o2775),
 }
 
 

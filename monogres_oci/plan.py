@@ -65,7 +65,8 @@ class PostgresTarget:
             "meson_options": list(self.option_set.meson_options),
             "packages": list(self.build_packages),
             "suite": self.distro.suite,
-            "base_image": self.base_image,
+            # The digest names the content; where it is served from (a registry host) does not.
+            "base_image": self.base_image.rpartition("@")[2],
             "arch": self.arch,
             "recipe": self.recipe_digest,
         })

@@ -69,6 +69,31 @@ def test_extension_layer_has_only_the_image_volume_layout(built: Built, ext: str
     assert names == sorted(names, key=lambda n: n.split("/"))
 
 
+def _members(layout: Layout, digest: str) -> list[tarfile.TarInfo]:
+    data = gzip.decompress(layout.read_blob(digest))
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        return tar.getmembers()
+
+
+def test_runnable_image_layers_do_not_shadow_the_base(built: Built) -> None:
+    """A directory entry where the base has a symlink (/var/run, /lib on merged /usr) would
+    replace the symlink and break the image."""
+    layout = Layout.open(built.layout)
+    index = layout.read_index(layout.resolve(rolling("postgresql")).digest)
+    manifest = layout.read_manifest(index.manifests[0].digest)
+    *base_layers, runtime, pg = manifest.layers
+    base_links = {m.name.rstrip("/") for layer in base_layers
+                  for m in _members(layout, layer.digest) if m.issym()}
+    assert "var/run" in base_links  # the check below means something
+    ours = _members(layout, runtime.digest) + _members(layout, pg.digest)
+    clashes = [m.name for m in ours if m.name.rstrip("/") in base_links and not m.issym()]
+    assert clashes == []
+    owners = {m.name: (m.uid, m.gid) for m in ours}
+    assert owners["var/lib/postgresql"] == (26, 26)
+    passwd = next(m for m in ours if m.name == "etc/passwd")
+    assert passwd.isfile()
+
+
 def test_labels_are_the_same_on_config_manifest_and_index(built: Built) -> None:
     layout = Layout.open(built.layout)
     index = layout.read_index(layout.resolve(rolling("pgaudit")).digest)

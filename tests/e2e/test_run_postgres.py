@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -50,8 +53,18 @@ def _wait(psql: list[str], log: Path | None = None) -> None:
     raise AssertionError("postgres did not start" + (f":\n{log.read_text()}" if log else ""))
 
 
-def test_bare_metal_install_and_run(published: Published, tmp_path: Path) -> None:
+@pytest.fixture
+def world_dir() -> Iterator[Path]:
+    """A directory the unprivileged postgres process can reach (pytest's tmp is root-only)."""
+    path = Path(tempfile.mkdtemp(prefix="monogres-bare-metal-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_bare_metal_install_and_run(published: Published, world_dir: Path) -> None:
     """`monogres-oci install` the scratch Postgres artifact and the extensions, then run them."""
+    tmp_path = world_dir
     dest = tmp_path / "root"
     refs = [published.tag_ref(rolling("postgresql-dist"))]
     refs += [published.tag_ref(rolling(ext)) for ext in EXTENSIONS]
@@ -67,7 +80,6 @@ def test_bare_metal_install_and_run(published: Published, tmp_path: Path) -> Non
     # Postgres refuses to run as root: run it as nobody, in a directory nobody owns.
     data, sock = tmp_path / "data", tmp_path / "sock"
     sock.mkdir()
-    os.chmod(tmp_path, 0o755)
     subprocess.run(["chown", "nobody", str(sock)], check=True)
     data.mkdir()
     subprocess.run(["chown", "nobody", str(data)], check=True)

@@ -34,6 +34,10 @@ def test_digest_changes_with_inputs_and_propagates_to_extensions() -> None:
                recipe_digests=RECIPES)
     assert c.postgres[0].key != a.postgres[0].key
     assert c.extensions[0].key != a.extensions[0].key
+    # the same base served from another registry is the same input
+    moved = expand(catalog, sel, base_overrides={"bookworm": "127.0.0.1:5999/y@sha256:" + "1" * 64},
+                   recipe_digests=RECIPES)
+    assert moved.postgres[0].key == c.postgres[0].key
     d = expand(catalog, sel, base_overrides={}, recipe_digests={**RECIPES, "extension": "x" * 64})
     assert d.postgres[0].key == a.postgres[0].key
     assert d.extensions[0].key != a.extensions[0].key

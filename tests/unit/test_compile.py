@@ -1,0 +1,188 @@
+"""compile, buildkit and aptsources without an engine: inputs checked, cache honoured, failures kept apart."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from monogres_oci import buildkit, compile
+from monogres_oci.aptsources import system_mirror
+from monogres_oci.errors import BuildError
+
+BASE = "127.0.0.1:5000/base@sha256:" + "a" * 64
+
+
+def fake_build(files: Mapping[str, str]) -> Any:
+    """A buildx_build stand-in that writes ``files`` into the local output directory."""
+    calls: list[dict[str, Any]] = []
+
+    def build(**kwargs: Any) -> list[str]:
+        calls.append(kwargs)
+        dest = Path(kwargs["output"]["dest"])
+        for rel, text in files.items():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            (dest / rel).write_text(text)
+        kwargs["progress"]("#1 DONE")
+        return ["#1 DONE"]
+
+    build.calls = calls  # type: ignore[attr-defined]
+    return build
+
+
+PG_FILES = {
+    "install/usr/lib/postgresql/18/bin/postgres": "ELF",
+    "install/usr/lib/postgresql/18/bin/pg_config": "ELF",
+    "runtime/etc/passwd": "postgres:x:26:26::/var/lib/postgresql:/bin/bash\n",
+    "meta/meson-setup.log": "Project version: 18.6\n",
+}
+
+
+def pg_kwargs(tmp_path: Path, **over: Any) -> dict[str, Any]:
+    tarball = tmp_path / "postgresql-18.6.tar.bz2"
+    tarball.write_bytes(b"source")
+    lines: list[str] = []
+    kwargs: dict[str, Any] = dict(
+        base_image=BASE, pg_version="18.6", pg_major=18, source_tarball=tarball,
+        meson_options=["-Dicu=enabled"], build_packages=["libicu-dev"], platform="linux/amd64",
+        source_date_epoch=1700000000, out_dir=tmp_path / "out", progress=lines.append,
+    )
+    kwargs.update(over)
+    return kwargs
+
+
+def test_postgres_build_args_output_and_marker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    build = fake_build(PG_FILES)
+    monkeypatch.setattr(buildkit, "buildx_build", build)
+    out = compile.compile_postgres(**pg_kwargs(tmp_path), cache_key="k1")
+    assert out.prefix == tmp_path / "out/install/usr/lib/postgresql/18"
+    assert (out.prefix / "bin/postgres").is_file()
+    assert out.runtime_root == tmp_path / "out/runtime"
+    assert json.loads((tmp_path / "out/.done").read_text())["cache_key"] == "k1"
+    (call,) = build.calls
+    assert call["target"] == "export" and call["platform"] == "linux/amd64"
+    assert call["build_args"]["PG_TARBALL"] == "postgresql-18.6.tar.bz2"
+    assert call["build_args"]["MESON_OPTIONS"] == "-Dicu=enabled"
+    assert call["build_args"]["SOURCE_DATE_EPOCH"] == "1700000000"
+    assert call["dockerfile_path"].name == "postgres.Dockerfile"
+    assert not list(tmp_path.glob(".out.partial"))
+
+
+def test_postgres_cached_result_is_not_rebuilt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(buildkit, "buildx_build", fake_build(PG_FILES))
+    compile.compile_postgres(**pg_kwargs(tmp_path), cache_key="k1")
+    again = fake_build(PG_FILES)
+    monkeypatch.setattr(buildkit, "buildx_build", again)
+    compile.compile_postgres(**pg_kwargs(tmp_path), cache_key="k1")
+    assert again.calls == []
+    compile.compile_postgres(**pg_kwargs(tmp_path), cache_key="k2")
+    assert len(again.calls) == 1
+
+
+def test_default_key_follows_inputs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    build = fake_build(PG_FILES)
+    monkeypatch.setattr(buildkit, "buildx_build", build)
+    compile.compile_postgres(**pg_kwargs(tmp_path))
+    compile.compile_postgres(**pg_kwargs(tmp_path))
+    assert len(build.calls) == 1
+    compile.compile_postgres(**pg_kwargs(tmp_path, meson_options=["-Dicu=disabled"]))
+    assert len(build.calls) == 2
+
+
+def test_failed_build_keeps_previous_result(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(buildkit, "buildx_build", fake_build(PG_FILES))
+    compile.compile_postgres(**pg_kwargs(tmp_path), cache_key="k1")
+
+    def failing(**kwargs: Any) -> list[str]:
+        raise BuildError("build of PostgreSQL failed; last lines of the build log:\nerror: boom")
+
+    monkeypatch.setattr(buildkit, "buildx_build", failing)
+    with pytest.raises(BuildError, match="boom"):
+        compile.compile_postgres(**pg_kwargs(tmp_path), cache_key="k2")
+    assert json.loads((tmp_path / "out/.done").read_text())["cache_key"] == "k1"
+
+
+def test_wrong_version_tarball_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(buildkit, "buildx_build", fake_build(PG_FILES))
+    with pytest.raises(BuildError, match="not version 18.7"):
+        compile.compile_postgres(**pg_kwargs(tmp_path, pg_version="18.7"))
+
+
+def test_base_must_be_pinned(tmp_path: Path) -> None:
+    with pytest.raises(BuildError, match="pinned by digest"):
+        compile.compile_postgres(**pg_kwargs(tmp_path, base_image="127.0.0.1:5000/base:bookworm"))
+
+
+@pytest.mark.parametrize("word", ["", "a b", "-Dx='y'", "$(id)", "a\\b"])
+def test_shell_words_rejects_what_would_split_or_expand(word: str) -> None:
+    with pytest.raises(BuildError):
+        buildkit.shell_words(["ok", word])
+
+
+def test_extension_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(buildkit, "buildx_build", fake_build(PG_FILES))
+    pg = compile.compile_postgres(**pg_kwargs(tmp_path), cache_key="pg")
+    build = fake_build({
+        "install/usr/lib/postgresql/18/lib/ext.so": "ELF",
+        "install/usr/lib/postgresql/18/share/extension/ext.control": "",
+        "licenses/LICENSE": "MIT",
+        "meta/compiler.txt": "cc",
+    })
+    monkeypatch.setattr(buildkit, "buildx_build", build)
+    tarball = tmp_path / "ext-1.0.tar.gz"
+    tarball.write_bytes(b"ext")
+    out = compile.compile_extension(
+        base_image=BASE, postgres=pg, pg_major=18, source_tarball=tarball,
+        build_packages=["libicu-dev"], extra_packages=["libcurl4-openssl-dev"],
+        make_flags=["NO_PGXS_FOO=1"], platform="linux/amd64", source_date_epoch=1,
+        out_dir=tmp_path / "ext", progress=lambda _: None,
+    )
+    assert (out.licenses_dir / "LICENSE").read_text() == "MIT"
+    (call,) = build.calls
+    assert call["build_contexts"] == {"postgres": pg.install_root}
+    assert call["build_args"]["EXTRA_PACKAGES"] == "libcurl4-openssl-dev"
+    assert call["build_args"]["MAKE_FLAGS"] == "NO_PGXS_FOO=1"
+    with pytest.raises(BuildError, match="Postgres 17"):
+        compile.compile_extension(
+            base_image=BASE, postgres=pg, pg_major=17, source_tarball=tarball,
+            build_packages=[], extra_packages=[], make_flags=[], platform="linux/amd64",
+            source_date_epoch=1, out_dir=tmp_path / "ext17", progress=lambda _: None,
+        )
+
+
+def test_dockerfiles_use_only_the_builtin_frontend() -> None:
+    for name in ("base.Dockerfile", "postgres.Dockerfile", "extension.Dockerfile"):
+        lines = buildkit.dockerfile(name).read_text().splitlines()
+        code = [line for line in lines if not line.lstrip().startswith("#")]
+        assert not any(line.startswith("# syntax=") for line in lines)
+        assert not any("-march=native" in line for line in code)
+
+
+def test_platform_arch() -> None:
+    assert buildkit.platform_arch("linux/arm64") == "arm64"
+    with pytest.raises(BuildError, match="unsupported platform"):
+        buildkit.platform_arch("linux/s390x")
+
+
+def test_system_mirror_reads_deb822_and_one_line(tmp_path: Path) -> None:
+    parts = tmp_path / "sources.list.d"
+    parts.mkdir()
+    (parts / "debian.sources").write_text(
+        "Types: deb\n# a comment\nURIs: http://mirror.invalid/debian-security\n"
+        "Suites: bookworm-security\nComponents: main\n\n"
+        "Types: deb deb-src\nURIs: http://mirror.invalid/debian/\nSuites: bookworm\n"
+        "Components: main\n"
+    )
+    assert system_mirror(tmp_path) == "http://mirror.invalid/debian"
+    (parts / "debian.sources").unlink()
+    (tmp_path / "sources.list").write_text(
+        "# deb http://old.invalid/debian bookworm main\n"
+        "deb [arch=amd64 signed-by=/k.gpg] http://one.invalid/debian bookworm main\n"
+    )
+    assert system_mirror(tmp_path) == "http://one.invalid/debian"
+    (tmp_path / "sources.list").unlink()
+    with pytest.raises(BuildError, match="cannot choose a mirror"):
+        system_mirror(tmp_path)
