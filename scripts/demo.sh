@@ -80,7 +80,7 @@ docker run -d --name "$NAME" --network host \
       -c dynamic_library_path=\$libdir:/extensions/pgaudit/lib:/extensions/rum/lib \
       -c shared_preload_libraries=pgaudit' >/dev/null
 trap 'docker rm -f "$NAME" >/dev/null 2>&1 || true' EXIT
-PSQL=(docker exec "$NAME" psql -X -h /tmp -U postgres -v ON_ERROR_STOP=1)
+PSQL=(docker exec -i "$NAME" psql -X -h /tmp -U postgres -v ON_ERROR_STOP=1)
 for _ in $(seq 60); do "${PSQL[@]}" -c 'SELECT 1' >/dev/null 2>&1 && break; sleep 1; done
 "${PSQL[@]}" <<'SQL'
 SELECT version();
