@@ -57,7 +57,7 @@ def load_catalog(path: Path) -> Catalog:
                            "fix the YAML syntax (indentation, quotes, colons)") from None
     validate_against_schema(data, text, shown)
     catalog = _to_model(data, shown)
-    _check_references(catalog, data, text, shown)
+    _check_references(catalog, text, shown)
     return catalog
 
 
@@ -188,7 +188,7 @@ def _to_model(data: dict[str, Any], shown: str) -> Catalog:
     )
 
 
-def _check_references(catalog: Catalog, data: dict[str, Any], text: str, shown: str) -> None:
+def _check_references(catalog: Catalog, text: str, shown: str) -> None:
     """Names used in one place must be defined in another; versions must be unique."""
     distros = {d.name for d in catalog.distros}
     option_sets = {o.name for o in catalog.option_sets}
@@ -198,16 +198,13 @@ def _check_references(catalog: Catalog, data: dict[str, Any], text: str, shown: 
             raise CatalogError(shown, _with_line(f"/postgres/{i}/version", text),
                                f"PostgreSQL {pg.version} is listed twice", "keep one entry")
         seen.add(pg.version)
-        for j, name in enumerate(pg.option_sets):
-            if name not in option_sets:
-                raise CatalogError(shown, _with_line(f"/postgres/{i}/option_sets/{j}", text),
-                                   f"unknown option set {name!r}",
-                                   f"define it under option_sets (known: {', '.join(sorted(option_sets))})")
-        for j, name in enumerate(pg.distros):
-            if name not in distros:
-                raise CatalogError(shown, _with_line(f"/postgres/{i}/distros/{j}", text),
-                                   f"unknown distro {name!r}",
-                                   f"define it under distros (known: {', '.join(sorted(distros))})")
+        for key, what, used, known in (("option_sets", "option set", pg.option_sets, option_sets),
+                                       ("distros", "distro", pg.distros, distros)):
+            for j, name in enumerate(used):
+                if name not in known:
+                    raise CatalogError(shown, _with_line(f"/postgres/{i}/{key}/{j}", text),
+                                       f"unknown {what} {name!r}",
+                                       f"define it under {key} (known: {', '.join(sorted(known))})")
     majors = {pg.major for pg in catalog.postgres}
     for ext in catalog.extensions:
         versions: set[str] = set()

@@ -120,3 +120,13 @@ def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(CatalogError) as err:
         load_catalog(tmp_path / "nope.yaml")
     assert "file not found" in str(err.value)
+
+
+def test_unknown_distro_reference(tmp_path: Path) -> None:
+    data = _raw()
+    data["postgres"][0]["distros"] = ["trixie"]
+    with pytest.raises(CatalogError) as err:
+        load_catalog(_write(tmp_path, data))
+    assert "/postgres/0/distros/0" in str(err.value)
+    assert "unknown distro 'trixie'" in str(err.value)
+    assert "known: bookworm" in str(err.value)
