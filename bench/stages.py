@@ -47,6 +47,7 @@ def stage(name: str) -> Iterator[None]:
     print(f"... {name}", file=sys.stderr, flush=True)
     yield
     ROWS.append((name, time.monotonic() - start))
+    print(f"    {name}: {ROWS[-1][1]:.1f} s", file=sys.stderr, flush=True)
 
 
 def timed(name: str, fn: Callable[[], T]) -> T:
@@ -105,7 +106,8 @@ def main() -> int:
             packager.finish()
         result = timed("publish", lambda: publish(layout, f"{registry.host}/bench", client))
         for ref in result.refs:
-            if ref.tag.endswith("-bookworm") and ref.tag.count("-") <= 3:
+            runnable = ref.repository.endswith("/postgresql")  # for docker, not for install
+            if not runnable and ref.tag.count("-") <= 3 and ref.tag.startswith("18-"):
                 timed(f"install {ref.repository.rsplit('/', 1)[-1]}", lambda r=ref: install_one(
                     client, parse_reference(f"{r.repository}:{r.tag}"), work / "installed",
                     this_platform()))
