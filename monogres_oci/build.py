@@ -12,6 +12,7 @@ import os
 import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 
 from monogres_oci.catalog import Catalog, Source
@@ -48,6 +49,12 @@ def source_date_epoch(tarball: Path) -> int:
     """
     if env := os.environ.get("SOURCE_DATE_EPOCH"):
         return int(env)
+    return _newest_mtime(tarball)
+
+
+@cache
+def _newest_mtime(tarball: Path) -> int:
+    # Cached: a Postgres tarball takes seconds to decompress, and several targets share it.
     newest = 0
     with tarfile.open(tarball) as tar:
         for member in tar:
@@ -112,8 +119,9 @@ def run_build(
                    f"{len(plan.extensions)} extension target(s)")
     paths = fetch_all(plan, fetcher, progress.stage)
     for pg in plan.postgres:
+        pg_epoch = source_date_epoch(paths[pg.release.source.sha256])
         try:
-            pg_out, cached = _compile_postgres(pg, paths, cache, progress, rebuild)
+            pg_out, cached = _compile_postgres(pg, paths, cache, progress, pg_epoch, rebuild)
         except MonogresError as exc:
             report.results.append(TargetResult(pg.name, "postgres", ok=False, error=str(exc)))
             for ext in plan.extensions_of(pg):
@@ -121,7 +129,6 @@ def run_build(
                                                    error=f"not built: {pg.name} failed"))
             progress.stage(f"FAILED {pg.name}")
             continue
-        pg_epoch = source_date_epoch(paths[pg.release.source.sha256])
         packager.add_postgres(pg, pg_out, pg_epoch)
         report.results.append(TargetResult(pg.name, "postgres", ok=True, cached=cached))
         for ext in plan.extensions_of(pg):
@@ -140,7 +147,8 @@ def run_build(
 
 
 def _compile_postgres(pg: PostgresTarget, paths: dict[str, Path], cache: BuildCache,
-                      progress: Progress, rebuild: bool) -> tuple[PostgresBuildOutput, bool]:
+                      progress: Progress, epoch: int,
+                      rebuild: bool) -> tuple[PostgresBuildOutput, bool]:
     cached = cache.has(pg.key)
     progress.stage(f"{'cached' if cached else 'compiling'} {pg.name} (input sha256:{pg.key[:12]})")
     out = compile_postgres(
@@ -151,7 +159,7 @@ def _compile_postgres(pg: PostgresTarget, paths: dict[str, Path], cache: BuildCa
         meson_options=(f"--buildtype={pg.option_set.buildtype}", *pg.option_set.meson_options),
         build_packages=pg.build_packages,
         platform=pg.platform,
-        source_date_epoch=source_date_epoch(paths[pg.release.source.sha256]),
+        source_date_epoch=epoch,
         out_dir=cache.dir(pg.key),
         progress=progress.detail,
         cache_key=pg.key,
