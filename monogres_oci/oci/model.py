@@ -168,6 +168,29 @@ EMPTY_BLOB = Blob(b"{}", OCI_EMPTY)
 """The image-spec's empty JSON blob, the config of artifacts that have none."""
 
 
+class _Document:
+    """A JSON document stored as a blob: canonical bytes, media type and digest, derived once."""
+
+    media_type: str
+
+    def to_dict(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    @cached_property
+    def blob(self) -> Blob:
+        """The canonical bytes of this document with its media type."""
+        return Blob(canonical_json(self.to_dict()), self.media_type)
+
+    def to_json(self) -> bytes:
+        """Return the canonical bytes of this document."""
+        return self.blob.data
+
+    @property
+    def digest(self) -> str:
+        """The sha256 digest of the canonical bytes."""
+        return self.blob.digest
+
+
 @dataclass(frozen=True)
 class History:
     """One entry of an image config's history: how a layer (or an empty step) came to be."""
@@ -195,7 +218,7 @@ class History:
 
 
 @dataclass(frozen=True)
-class ImageConfig:
+class ImageConfig(_Document):
     """An image configuration: platform, runtime defaults, labels and the layers' diff_ids.
 
     ``entrypoint``/``cmd`` None means "not set" (omitted), which differs from an empty list for
@@ -266,27 +289,13 @@ class ImageConfig:
             out["history"] = [entry.to_dict() for entry in self.history]
         return out
 
-    @cached_property
-    def blob(self) -> Blob:
-        """The canonical bytes of this config with its media type."""
-        return Blob(canonical_json(self.to_dict()), self.media_type)
-
-    def to_json(self) -> bytes:
-        """Return the canonical bytes of this config."""
-        return self.blob.data
-
-    @property
-    def digest(self) -> str:
-        """The sha256 digest of the canonical bytes."""
-        return self.blob.digest
-
     def descriptor(self) -> Descriptor:
         """Return the descriptor a manifest uses to point at this config."""
         return self.blob.descriptor()
 
 
 @dataclass(frozen=True)
-class Manifest:
+class Manifest(_Document):
     """An image manifest: one config and an ordered list of layers (one platform of an image)."""
 
     config: Descriptor
@@ -316,20 +325,6 @@ class Manifest:
             out["artifactType"] = self.artifact_type
         return out
 
-    @cached_property
-    def blob(self) -> Blob:
-        """The canonical bytes of this manifest with its media type."""
-        return Blob(canonical_json(self.to_dict()), self.media_type)
-
-    def to_json(self) -> bytes:
-        """Return the canonical bytes of this manifest."""
-        return self.blob.data
-
-    @property
-    def digest(self) -> str:
-        """The sha256 digest of the canonical bytes."""
-        return self.blob.digest
-
     def descriptor(
         self, platform: Platform | None = None, annotations: Mapping[str, str] | None = None
     ) -> Descriptor:
@@ -345,7 +340,7 @@ class Manifest:
 
 
 @dataclass(frozen=True)
-class Index:
+class Index(_Document):
     """An image index: a list of manifests (typically one per platform) or of other indexes."""
 
     manifests: tuple[Descriptor, ...]
@@ -372,20 +367,6 @@ class Index:
         if self.artifact_type:
             out["artifactType"] = self.artifact_type
         return out
-
-    @cached_property
-    def blob(self) -> Blob:
-        """The canonical bytes of this index with its media type."""
-        return Blob(canonical_json(self.to_dict()), self.media_type)
-
-    def to_json(self) -> bytes:
-        """Return the canonical bytes of this index."""
-        return self.blob.data
-
-    @property
-    def digest(self) -> str:
-        """The sha256 digest of the canonical bytes."""
-        return self.blob.digest
 
     def descriptor(self, annotations: Mapping[str, str] | None = None) -> Descriptor:
         """Return the descriptor that points at this index."""
