@@ -168,6 +168,18 @@ EMPTY_BLOB = Blob(b"{}", OCI_EMPTY)
 """The image-spec's empty JSON blob, the config of artifacts that have none."""
 
 
+def _with_optional(out: dict[str, Any], annotations: Mapping[str, str],
+                   subject: Descriptor | None, artifact_type: str | None) -> dict[str, Any]:
+    """Add the members a manifest and an index share, each only when set."""
+    if annotations:
+        out["annotations"] = dict(annotations)
+    if subject is not None:
+        out["subject"] = subject.to_dict()
+    if artifact_type:
+        out["artifactType"] = artifact_type
+    return out
+
+
 class _Document:
     """A JSON document stored as a blob: canonical bytes, media type and digest, derived once."""
 
@@ -317,13 +329,7 @@ class Manifest(_Document):
             "config": self.config.to_dict(),
             "layers": [layer.to_dict() for layer in self.layers],
         }
-        if self.annotations:
-            out["annotations"] = dict(self.annotations)
-        if self.subject is not None:
-            out["subject"] = self.subject.to_dict()
-        if self.artifact_type:
-            out["artifactType"] = self.artifact_type
-        return out
+        return _with_optional(out, self.annotations, self.subject, self.artifact_type)
 
     def descriptor(
         self, platform: Platform | None = None, annotations: Mapping[str, str] | None = None
@@ -360,13 +366,7 @@ class Index(_Document):
             "mediaType": self.media_type,
             "manifests": [desc.to_dict() for desc in self.manifests],
         }
-        if self.annotations:
-            out["annotations"] = dict(self.annotations)
-        if self.subject is not None:
-            out["subject"] = self.subject.to_dict()
-        if self.artifact_type:
-            out["artifactType"] = self.artifact_type
-        return out
+        return _with_optional(out, self.annotations, self.subject, self.artifact_type)
 
     def descriptor(self, annotations: Mapping[str, str] | None = None) -> Descriptor:
         """Return the descriptor that points at this index."""
