@@ -156,7 +156,7 @@ def _compile_postgres(pg: PostgresTarget, paths: dict[str, Path], cache: BuildCa
         pg_version=pg.release.version,
         pg_major=pg.release.major,
         source_tarball=paths[pg.release.source.sha256],
-        meson_options=(f"--buildtype={pg.option_set.buildtype}", *pg.option_set.meson_options),
+        meson_options=pg.meson_options,
         build_packages=pg.build_packages,
         platform=pg.platform,
         source_date_epoch=epoch,

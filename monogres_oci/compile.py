@@ -49,6 +49,35 @@ class ExtensionBuildOutput:
     meta_dir: Path  # toolchain-packages.tsv, compiler.txt
 
 
+def postgres_build_args(*, base_image: str, pg_major: int, tarball: str,
+                        meson_options: Sequence[str], build_packages: Sequence[str],
+                        source_date_epoch: int) -> dict[str, str]:
+    """The build arguments of postgres.Dockerfile (also what the build record reports)."""
+    return {
+        "BASE_IMAGE": base_image,
+        "PG_MAJOR": str(pg_major),
+        "PG_TARBALL": buildkit.shell_words([tarball]),
+        "MESON_OPTIONS": buildkit.shell_words(meson_options),
+        "BUILD_PACKAGES": buildkit.shell_words(build_packages),
+        "SOURCE_DATE_EPOCH": str(int(source_date_epoch)),
+    }
+
+
+def extension_build_args(*, base_image: str, pg_major: int, tarball: str,
+                         build_packages: Sequence[str], extra_packages: Sequence[str],
+                         make_flags: Sequence[str], source_date_epoch: int) -> dict[str, str]:
+    """The build arguments of extension.Dockerfile (also what the build record reports)."""
+    return {
+        "BASE_IMAGE": base_image,
+        "PG_MAJOR": str(pg_major),
+        "EXT_TARBALL": buildkit.shell_words([tarball]),
+        "BUILD_PACKAGES": buildkit.shell_words(build_packages),
+        "EXTRA_PACKAGES": buildkit.shell_words(extra_packages),
+        "MAKE_FLAGS": buildkit.shell_words(make_flags),
+        "SOURCE_DATE_EPOCH": str(int(source_date_epoch)),
+    }
+
+
 def compile_postgres(
     *,
     base_image: str,
@@ -72,14 +101,10 @@ def compile_postgres(
     """
     _check_base(base_image)
     dockerfile = buildkit.dockerfile("postgres.Dockerfile")
-    build_args = {
-        "BASE_IMAGE": base_image,
-        "PG_MAJOR": str(pg_major),
-        "PG_TARBALL": _tarball_name(source_tarball),
-        "MESON_OPTIONS": buildkit.shell_words(meson_options),
-        "BUILD_PACKAGES": buildkit.shell_words(build_packages),
-        "SOURCE_DATE_EPOCH": str(int(source_date_epoch)),
-    }
+    build_args = postgres_build_args(
+        base_image=base_image, pg_major=pg_major, tarball=_tarball_name(source_tarball),
+        meson_options=meson_options, build_packages=build_packages,
+        source_date_epoch=source_date_epoch)
     what = f"PostgreSQL {pg_version} ({platform})"
     key = cache_key or _input_key(
         "postgres", dockerfile, source_tarball, platform, {**build_args, "PG_VERSION": pg_version}
@@ -151,15 +176,10 @@ def compile_extension(
     if not pg_config.is_file():
         raise BuildError(f"no Postgres install tree at {postgres.install_root} ({pg_config} missing)")
     dockerfile = buildkit.dockerfile("extension.Dockerfile")
-    build_args = {
-        "BASE_IMAGE": base_image,
-        "PG_MAJOR": str(pg_major),
-        "EXT_TARBALL": _tarball_name(source_tarball),
-        "BUILD_PACKAGES": buildkit.shell_words(build_packages),
-        "EXTRA_PACKAGES": buildkit.shell_words(extra_packages),
-        "MAKE_FLAGS": buildkit.shell_words(make_flags),
-        "SOURCE_DATE_EPOCH": str(int(source_date_epoch)),
-    }
+    build_args = extension_build_args(
+        base_image=base_image, pg_major=pg_major, tarball=_tarball_name(source_tarball),
+        build_packages=build_packages, extra_packages=extra_packages, make_flags=make_flags,
+        source_date_epoch=source_date_epoch)
     what = f"extension {source_tarball.name} for PostgreSQL {pg_major} ({platform})"
     postgres_marker = postgres.install_root.parent / DONE_MARKER
     postgres_key = (
@@ -260,7 +280,7 @@ def _check_base(base_image: str) -> None:
 def _tarball_name(source_tarball: Path) -> str:
     if not source_tarball.is_file():
         raise BuildError(f"source tarball {source_tarball} does not exist")
-    return buildkit.shell_words([source_tarball.name])
+    return source_tarball.name
 
 
 def _place(src: Path, dest: Path) -> None:

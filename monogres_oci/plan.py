@@ -55,6 +55,10 @@ class PostgresTarget:
         return self.distro.toolchain_packages + self.option_set.build_packages
 
     @property
+    def meson_options(self) -> tuple[str, ...]:
+        return (f"--buildtype={self.option_set.buildtype}", *self.option_set.meson_options)
+
+    @property
     def key(self) -> str:
         return _digest({
             "kind": "postgres",

@@ -1,0 +1,1 @@
+"""The attest stage: build records, SBOMs and provenance for packaged images."""
