@@ -24,9 +24,13 @@ typical session:
   monogres-oci plan --postgres 18 --arch amd64            what would be built
   monogres-oci build --postgres 18 --option-set regular --arch amd64 \\
       --extension pgaudit --base bookworm=127.0.0.1:5000/base/bookworm@sha256:...
-  monogres-oci publish --registry 127.0.0.1:5000/monogres
-  monogres-oci install 127.0.0.1:5000/monogres/pgaudit:18-18.0-bookworm --dest /extensions
-  monogres-oci cnpg --registry 127.0.0.1:5000/monogres --postgres 18.6 --extension pgaudit
+  monogres-oci keygen --out monogres.key                  signing key pair (.key and .pub)
+  monogres-oci publish --registry 127.0.0.1:5000/monogres --sign-key monogres.key
+  monogres-oci verify 127.0.0.1:5000/monogres/pgaudit:18-18.0-bookworm --key monogres.pub
+  monogres-oci install 127.0.0.1:5000/monogres/pgaudit:18-18.0-bookworm --dest /extensions \
+      --key monogres.pub
+  monogres-oci cnpg --registry 127.0.0.1:5000/monogres --postgres 18.6 --extension pgaudit \
+      --output cluster.yaml --sign-key monogres.key
 
 Every command takes --help. Exit status: 0 ok, 1 failure, 2 usage error.
 """
@@ -121,17 +125,60 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layout", default="oci", metavar="DIR",
                    help="the layout written by build (default: ./oci)")
     p.add_argument("--dry-run", action="store_true", help="print what would be pushed")
+    p.add_argument("--sign-key", metavar="KEY",
+                   help="sign every manifest and index, and the SBOM and provenance as "
+                        "attestations, with this key (from `monogres-oci keygen`; password in "
+                        "$MONOGRES_SIGNING_PASSWORD) before pushing; cosign verifies them with "
+                        "the .pub file")
     p.add_argument("--json", action="store_true")
     _add_registry_opts(p)
 
+    p = sub.add_parser("keygen", help="make an ECDSA P-256 signing key pair",
+                       description="Write a private key (PKCS#8 PEM, mode 0600, encrypted when "
+                                   "$MONOGRES_SIGNING_PASSWORD is set) and the public key beside "
+                                   "it with the suffix .pub. `cosign verify --key KEY.pub` accepts "
+                                   "the public key.")
+    p.add_argument("--out", default="monogres.key", metavar="FILE",
+                   help="the private key to write (default: ./monogres.key)")
+
+    p = sub.add_parser("verify", help="check signatures, SBOM, provenance and digests",
+                       description="Verify published artifacts: the index and every platform "
+                                   "manifest must carry a signature that verifies with --key, "
+                                   "each platform manifest signed SPDX SBOM and SLSA provenance "
+                                   "attestations (and the SBOM artifact must be the signed one), "
+                                   "and every config and layer must match its digest. Exit 1 with "
+                                   "the reason when anything fails.")
+    p.add_argument("references", nargs="+", metavar="REF", help="HOST/REPO:TAG or HOST/REPO@sha256:...")
+    p.add_argument("--key", required=True, metavar="PUB", help="public key (PEM)")
+    p.add_argument("--platform", default=None, help="check only this platform, e.g. linux/amd64")
+    p.add_argument("--no-blobs", action="store_true", help="skip downloading layers to check digests")
+    p.add_argument("--json", action="store_true")
+    _add_registry_opts(p)
+
+    p = sub.add_parser("verify-blob", help="check a file signed by `cnpg --sign-key`",
+                       description="Verify FILE against FILE.sigstore.json (or --bundle) with "
+                                   "--key. `cosign verify-blob --key PUB --bundle BUNDLE "
+                                   "--insecure-ignore-tlog FILE` checks the same bundle.")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--key", required=True, metavar="PUB")
+    p.add_argument("--bundle", metavar="BUNDLE", help="default: FILE.sigstore.json")
+
     p = sub.add_parser("install", help="pull artifacts and extract them for bare-metal use",
-                       description="Pull images for this machine's platform, verify every digest, "
-                                   "extract them, and print the postgresql.conf lines that load "
-                                   "the extensions. An extension goes to DEST/<name>; the Postgres "
-                                   "artifact to DEST (its tree is usr/lib/postgresql/<major>).")
+                       description="Pull images for this machine's platform, verify signatures, "
+                                   "attestations and every digest, extract them, and print the "
+                                   "postgresql.conf lines that load the extensions. An extension "
+                                   "goes to DEST/<name>; the Postgres artifact to DEST (its tree is "
+                                   "usr/lib/postgresql/<major>). Unsigned artifacts are refused "
+                                   "unless --allow-unsigned is given.")
     p.add_argument("references", nargs="+", metavar="REF", help="HOST/REPO:TAG or HOST/REPO@sha256:...")
     p.add_argument("--dest", required=True, metavar="DIR")
     p.add_argument("--platform", default=None, help="default: this machine's, e.g. linux/amd64")
+    trust = p.add_mutually_exclusive_group(required=True)
+    trust.add_argument("--key", metavar="PUB",
+                       help="install only what is signed with this key and carries signed "
+                            "SBOM and provenance")
+    trust.add_argument("--allow-unsigned", action="store_true",
+                       help="install without checking signatures (digests are still checked)")
     p.add_argument("--json", action="store_true")
     _add_registry_opts(p)
 
@@ -147,6 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--extension", action="append", default=[], metavar="NAME[=VERSION]")
     p.add_argument("--name", default="monogres", help="metadata.name of the Cluster and ImageCatalog")
     p.add_argument("--json", action="store_true", help="print JSON instead of YAML")
+    p.add_argument("--output", metavar="FILE", help="write to FILE instead of stdout")
+    p.add_argument("--sign-key", metavar="KEY",
+                   help="with --output: sign FILE as a blob into FILE.sigstore.json")
     _add_registry_opts(p)
 
     p = sub.add_parser("base", help="make a base image from Debian packages",
@@ -174,7 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     progress = Progress(verbose=args.verbose)
     from monogres_oci import commands
 
-    handler = getattr(commands, f"cmd_{args.command}")
+    handler = getattr(commands, f"cmd_{args.command.replace('-', '_')}")
     try:
         result: int = handler(args, progress)
         return result

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -14,7 +15,7 @@ import yaml
 from monogres_oci.catalog import Catalog, load_catalog
 from monogres_oci.errors import UsageError
 from monogres_oci.oci.layout import Layout
-from monogres_oci.oci.model import Platform
+from monogres_oci.oci.model import Descriptor, Platform
 from monogres_oci.oci.reference import Reference, parse_reference, parse_target, split_ref_name
 from monogres_oci.oci.registry import RegistryClient
 from monogres_oci.package import BaseImage, BaseResolver, Packager
@@ -176,6 +177,13 @@ def cmd_publish(args: argparse.Namespace, progress: Progress) -> int:
 
     layout = Layout.open(Path(args.layout))
     host, namespace = parse_target(args.registry)
+    if args.sign_key:
+        from monogres_oci.attest.signatures import sign_layout
+        from monogres_oci.sign import load_signing_key
+
+        key = load_signing_key(Path(args.sign_key))
+        count = sign_layout(layout, key, progress=progress.detail)
+        progress.stage(f"signed: {count} signature(s) and attestation(s) with key {key.public.hint}")
     client = None if args.dry_run else _client(host, args)
     if client is not None:
         client.ping()
@@ -185,13 +193,93 @@ def cmd_publish(args: argparse.Namespace, progress: Progress) -> int:
     if args.json:
         _print_json({"dry_run": result.dry_run,
                      "refs": [{"reference": str(r), "repository": r.repository, "tag": r.tag,
-                               "digest": r.digest} for r in result.refs]})
+                               "digest": r.digest} for r in result.refs],
+                     "manifests": _pushed_manifests(layout, result.refs),
+                     "attestations": _attestation_files(layout, result.refs)})
     else:
         for ref in result.refs:
             print(ref)
         print(f"{'would push' if result.dry_run else 'pushed'}: "
               f"{result.count('blob', 'would push' if result.dry_run else 'pushed')} blob(s); "
               f"{len(result.refs)} tag(s)", file=sys.stderr)
+    return 0
+
+
+def _pushed_manifests(layout: Layout, refs: Any) -> list[dict[str, str]]:
+    """Every index and image of a publish, by digest: what a keyless CI job signs with cosign."""
+    from monogres_oci.oci.model import INDEX_TYPES, MANIFEST_TYPES
+
+    seen: dict[str, dict[str, str]] = {}
+    for ref in refs:
+        top = layout.read_node(Descriptor(ref.media_type, ref.digest, 0))
+        digests = [ref.digest] + [d.digest for d in getattr(top, "manifests", ())
+                                  if d.media_type in MANIFEST_TYPES | INDEX_TYPES]
+        for digest in digests:
+            key = f"{ref.repository}@{digest}"
+            seen.setdefault(key, {"reference": key, "digest": digest})
+    return list(seen.values())
+
+
+def _attestation_files(layout: Layout, refs: Any) -> list[dict[str, str]]:
+    """The SBOM and provenance of each pushed image, as files of the layout (for cosign attest)."""
+    from monogres_oci.attach import PREDICATE_ANNOTATION, attachments_by_subject
+
+    by_subject = attachments_by_subject(layout)
+    out = []
+    for item in _pushed_manifests(layout, refs):
+        for attachment in by_subject.get(item["digest"], []):
+            predicate_type = attachment.descriptor.annotations.get(PREDICATE_ANNOTATION)
+            if predicate_type:
+                out.append({"reference": item["reference"], "predicate_type": predicate_type,
+                            "file": str(layout.blob_path(attachment.payload.digest))})
+    return out
+
+
+def cmd_keygen(args: argparse.Namespace, progress: Progress) -> int:
+    from monogres_oci.sign import PASSWORD_ENV, generate_key_pair
+
+    password = os.environ.get(PASSWORD_ENV) or None
+    private, public = generate_key_pair(Path(args.out), password)
+    state = "encrypted" if password else f"NOT encrypted: set {PASSWORD_ENV} to encrypt it"
+    print(f"private key: {private} ({state})")
+    print(f"public key:  {public}")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace, progress: Progress) -> int:
+    from monogres_oci.sign import load_public_key
+    from monogres_oci.verify import verify_reference
+
+    key = load_public_key(Path(args.key))
+    platform = Platform.parse(args.platform) if args.platform else None
+    results = []
+    for text in args.references:
+        ref = parse_reference(text)
+        checked = verify_reference(_client(ref.host, args), ref, key, platform=platform,
+                                   blobs=not args.no_blobs, progress=progress.detail)
+        results.append({"reference": text, "verified": [
+            {"digest": c.digest, "platform": c.platform, "signed": c.signed,
+             "attestations": list(c.attestations), "blobs_checked": c.blobs} for c in checked]})
+        if not args.json:
+            print(f"{text}: verified ({len(checked)} manifest(s)/index(es) signed with key "
+                  f"{key.hint}; SBOM and provenance signed; digests checked)")
+    if args.json:
+        _print_json({"key": key.hint, "results": results})
+    return 0
+
+
+def cmd_verify_blob(args: argparse.Namespace, progress: Progress) -> int:
+    from monogres_oci.sign import load_public_key, verify_blob
+
+    key = load_public_key(Path(args.key))
+    path = Path(args.file)
+    bundle = Path(args.bundle) if args.bundle else path.with_name(path.name + ".sigstore.json")
+    try:
+        data, bundle_bytes = path.read_bytes(), bundle.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"{exc.filename}: {exc.strerror}") from exc
+    verify_blob(key, data, bundle_bytes, str(path))
+    print(f"{path}: verified with key {key.hint}")
     return 0
 
 
@@ -217,9 +305,11 @@ def cmd_install(args: argparse.Namespace, progress: Progress) -> int:
     platform = Platform.parse(args.platform) if args.platform else this_platform()
     dest = Path(args.dest).resolve()
     refs = [parse_reference(text) for text in args.references]
+    check = _install_check(args, progress)
     items = []
     for ref in refs:
-        items.append(install_one(_client(ref.host, args), ref, dest, platform, progress.stage))
+        items.append(install_one(_client(ref.host, args), ref, dest, platform, progress.stage,
+                                 check=check))
     check_married(items)
     conf = postgresql_conf(items)
     if args.json:
@@ -238,6 +328,25 @@ def cmd_install(args: argparse.Namespace, progress: Progress) -> int:
             for line in conf:
                 print(line)
     return 0
+
+
+def _install_check(args: argparse.Namespace, progress: Progress) -> Any:
+    """What install runs on each resolved image before extracting it."""
+    from monogres_oci.sign import load_public_key
+    from monogres_oci.verify import verify_pulled
+
+    if args.allow_unsigned:
+        print("monogres-oci install: WARNING: --allow-unsigned: signatures, SBOM and provenance "
+              "are NOT checked; you are trusting the registry and the network", file=sys.stderr)
+        return None
+    key = load_public_key(Path(args.key))
+
+    def check(client: RegistryClient, image: Any) -> None:
+        verify_pulled(client, image, key)
+        progress.stage(f"verified {image.reference} ({image.manifest_digest[:19]}): signed with "
+                       f"key {key.hint}, signed SBOM and provenance")
+
+    return check
 
 
 def cmd_cnpg(args: argparse.Namespace, progress: Progress) -> int:
@@ -276,10 +385,23 @@ def cmd_cnpg(args: argparse.Namespace, progress: Progress) -> int:
         exts.append(ExtensionRef(ext.extension.name, reference, preload))
     docs = [cluster(args.name, postgres_image, exts),
             image_catalog(args.name, release.major, postgres_image, exts)]
-    if args.json:
-        _print_json(docs)
-    else:
-        print(yaml.safe_dump_all(docs, sort_keys=False), end="")
+    text = (json.dumps(docs, indent=2, sort_keys=True) + "\n" if args.json
+            else yaml.safe_dump_all(docs, sort_keys=False))
+    if args.sign_key and not args.output:
+        raise UsageError("--sign-key needs --output FILE (the signature goes to FILE.sigstore.json)")
+    if not args.output:
+        print(text, end="")
+        return 0
+    out = Path(args.output)
+    out.write_text(text)
+    print(f"wrote {out}", file=sys.stderr)
+    if args.sign_key:
+        from monogres_oci.sign import load_signing_key, sign_blob
+
+        key = load_signing_key(Path(args.sign_key))
+        bundle = out.with_name(out.name + ".sigstore.json")
+        bundle.write_bytes(sign_blob(key, out.read_bytes()))
+        print(f"signed {out} -> {bundle} (key {key.public.hint})", file=sys.stderr)
     return 0
 
 

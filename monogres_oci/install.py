@@ -46,9 +46,16 @@ class Installed:
 
 
 def install_one(client: RegistryClient, ref: Reference, dest: Path, platform: Platform,
-                progress: Callable[[str], None] = lambda _: None) -> Installed:
-    """Pull and extract one artifact; replaces an extension directory only once all is verified."""
+                progress: Callable[[str], None] = lambda _: None,
+                check: Callable[[RegistryClient, PulledImage], None] | None = None) -> Installed:
+    """Pull and extract one artifact; replaces an extension directory only once all is verified.
+
+    ``check`` (signature verification) runs on the resolved digests before anything is pulled,
+    and extraction reads those same digests, so a tag moved in between changes nothing.
+    """
     image = resolve(client, ref, platform)
+    if check is not None:
+        check(client, image)
     labels = dict(image.config.labels)
     kind = labels.get("org.monogres.artifact", "other")
     if kind == "postgres-image":

@@ -16,10 +16,13 @@ Every layer carries the annotations that make ``oras pull -o DIR`` unpack it at 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from monogres_oci.attest.buildinfo import BuildRecord, extension_record, postgres_record
+from monogres_oci.attest.image import attest_image
 from monogres_oci.catalog import Catalog
 from monogres_oci.compile import ExtensionBuildOutput, PostgresBuildOutput
 from monogres_oci.errors import BuildError
@@ -72,6 +75,7 @@ class Packager:
         self.progress = progress
         self._groups: dict[tuple[str, str], _Group] = {}
         self._pg_image_tags: dict[str, Tags] = {}
+        self._pg_records: dict[str, BuildRecord] = {}
 
     # --- layers -----------------------------------------------------------------------------
 
@@ -107,16 +111,21 @@ class Packager:
         tree = out.install_root / prefix
         if not (tree / "bin" / "postgres").is_file():
             raise BuildError(f"{pg.name}: build output has no {prefix}/bin/postgres")
-        pg_layer = self._layer(tree_entries(tree, prefix), epoch)
+        record = postgres_record(pg, out, epoch)
+        entry = {"postgres": pg.release, "option_set": pg.option_set, "distro": pg.distro}
+        pg_entries = tree_entries(tree, prefix)
+        pg_layer = self._layer(pg_entries, epoch)
         pg_diff_id = pg_layer.annotations["io.deis.oras.content.digest"]
 
         dist_tags = postgres_tags(pg, epoch, runnable=False)
         labels = postgres_labels(self.catalog, pg, epoch, runnable=False)
         desc = self._image(platform, [pg_layer], [pg_diff_id], labels, epoch)
+        attest_image(self.layout, desc, labels, record, pg_entries, entry, self.catalog.publisher)
         self._add(dist_tags, PlatformImage(desc, labels, pg.key))
 
         base = self.resolve_base(pg.base_image, platform)
-        runtime_layer = self._layer(_runtime_entries(out.runtime_root), epoch, _RUNTIME_OWNERS)
+        runtime_entries = _runtime_entries(out.runtime_root)
+        runtime_layer = self._layer(runtime_entries, epoch, _RUNTIME_OWNERS)
         runtime_diff_id = runtime_layer.annotations["io.deis.oras.content.digest"]
         image_tags = postgres_tags(pg, epoch, runnable=True)
         labels = postgres_labels(self.catalog, pg, epoch, runnable=True)
@@ -127,8 +136,11 @@ class Packager:
             [*base.config.diff_ids, runtime_diff_id, pg_diff_id],
             labels, epoch, env=env, user=str(POSTGRES_UID),
         )
+        attest_image(self.layout, desc, labels, record, [*runtime_entries, *pg_entries], entry,
+                     self.catalog.publisher, bundled=True)
         self._add(image_tags, PlatformImage(desc, labels, pg.key))
         self._pg_image_tags[pg.key] = image_tags
+        self._pg_records[pg.key] = record
         self.progress(f"packaged {pg.name}: postgresql-dist and postgresql "
                       f"(layer {pg_layer.digest[:19]}, {pg_layer.size / 1e6:.1f} MB)")
 
@@ -150,6 +162,12 @@ class Packager:
                                   f"{pg_tags.repository}:{pg_tags.rolling[0]}")
         desc = self._image(platform, [layer],
                            [layer.annotations["io.deis.oras.content.digest"]], labels, epoch)
+        # The Postgres target is packaged first (run_build orders them): its record is linked.
+        record = extension_record(ext, out, epoch, self._pg_records[pg.key])
+        entry = {"extension": {k: v for k, v in dataclasses.asdict(ext.extension).items() if k != "versions"},
+                 "version": ext.version, "postgres": pg.release, "option_set": pg.option_set,
+                 "distro": pg.distro}
+        attest_image(self.layout, desc, labels, record, entries, entry, self.catalog.publisher)
         self._add(extension_tags(ext, epoch), PlatformImage(desc, labels, ext.key))
         self.progress(f"packaged {ext.name} ({layer.size / 1e3:.0f} kB)")
 

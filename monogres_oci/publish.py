@@ -15,7 +15,11 @@ Order, so that a tag never points to something incomplete:
    digest) is skipped with everything below it, since a registry only accepts a manifest whose
    content it has. A blob already pushed to another repository in this run is mounted from
    there instead of uploaded again.
-3. Only when the content of *every* selected reference is in place are the tags written, so a
+3. Then what is attached to that content (SBOM, provenance, signatures: layout entries with a
+   ``subject``, and what is attached to those in turn): its blobs, its manifest, and its entry in
+   the subject's referrers (the registry indexes it, or the ``sha256-<hex>`` fallback tag index
+   is updated).
+4. Only when the content of *every* selected reference is in place are the tags written, so a
    failed run moves no tag at all.
 
 A dry run contacts nothing and reports what would be sent.
@@ -27,13 +31,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from monogres_oci.attach import Attachment, attachments_by_subject
 from monogres_oci.errors import UsageError, VerifyError
 from monogres_oci.oci.layout import Layout
 from monogres_oci.oci.model import INDEX_TYPES, MANIFEST_TYPES, Descriptor
 from monogres_oci.oci.reference import parse_target, split_ref_name
 from monogres_oci.oci.registry import RegistryClient
 
-Kind = Literal["blob", "manifest", "tag"]
+Kind = Literal["blob", "manifest", "referrer", "tag"]
 Status = Literal["pushed", "exists", "mounted", "would push"]
 
 
@@ -132,6 +137,19 @@ class _Publisher:
         self.client.push_manifest(repo, desc.digest, data, desc.media_type)
         self.report("manifest", repo, desc.digest, desc.size, "pushed")
 
+    def referrers(self, repo: str, subject: str, items: Sequence[Attachment]) -> None:
+        """Push attachments after their subject and list them among the subject's referrers."""
+        for item in items:
+            for child in self.layout.children(item.descriptor):
+                self.content(repo, child)
+        if self.client is not None:
+            self.client.push_referrers(repo, subject, [
+                (self.layout.read_blob(i.descriptor.digest), i.descriptor) for i in items])
+        for item in items:
+            desc = item.descriptor
+            self.report("referrer", repo, desc.digest, desc.size,
+                        "would push" if self.client is None else "pushed")
+
     def blob(self, repo: str, desc: Descriptor) -> None:
         if self.client is None:
             self.report("blob", repo, desc.digest, desc.size, "would push")
@@ -172,12 +190,34 @@ def _select(layout: Layout, namespace: str, names: Sequence[str] | None) -> list
     return targets
 
 
-def _check_complete(layout: Layout, targets: Sequence[_Target]) -> None:
+def _attached(layout: Layout, targets: Sequence[_Target]) -> list[tuple[str, Attachment]]:
+    """What refers to the targets' manifests and indexes (transitively), in a fixed order."""
+    by_subject = attachments_by_subject(layout)
+    out: list[tuple[str, Attachment]] = []
+    seen: set[tuple[str, str]] = set()
     for target in targets:
-        for desc in layout.walk(target.descriptor):
+        queue = [d.digest for d in layout.walk(target.descriptor)
+                 if d.media_type in MANIFEST_TYPES | INDEX_TYPES]
+        while queue:
+            for item in by_subject.get(queue.pop(0), []):
+                key = (target.repository, item.descriptor.digest)
+                if key not in seen:
+                    seen.add(key)
+                    out.append((target.repository, item))
+                    queue.append(item.descriptor.digest)
+    return out
+
+
+def _check_complete(layout: Layout, targets: Sequence[_Target],
+                    attached: Sequence[tuple[str, Attachment]]) -> None:
+    roots = [(t.name, t.descriptor) for t in targets]
+    roots += [(f"{repo} referrer {item.descriptor.digest}", item.descriptor)
+              for repo, item in attached]
+    for name, root in roots:
+        for desc in layout.walk(root):
             if not layout.has_blob(desc.digest, desc.size):
                 raise VerifyError(
-                    f"layout {layout.root} is incomplete: {target.name} needs {desc.digest} "
+                    f"layout {layout.root} is incomplete: {name} needs {desc.digest} "
                     f"({desc.media_type}, {desc.size} bytes); nothing was pushed"
                 )
 
@@ -202,9 +242,15 @@ def publish(
     if client is not None and client.host != host:
         raise UsageError(f"the registry client speaks to {client.host}, not to {host}")
     targets = _select(layout, namespace, refs)
-    _check_complete(layout, targets)
+    attached = _attached(layout, targets)
+    _check_complete(layout, targets, attached)
     publisher = _Publisher(layout, None if dry_run else client, host, progress)
     for item in targets:
         publisher.content(item.repository, item.descriptor)
+    grouped: dict[tuple[str, str], list[Attachment]] = {}
+    for repo, attachment in attached:
+        grouped.setdefault((repo, attachment.subject_digest), []).append(attachment)
+    for (repo, subject), items in grouped.items():
+        publisher.referrers(repo, subject, items)
     published = tuple(publisher.tag(item) for item in targets)
     return PublishResult(published, tuple(publisher.events), dry_run)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -299,6 +299,40 @@ class RegistryClient:
 
     def push_manifest(self, repo: str, reference: str, data: bytes, media_type: str) -> str:
         """PUT a manifest or index under a tag or its digest; return its digest."""
+        digest, _ = self._put_manifest(repo, reference, data, media_type)
+        return digest
+
+    def push_referrers(self, repo: str, subject_digest: str,
+                       items: Sequence[tuple[bytes, Descriptor]]) -> bool:
+        """PUT manifests that have ``subject_digest`` as ``subject``; make them discoverable.
+
+        ``items`` are (manifest bytes, descriptor as a referrers list shows it). A registry with
+        the referrers API says so with an ``OCI-Subject`` header and indexes them itself;
+        otherwise (distribution 2.8) they are merged, in one update, into the index under the
+        ``sha256-<hex>`` fallback tag, as distribution-spec 1.1 asks of clients. Returns True
+        when the fallback tag was used. That read-modify-write is not atomic: two writers
+        attaching to one subject at the same moment can drop each other's entries.
+        """
+        missing = []
+        for data, entry in items:
+            _, headers = self._put_manifest(repo, entry.digest, data, entry.media_type)
+            if not headers.get("OCI-Subject"):
+                missing.append(entry)
+        if not missing:
+            return False
+        tag = subject_digest.replace(":", "-")
+        existing: tuple[Descriptor, ...] = ()
+        if self.head_manifest(repo, tag, (OCI_INDEX,)) is not None:
+            raw, _, _ = self.get_manifest(repo, tag, (OCI_INDEX,))
+            existing = parse_index(raw).manifests
+        known = {d.digest for d in existing}
+        added = tuple(d for d in missing if d.digest not in known)
+        if added:
+            self._put_manifest(repo, tag, Index((*existing, *added)).to_json(), OCI_INDEX)
+        return True
+
+    def _put_manifest(self, repo: str, reference: str, data: bytes,
+                      media_type: str) -> tuple[str, Mapping[str, str]]:
         check_repository(repo)
         digest = sha256_digest(data)
         if is_digest(reference) and reference != digest:
@@ -318,7 +352,7 @@ class RegistryClient:
             raise VerifyError(
                 f"registry {self.host} stored {repo} manifest as {stored}, not {digest}"
             )
-        return digest
+        return digest, response.headers
 
     def head_manifest(
         self, repo: str, reference: str, accept: tuple[str, ...] = DEFAULT_ACCEPT

@@ -130,10 +130,29 @@ def built(tmp_path_factory: pytest.TempPathFactory, catalog: Path, base_image: s
 
 
 @dataclass(frozen=True)
+class Keys:
+    private: Path
+    public: Path
+
+
+def make_keys(directory: Path) -> Keys:
+    """A key pair made by the real CLI (`monogres-oci keygen`)."""
+    private = directory / "monogres.key"
+    cli("keygen", "--out", str(private), env={"MONOGRES_SIGNING_PASSWORD": ""})
+    return Keys(private, private.with_suffix(".pub"))
+
+
+@pytest.fixture(scope="session")
+def keys(tmp_path_factory: pytest.TempPathFactory) -> Keys:
+    return make_keys(tmp_path_factory.mktemp("keys"))
+
+
+@dataclass(frozen=True)
 class Published:
     registry: RunningRegistry
     namespace: str
     refs: dict[str, str]  # "repo:tag" -> "host/ns/repo:tag@sha256:..."
+    keys: Keys
 
     def ref(self, repo_tag: str) -> str:
         return self.refs[repo_tag]
@@ -143,15 +162,19 @@ class Published:
 
 
 @pytest.fixture(scope="session")
-def published(built: Built, registry: RunningRegistry) -> Published:
-    ns = "monogres"
-    proc = cli("publish", "--registry", f"{registry.host}/{ns}", "--layout", str(built.layout),
-               "--json")
+def published(built: Built, registry: RunningRegistry, keys: Keys) -> Published:
+    return publish_signed(built.layout, registry, "monogres", keys)
+
+
+def publish_signed(layout: Path, registry: RunningRegistry, ns: str, keys: Keys) -> Published:
+    """Sign the layout with ``keys`` and publish it to ``registry``/``ns``."""
+    proc = cli("publish", "--registry", f"{registry.host}/{ns}", "--layout", str(layout),
+               "--sign-key", str(keys.private), "--json")
     refs = {}
     for item in json.loads(proc.stdout)["refs"]:
         repo = item["repository"].split(f"/{ns}/", 1)[1]
         refs[f"{repo}:{item['tag']}"] = item["reference"]
-    return Published(registry, ns, refs)
+    return Published(registry, ns, refs, keys)
 
 
 def rolling(repo: str) -> str:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from monogres_oci.attach import INTOTO_TYPE, SPDX_TYPE, attachments
 from monogres_oci.oci.layout import Layout
 from monogres_oci.oci.model import INDEX_TYPES
 from tests.e2e.conftest import EXTENSIONS, Built, Published, rolling
@@ -150,3 +151,15 @@ def test_tags_are_multi_arch_indexes_and_rebuilds_give_the_same_digests(
     for name, desc in first.items():
         assert desc.media_type in INDEX_TYPES, name
         assert second[name].digest == desc.digest, name
+    # SBOM and provenance too: same build outputs, same bytes (the first layout may also hold
+    # signatures by now; those are compared in test_supply_chain).
+    def documents(layout: Layout) -> set[tuple[str, str, str]]:
+        return {(a.subject_digest, str(a.descriptor.artifact_type), a.descriptor.digest)
+                for a in attachments(layout)
+                if a.descriptor.artifact_type in (SPDX_TYPE, INTOTO_TYPE)}
+
+    docs = documents(Layout.open(again))
+    assert docs == documents(Layout.open(built.layout))
+    platform_manifests = {d.digest for desc in second.values()
+                          for d in Layout.open(again).read_index(desc.digest).manifests}
+    assert len(docs) == 2 * len(platform_manifests)

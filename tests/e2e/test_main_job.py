@@ -24,4 +24,7 @@ def test_demo_script_builds_publishes_and_queries(published: Published, tmp_path
     assert " pgaudit " in out and " rum " in out  # pg_extension rows
     assert "rum_matches" in out and "1000" in out
     assert "kind: Cluster" in out and "@sha256:" in out
+    assert "pgaudit:18.6-18.0-bookworm: verified" in out
+    assert "application/spdx+json" in out  # oras discover lists the SBOM
+    assert "cluster.yaml: verified with key" in out
     assert "done: PostgreSQL and its extensions" in proc.stderr

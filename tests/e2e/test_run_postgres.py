@@ -68,7 +68,8 @@ def test_bare_metal_install_and_run(published: Published, world_dir: Path) -> No
     dest = tmp_path / "root"
     refs = [published.tag_ref(rolling("postgresql-dist"))]
     refs += [published.tag_ref(rolling(ext)) for ext in EXTENSIONS]
-    out = json.loads(cli("install", *refs, "--dest", str(dest), "--json").stdout)
+    out = json.loads(cli("install", *refs, "--dest", str(dest), "--key",
+                         str(published.keys.public), "--json").stdout)
     conf = out["postgresql_conf"]
     assert "shared_preload_libraries = 'pgaudit'" in conf
     bindir = dest / "usr/lib/postgresql/18/bin"
@@ -109,7 +110,8 @@ def test_runnable_image_with_image_volume_layout(published: Published, tmp_path:
     mounts, control, libs = [], ["$system"], ["$libdir"]
     for ext in EXTENSIONS:
         target = tmp_path / ext
-        cli("install", published.tag_ref(rolling(ext)), "--dest", str(tmp_path))
+        cli("install", published.tag_ref(rolling(ext)), "--dest", str(tmp_path),
+            "--key", str(published.keys.public))
         mounts += ["-v", f"{target}:/extensions/{ext}:ro"]
         control.append(f"/extensions/{ext}/share")
         libs.append(f"/extensions/{ext}/lib")

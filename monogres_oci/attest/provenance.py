@@ -1,0 +1,87 @@
+"""SLSA provenance v1 for one platform image, as an in-toto Statement v1.
+
+The build type is this project's own, documented in README.md ("Build type"): external
+parameters are the catalog entry and the target; resolved dependencies are the pinned sources,
+the base image, the build recipe, the Postgres build an extension was compiled against and every
+Debian package installed in the build container. Nothing in it names a time or a machine (no
+``startedOn``), so packaging the same build outputs twice gives the same bytes; the builder id
+comes from ``MONOGRES_BUILDER_ID`` (a CI workflow sets its own URI), or names a local build.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any
+
+from monogres_oci import __version__
+from monogres_oci.attest.buildinfo import BuildRecord
+from monogres_oci.sign import statement
+
+PREDICATE_TYPE = "https://slsa.dev/provenance/v1"
+BUILD_TYPE = "https://github.com/monogres/monogres-oci/blob/main/README.md#build-type-v1"
+LOCAL_BUILDER = "https://github.com/monogres/monogres-oci/blob/main/README.md#local-builder"
+BUILDER_ENV = "MONOGRES_BUILDER_ID"
+MEDIA_TYPE = "application/vnd.in-toto+json"
+
+
+def _entry(value: Any) -> Any:
+    """A catalog dataclass as plain JSON (tuples as lists)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    return value
+
+
+def _digest(value: str) -> dict[str, str]:
+    algorithm, _, hex_digest = value.partition(":")
+    return {algorithm: hex_digest}
+
+
+def _dependencies(record: BuildRecord) -> list[dict[str, Any]]:
+    deps: list[dict[str, Any]] = []
+    for source in record.sources:
+        deps.append({"name": source.file, "uri": source.download_location,
+                     "digest": {"sha256": source.sha256}})
+    name, _, digest = record.base_image.partition("@")
+    deps.append({"name": "base-image", "uri": f"oci://{name}", "digest": _digest(digest)})
+    deps.append({"name": record.recipe, "digest": _digest(record.recipe_digest)})
+    if record.postgres is not None:
+        deps.append({"name": record.postgres.target,
+                     "annotations": {"input_digest": record.postgres.input_digest}})
+    for pkg in record.toolchain:
+        deps.append({"name": pkg.name, "uri": pkg.purl(record.suite)})
+    return deps
+
+
+def provenance_predicate(record: BuildRecord, catalog_entry: dict[str, Any]) -> dict[str, Any]:
+    """The SLSA v1 predicate for a target's build record and its catalog entry."""
+    return {
+        "buildDefinition": {
+            "buildType": BUILD_TYPE,
+            "externalParameters": {
+                "catalog": {key: _entry(value) for key, value in sorted(catalog_entry.items())},
+                "target": {"name": record.target, "kind": record.kind,
+                           "platform": record.platform, "distro": record.distro},
+            },
+            "internalParameters": {
+                "buildArgs": dict(record.build_args),
+                "sourceDateEpoch": record.source_date_epoch,
+                "compilers": list(record.compilers),
+            },
+            "resolvedDependencies": _dependencies(record),
+        },
+        "runDetails": {
+            "builder": {
+                "id": os.environ.get(BUILDER_ENV) or LOCAL_BUILDER,
+                "version": {"monogres-oci": __version__},
+            },
+            "metadata": {"invocationId": record.input_digest},
+        },
+    }
+
+
+def provenance_statement(subject_name: str, manifest_digest: str, record: BuildRecord,
+                         catalog_entry: dict[str, Any]) -> dict[str, Any]:
+    """The in-toto Statement v1 whose subject is one platform manifest."""
+    return statement(subject_name, manifest_digest, PREDICATE_TYPE,
+                     provenance_predicate(record, catalog_entry))
