@@ -60,12 +60,30 @@ say "building PostgreSQL 18.6 (regular) + pgaudit + rum for linux/amd64"
 "${M[@]}" build --postgres 18.6 --option-set regular --arch amd64 \
   --extension pgaudit --extension rum --base "bookworm=$BASE" --out "$WORK/oci" "${CACHE[@]}"
 
-say "publishing to $REG/monogres"
-"${M[@]}" publish --registry "$REG/monogres" --layout "$WORK/oci"
+KEY=$WORK/monogres.key
+if [[ ! -f $KEY ]]; then
+  say "making a signing key pair ($KEY, $WORK/monogres.pub)"
+  "${M[@]}" keygen --out "$KEY"
+fi
 
-say "pulling the extensions back, verified"
+say "signing (images, indexes, SBOM and provenance attestations) and publishing to $REG/monogres"
+"${M[@]}" publish --registry "$REG/monogres" --layout "$WORK/oci" --sign-key "$KEY"
+
+say "verifying with monogres-oci and with cosign (offline, key-based)"
+"${M[@]}" verify "$REG/monogres/pgaudit:18.6-18.0-bookworm" \
+  "$REG/monogres/postgresql:18.6-regular-bookworm" --key "$WORK/monogres.pub"
+cosign verify --key "$WORK/monogres.pub" --insecure-ignore-tlog --allow-insecure-registry \
+  "$REG/monogres/pgaudit:18.6-18.0-bookworm" >/dev/null
+PGAUDIT_AMD64=$(crane digest --insecure --platform linux/amd64 "$REG/monogres/pgaudit:18.6-18.0-bookworm")
+for type in spdxjson slsaprovenance1; do
+  cosign verify-attestation --key "$WORK/monogres.pub" --type "$type" --insecure-ignore-tlog \
+    --allow-insecure-registry "$REG/monogres/pgaudit@$PGAUDIT_AMD64" >/dev/null
+done
+oras discover --plain-http "$REG/monogres/pgaudit@$PGAUDIT_AMD64"
+
+say "pulling the extensions back, signatures and digests verified"
 "${M[@]}" install "$REG/monogres/pgaudit:18.6-18.0-bookworm" \
-  "$REG/monogres/rum:18.6-1.3.15-bookworm" --dest "$WORK/extensions"
+  "$REG/monogres/rum:18.6-1.3.15-bookworm" --dest "$WORK/extensions" --key "$WORK/monogres.pub"
 
 say "running the published Postgres image with the extensions as read-only image volumes"
 IMAGE=$REG/monogres/postgresql:18.6-regular-bookworm
@@ -94,7 +112,10 @@ SET enable_seqscan = off;
 SELECT count(*) AS rum_matches FROM docs WHERE t @@ to_tsquery('english', 'extension');
 SQL
 
-say "CloudNativePG manifests for what was published"
-"${M[@]}" cnpg --registry "$REG/monogres" --postgres 18.6 --extension pgaudit --extension rum
+say "CloudNativePG manifests for what was published, signed as a blob"
+"${M[@]}" cnpg --registry "$REG/monogres" --postgres 18.6 --extension pgaudit --extension rum \
+  --output "$WORK/cluster.yaml" --sign-key "$KEY"
+cat "$WORK/cluster.yaml"
+"${M[@]}" verify-blob "$WORK/cluster.yaml" --key "$WORK/monogres.pub"
 
 say "done: PostgreSQL and its extensions were built from pinned source, published and loaded"
