@@ -22,6 +22,7 @@ from typing import TypeVar
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from monogres_oci.attest.buildinfo import extension_record, postgres_record  # noqa: E402
 from monogres_oci.base import create_base_image  # noqa: E402
 from monogres_oci.build import BuildCache, source_date_epoch  # noqa: E402
 from monogres_oci.catalog import load_catalog  # noqa: E402
@@ -99,10 +100,12 @@ def main() -> int:
 
         resolver = _base_resolver(layout, argparse.Namespace(insecure=True, ca_file=None))
         packager = Packager(catalog, layout, resolver)
-        timed("package postgres (dist + runnable)", lambda: packager.add_postgres(pg, pg_out, pg_epoch))
+        pg_record = postgres_record(pg, pg_out, pg_epoch)
+        timed("package postgres (dist + runnable, with SBOM and provenance)",
+              lambda: packager.add_postgres(pg, pg_out, pg_record))
         with stage("package extensions"):
             for ext, out, epoch in ext_outs:
-                packager.add_extension(ext, out, epoch)
+                packager.add_extension(ext, out, extension_record(ext, out, epoch, pg_record))
             packager.finish()
         result = timed("publish", lambda: publish(layout, f"{registry.host}/bench", client))
         for ref in result.refs:

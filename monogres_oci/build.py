@@ -8,6 +8,7 @@ not stop the others; the layout's tags are written last, only for what was built
 
 from __future__ import annotations
 
+import json
 import os
 import tarfile
 from collections.abc import Callable
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
+from monogres_oci.attest.buildinfo import BuildRecord, extension_record, postgres_record
 from monogres_oci.catalog import Catalog, Source
 from monogres_oci.compile import (
     ExtensionBuildOutput,
@@ -129,14 +131,17 @@ def run_build(
                                                    error=f"not built: {pg.name} failed"))
             progress.stage(f"FAILED {pg.name}")
             continue
-        packager.add_postgres(pg, pg_out, pg_epoch)
+        pg_record = _record(postgres_record(pg, pg_out, pg_epoch), pg_out.meta_dir)
+        packager.add_postgres(pg, pg_out, pg_record)
         report.results.append(TargetResult(pg.name, "postgres", ok=True, cached=cached))
         for ext in plan.extensions_of(pg):
             try:
                 epoch = max(pg_epoch, source_date_epoch(paths[ext.version.source.sha256]))
                 ext_out, cached = _compile_extension(ext, pg_out, paths, cache, progress, epoch,
                                                      rebuild)
-                packager.add_extension(ext, ext_out, epoch)
+                record = _record(extension_record(ext, ext_out, epoch, pg_record),
+                                 ext_out.meta_dir)
+                packager.add_extension(ext, ext_out, record)
             except BuildError as exc:
                 report.results.append(TargetResult(ext.name, "extension", ok=False, error=str(exc)))
                 progress.stage(f"FAILED {ext.name} (other targets go on)")
@@ -144,6 +149,15 @@ def run_build(
             report.results.append(TargetResult(ext.name, "extension", ok=True, cached=cached))
     report.refs = packager.finish()
     return report
+
+
+def _record(record: BuildRecord, meta_dir: Path) -> BuildRecord:
+    """Keep the build record beside the build output too (like a .buildinfo file)."""
+    text = json.dumps(record.to_json(), indent=2, sort_keys=True) + "\n"
+    path = meta_dir / "buildinfo.json"
+    if not path.is_file() or path.read_text() != text:
+        path.write_text(text)
+    return record
 
 
 def _compile_postgres(pg: PostgresTarget, paths: dict[str, Path], cache: BuildCache,

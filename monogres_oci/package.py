@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from monogres_oci.attest.buildinfo import BuildRecord, extension_record, postgres_record
+from monogres_oci.attest.buildinfo import BuildRecord
 from monogres_oci.attest.image import attest_image
 from monogres_oci.catalog import Catalog
 from monogres_oci.compile import ExtensionBuildOutput, PostgresBuildOutput
@@ -75,7 +75,6 @@ class Packager:
         self.progress = progress
         self._groups: dict[tuple[str, str], _Group] = {}
         self._pg_image_tags: dict[str, Tags] = {}
-        self._pg_records: dict[str, BuildRecord] = {}
 
     # --- layers -----------------------------------------------------------------------------
 
@@ -104,14 +103,14 @@ class Packager:
 
     # --- artifacts --------------------------------------------------------------------------
 
-    def add_postgres(self, pg: PostgresTarget, out: PostgresBuildOutput, epoch: int) -> None:
+    def add_postgres(self, pg: PostgresTarget, out: PostgresBuildOutput, record: BuildRecord) -> None:
         """Package the install tree twice: scratch artifact and runnable image, one layer blob."""
+        epoch = record.source_date_epoch
         platform = Platform(architecture=pg.arch, os="linux")
         prefix = f"usr/lib/postgresql/{pg.release.major}"
         tree = out.install_root / prefix
         if not (tree / "bin" / "postgres").is_file():
             raise BuildError(f"{pg.name}: build output has no {prefix}/bin/postgres")
-        record = postgres_record(pg, out, epoch)
         entry = {"postgres": pg.release, "option_set": pg.option_set, "distro": pg.distro}
         pg_entries = tree_entries(tree, prefix)
         pg_layer = self._layer(pg_entries, epoch)
@@ -140,12 +139,13 @@ class Packager:
                      self.catalog.publisher, bundled=True)
         self._add(image_tags, PlatformImage(desc, labels, pg.key))
         self._pg_image_tags[pg.key] = image_tags
-        self._pg_records[pg.key] = record
         self.progress(f"packaged {pg.name}: postgresql-dist and postgresql "
                       f"(layer {pg_layer.digest[:19]}, {pg_layer.size / 1e6:.1f} MB)")
 
-    def add_extension(self, ext: ExtensionTarget, out: ExtensionBuildOutput, epoch: int) -> None:
+    def add_extension(self, ext: ExtensionTarget, out: ExtensionBuildOutput,
+                      record: BuildRecord) -> None:
         """Package an extension in CloudNativePG's image-volume layout."""
+        epoch = record.source_date_epoch
         pg = ext.postgres
         platform = Platform(architecture=pg.arch, os="linux")
         entries, dropped = _extension_entries(out, pg.release.major, ext.extension.name)
@@ -162,8 +162,6 @@ class Packager:
                                   f"{pg_tags.repository}:{pg_tags.rolling[0]}")
         desc = self._image(platform, [layer],
                            [layer.annotations["io.deis.oras.content.digest"]], labels, epoch)
-        # The Postgres target is packaged first (run_build orders them): its record is linked.
-        record = extension_record(ext, out, epoch, self._pg_records[pg.key])
         entry = {"extension": {k: v for k, v in dataclasses.asdict(ext.extension).items() if k != "versions"},
                  "version": ext.version, "postgres": pg.release, "option_set": pg.option_set,
                  "distro": pg.distro}

@@ -322,3 +322,20 @@ def test_install_of_unsigned_artifacts_needs_an_explicit_flag(built: Built,
     allowed = cli("install", ref, "--dest", str(tmp_path / "c"), "--allow-unsigned")
     assert "WARNING" in allowed.stderr and "NOT checked" in allowed.stderr
     assert (tmp_path / "c/hello/share/extension/hello.control").is_file()
+
+
+def test_every_build_keeps_a_build_record(built: Built) -> None:
+    """Like Debian's .buildinfo: base digest, every package in the build container, inputs."""
+    from tests.e2e.conftest import CACHE
+
+    records = {}
+    for path in (CACHE / "builds").glob("*/meta/buildinfo.json"):
+        record = json.loads(path.read_text())
+        records[record["target"]] = record
+    pgaudit = next(r for name, r in records.items() if name.startswith("pgaudit-"))
+    assert pgaudit["base_image"] == built.base_image
+    assert pgaudit["postgres"]["target"].startswith("postgres-18.6-regular-bookworm")
+    packages = {p["name"]: p for p in pgaudit["installed_build_depends"]}
+    assert packages["gcc-12"]["version"] and packages["gcc-12"]["architecture"] == "amd64"
+    assert pgaudit["build_args"]["SOURCE_DATE_EPOCH"] == str(pgaudit["source_date_epoch"])
+    assert len(pgaudit["sources"][0]["sha256"]) == 64
