@@ -301,8 +301,9 @@ def test_stripped_sbom_is_refused(built: Built, tampered: Published,
 
 
 def test_install_of_unsigned_artifacts_needs_an_explicit_flag(built: Built,
-                                                              tamper_registry: RunningRegistry,
+                                                              registry: RunningRegistry,
                                                               tmp_path: Path) -> None:
+    # The shared registry, not the tampered one: blobs are shared between repositories there.
     # The shared layout holds signatures by now (publish pushes those too): copy it without them.
     unsigned = tmp_path / "oci"
     shutil.copytree(built.layout, unsigned)
@@ -311,8 +312,8 @@ def test_install_of_unsigned_artifacts_needs_an_explicit_flag(built: Built,
                           if d.get("artifactType") != BUNDLE_MEDIA_TYPE]
     (unsigned / "index.json").write_text(json.dumps(index))
     ns = "unsigned"
-    cli("publish", "--registry", f"{tamper_registry.host}/{ns}", "--layout", str(unsigned))
-    ref = f"{tamper_registry.host}/{ns}/{rolling('hello')}"
+    cli("publish", "--registry", f"{registry.host}/{ns}", "--layout", str(unsigned))
+    ref = f"{registry.host}/{ns}/{rolling('hello')}"
     keys = make_keys(tmp_path)
     refused = cli("install", ref, "--dest", str(tmp_path / "a"), "--key", str(keys.public),
                   check=False)
