@@ -167,13 +167,18 @@ def load_public_key(path: Path) -> PublicKey:
 
 # --- statements and bundles ------------------------------------------------------------------
 
+def digest_set(digest: str) -> dict[str, str]:
+    """``sha256:<hex>`` as in-toto's DigestSet: ``{"sha256": "<hex>"}``."""
+    algorithm, _, hex_digest = digest.partition(":")
+    return {algorithm: hex_digest}
+
+
 def statement(subject_name: str, subject_digest: str, predicate_type: str,
               predicate: dict[str, Any]) -> dict[str, Any]:
     """An in-toto Statement v1 about one subject, given as ``sha256:<hex>``."""
-    algorithm, _, hex_digest = subject_digest.partition(":")
     return {
         "_type": STATEMENT_TYPE,
-        "subject": [{"name": subject_name, "digest": {algorithm: hex_digest}}],
+        "subject": [{"name": subject_name, "digest": digest_set(subject_digest)}],
         "predicateType": predicate_type,
         "predicate": predicate,
     }

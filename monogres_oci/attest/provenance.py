@@ -16,7 +16,7 @@ from typing import Any
 
 from monogres_oci import __version__
 from monogres_oci.attest.buildinfo import BuildRecord
-from monogres_oci.sign import statement
+from monogres_oci.sign import digest_set, statement
 
 PREDICATE_TYPE = "https://slsa.dev/provenance/v1"
 BUILD_TYPE = "https://github.com/monogres/monogres-oci/blob/main/README.md#build-type-v1"
@@ -32,19 +32,14 @@ def _entry(value: Any) -> Any:
     return value
 
 
-def _digest(value: str) -> dict[str, str]:
-    algorithm, _, hex_digest = value.partition(":")
-    return {algorithm: hex_digest}
-
-
 def _dependencies(record: BuildRecord) -> list[dict[str, Any]]:
     deps: list[dict[str, Any]] = []
     for source in record.sources:
         deps.append({"name": source.file, "uri": source.download_location,
                      "digest": {"sha256": source.sha256}})
     name, _, digest = record.base_image.partition("@")
-    deps.append({"name": "base-image", "uri": f"oci://{name}", "digest": _digest(digest)})
-    deps.append({"name": record.recipe, "digest": _digest(record.recipe_digest)})
+    deps.append({"name": "base-image", "uri": f"oci://{name}", "digest": digest_set(digest)})
+    deps.append({"name": record.recipe, "digest": digest_set(record.recipe_digest)})
     if record.postgres is not None:
         deps.append({"name": record.postgres.target,
                      "annotations": {"input_digest": record.postgres.input_digest}})

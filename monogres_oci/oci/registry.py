@@ -320,16 +320,21 @@ class RegistryClient:
                 missing.append(entry)
         if not missing:
             return False
-        tag = subject_digest.replace(":", "-")
-        existing: tuple[Descriptor, ...] = ()
-        if self.head_manifest(repo, tag, (OCI_INDEX,)) is not None:
-            raw, _, _ = self.get_manifest(repo, tag, (OCI_INDEX,))
-            existing = parse_index(raw).manifests
-        known = {d.digest for d in existing}
+        tag, existing = self._fallback_index(repo, subject_digest)
+        known = {d.digest for d in existing.manifests}
         added = tuple(d for d in missing if d.digest not in known)
         if added:
-            self._put_manifest(repo, tag, Index((*existing, *added)).to_json(), OCI_INDEX)
+            merged = Index((*existing.manifests, *added), existing.annotations)
+            self._put_manifest(repo, tag, merged.to_json(), OCI_INDEX)
         return True
+
+    def _fallback_index(self, repo: str, digest: str) -> tuple[str, Index]:
+        """The ``sha256-<hex>`` referrers tag of ``digest`` and its index (empty when absent)."""
+        tag = digest.replace(":", "-")
+        if self.head_manifest(repo, tag, (OCI_INDEX,)) is None:
+            return tag, Index(())
+        data, _, _ = self.get_manifest(repo, tag, (OCI_INDEX,))
+        return tag, parse_index(data)
 
     def _put_manifest(self, repo: str, reference: str, data: bytes,
                       media_type: str) -> tuple[str, Mapping[str, str]]:
@@ -479,11 +484,7 @@ class RegistryClient:
             media_type = response.headers.get("Content-Type", "").split(";")[0].strip()
             if response.status_code == 200 and media_type == OCI_INDEX:
                 return Referrers(parse_index(response.content), from_api=True)
-        tag = digest.replace(":", "-")
-        if self.head_manifest(repo, tag, (OCI_INDEX,)) is None:
-            return Referrers(Index(()), from_api=False)
-        data, _, _ = self.get_manifest(repo, tag, (OCI_INDEX,))
-        found = parse_index(data)
+        _, found = self._fallback_index(repo, digest)
         if artifact_type:
             kept = tuple(d for d in found.manifests if d.artifact_type == artifact_type)
             found = Index(kept, found.annotations)
