@@ -20,6 +20,7 @@ from monogres_oci.catalog.model import (
     Extension,
     ExtensionVersion,
     OptionSet,
+    Patch,
     PostgresRelease,
 )
 from monogres_oci.errors import UsageError
@@ -41,6 +42,7 @@ class PostgresTarget:
     base_image: str
     default_option_set: bool
     recipe_digest: str = field(repr=False)
+    patches: tuple[Patch, ...] = ()
 
     @property
     def name(self) -> str:
@@ -52,11 +54,13 @@ class PostgresTarget:
 
     @property
     def build_packages(self) -> tuple[str, ...]:
-        return self.distro.toolchain_packages + self.option_set.build_packages
+        own = self.option_set.build_packages_for(self.release.version)
+        return self.distro.toolchain_packages + tuple(
+            p for p in own if p not in self.distro.toolchain_packages)
 
     @property
     def meson_options(self) -> tuple[str, ...]:
-        return (f"--buildtype={self.option_set.buildtype}", *self.option_set.meson_options)
+        return self.option_set.meson_options_for(self.release.version)
 
     @property
     def key(self) -> str:
@@ -65,9 +69,9 @@ class PostgresTarget:
             "version": self.release.version,
             "source": self.release.source.sha256,
             "option_set": self.option_set.name,
-            "buildtype": self.option_set.buildtype,
-            "meson_options": list(self.option_set.meson_options),
+            "meson_options": list(self.meson_options),
             "packages": list(self.build_packages),
+            "patches": [p.sha256 for p in self.patches],
             "suite": self.distro.suite,
             # The digest names the content; where it is served from (a registry host) does not.
             "base_image": self.base_image.rpartition("@")[2],
@@ -162,6 +166,7 @@ def expand(
                         base_image=base_overrides.get(distro_name, distro.base_image),
                         default_option_set=os_index == 0,
                         recipe_digest=recipe_digests["postgres"],
+                        patches=catalog.patches_for(release.version),
                     ))
     ext_targets: list[ExtensionTarget] = []
     if not selection.postgres_only:
@@ -173,7 +178,10 @@ def expand(
                 if wanted.get(ext.name) and version.version != wanted[ext.name]:
                     continue
                 for pg in pg_targets:
-                    if pg.release.major in version.postgres_majors:
+                    # Extensions go with the default option set unless option sets were asked for.
+                    if not (pg.default_option_set or selection.option_sets):
+                        continue
+                    if version.postgres.admits(pg.release.version):
                         ext_targets.append(ExtensionTarget(
                             extension=ext, version=version, postgres=pg,
                             recipe_digest=recipe_digests["extension"],

@@ -6,6 +6,7 @@ what to do about it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from functools import cache
 from importlib import resources
@@ -17,15 +18,18 @@ import yaml
 
 from monogres_oci.catalog.model import (
     Catalog,
+    Conditional,
     Distro,
     Extension,
     ExtensionVersion,
     OptionSet,
     Origin,
+    Patch,
     PostgresRelease,
     Publisher,
     Source,
 )
+from monogres_oci.catalog.ranges import ANY, VersionRange, majors_range, parse_range
 from monogres_oci.errors import CatalogError
 
 
@@ -56,7 +60,7 @@ def load_catalog(path: Path) -> Catalog:
         raise CatalogError(shown, where, f"malformed YAML: {problem}",
                            "fix the YAML syntax (indentation, quotes, colons)") from None
     validate_against_schema(data, text, shown)
-    catalog = _to_model(data, shown)
+    catalog = _to_model(data, text, shown)
     _check_references(catalog, text, shown)
     return catalog
 
@@ -144,7 +148,53 @@ def _source(raw: dict[str, Any]) -> Source:
     return Source(file=raw["file"], sha256=raw["sha256"], origins=tuple(origins))
 
 
-def _to_model(data: dict[str, Any], shown: str) -> Catalog:
+def _versions(raw: str | list[int]) -> VersionRange:
+    # The schema has checked the form already.
+    return parse_range(raw) if isinstance(raw, str) else majors_range(tuple(raw))
+
+
+def _conditionals(items: list[Any], key: str) -> tuple[Conditional, ...]:
+    """Plain strings apply to every release; {KEY: value, postgres: range} to those admitted."""
+    return tuple(
+        Conditional(i, ANY) if isinstance(i, str) else Conditional(i[key], _versions(i["postgres"]))
+        for i in items
+    )
+
+
+def _option_sets(raw: dict[str, Any], text: str, shown: str) -> tuple[OptionSet, ...]:
+    """Resolve ``extends`` chains: the base's options and packages first, then the set's own."""
+    resolved: dict[str, OptionSet] = {}
+
+    def resolve(name: str, chain: tuple[str, ...]) -> OptionSet:
+        if name in resolved:
+            return resolved[name]
+        o = raw[name]
+        options = _conditionals(o.get("meson_options", []), "option")
+        packages = _conditionals(o.get("build_packages", []), "package")
+        parent = o.get("extends", "")
+        if parent:
+            if parent not in raw:
+                raise CatalogError(shown, _with_line(f"/option_sets/{name}/extends", text),
+                                   f"option set {name!r} extends unknown {parent!r}",
+                                   f"known option sets: {', '.join(sorted(raw))}")
+            if parent in chain:
+                raise CatalogError(shown, _with_line(f"/option_sets/{name}/extends", text),
+                                   f"option sets extend each other in a cycle: "
+                                   f"{' -> '.join((*chain, name, parent))}",
+                                   "one of them must not extend the other")
+            base = resolve(parent, (*chain, name))
+            options = base.meson_options + options
+            packages = base.build_packages + tuple(p for p in packages
+                                                   if p not in base.build_packages)
+        resolved[name] = OptionSet(name=name, description=o["description"],
+                                   buildtype=o["buildtype"], meson_options=options,
+                                   build_packages=packages, extends=parent)
+        return resolved[name]
+
+    return tuple(resolve(name, ()) for name in sorted(raw))
+
+
+def _to_model(data: dict[str, Any], text: str, shown: str) -> Catalog:
     pub = data["publisher"]
     return Catalog(
         path=shown,
@@ -156,15 +206,11 @@ def _to_model(data: dict[str, Any], shown: str) -> Catalog:
                    toolchain_packages=tuple(d["toolchain_packages"]))
             for name, d in sorted(data["distros"].items())
         ),
-        option_sets=tuple(
-            OptionSet(name=name, description=o["description"], buildtype=o["buildtype"],
-                      meson_options=tuple(o["meson_options"]),
-                      build_packages=tuple(o["build_packages"]))
-            for name, o in sorted(data["option_sets"].items())
-        ),
+        option_sets=_option_sets(data["option_sets"], text, shown),
         postgres=tuple(
             PostgresRelease(version=p["version"], source=_source(p["source"]),
-                            option_sets=tuple(p["option_sets"]), distros=tuple(p["distros"]))
+                            option_sets=tuple(p["option_sets"]), distros=tuple(p["distros"]),
+                            source_date_epoch=p.get("source_date_epoch"))
             for p in data["postgres"]
         ),
         extensions=tuple(
@@ -179,11 +225,17 @@ def _to_model(data: dict[str, Any], shown: str) -> Catalog:
                     ExtensionVersion(version=v["version"],
                                      sql_version=v.get("sql_version", v["version"]),
                                      source=_source(v["source"]),
-                                     postgres_majors=tuple(v["postgres"]))
+                                     postgres=_versions(v["postgres"]),
+                                     source_date_epoch=v.get("source_date_epoch"))
                     for v in e["versions"]
                 ),
             )
             for name, e in sorted(data["extensions"].items())
+        ),
+        patches=tuple(
+            Patch(file=p["file"], sha256=p["sha256"], postgres=_versions(p["postgres"]),
+                  reason=p["reason"])
+            for p in data.get("patches", [])
         ),
     )
 
@@ -193,7 +245,16 @@ def _check_references(catalog: Catalog, text: str, shown: str) -> None:
     distros = {d.name for d in catalog.distros}
     option_sets = {o.name for o in catalog.option_sets}
     seen: set[str] = set()
+    sets = {o.name: o for o in catalog.option_sets}
     for i, pg in enumerate(catalog.postgres):
+        for name in pg.option_sets:
+            # Written into every artifact's annotations, whose values stay under 256 characters.
+            if name in sets and len(" ".join(sets[name].meson_options_for(pg.version))) > 255:
+                raise CatalogError(shown, _with_line(f"/option_sets/{name}", text),
+                                   f"the meson options of {name!r} for PostgreSQL {pg.version} "
+                                   "are longer than an annotation may be (255 characters)",
+                                   "drop options that repeat a default or that --auto-features "
+                                   "already implies")
         if pg.version in seen:
             raise CatalogError(shown, _with_line(f"/postgres/{i}/version", text),
                                f"PostgreSQL {pg.version} is listed twice", "keep one entry")
@@ -205,7 +266,6 @@ def _check_references(catalog: Catalog, text: str, shown: str) -> None:
                     raise CatalogError(shown, _with_line(f"/postgres/{i}/{key}/{j}", text),
                                        f"unknown {what} {name!r}",
                                        f"define it under {key} (known: {', '.join(sorted(known))})")
-    majors = {pg.major for pg in catalog.postgres}
     for ext in catalog.extensions:
         versions: set[str] = set()
         for i, v in enumerate(ext.versions):
@@ -213,9 +273,23 @@ def _check_references(catalog: Catalog, text: str, shown: str) -> None:
                 raise CatalogError(shown, _with_line(f"/extensions/{ext.name}/versions/{i}/version", text),
                                    f"version {v.version} of {ext.name} is listed twice", "keep one entry")
             versions.add(v.version)
-            for j, major in enumerate(v.postgres_majors):
-                if major not in majors:
-                    raise CatalogError(
-                        shown, _with_line(f"/extensions/{ext.name}/versions/{i}/postgres/{j}", text),
-                        f"PostgreSQL {major} is not in the catalog",
-                        f"add a {major}.x release under postgres, or remove it here")
+            if not any(v.postgres.admits(pg.version) for pg in catalog.postgres):
+                raise CatalogError(
+                    shown, _with_line(f"/extensions/{ext.name}/versions/{i}/postgres", text),
+                    f"{ext.name} {v.version} builds against PostgreSQL {v.postgres}, and no release "
+                    f"in the catalog is in that range (releases: "
+                    f"{', '.join(pg.version for pg in catalog.postgres)})",
+                    "widen the range, or add a release it admits under postgres")
+    base = Path(shown).parent
+    for i, patch in enumerate(catalog.patches):
+        where = _with_line(f"/patches/{i}/file", text)
+        try:
+            data = (base / patch.file).read_bytes()
+        except OSError as exc:
+            raise CatalogError(shown, where, f"cannot read patch {patch.file}: {exc.strerror}",
+                               "paths are relative to the catalog file") from None
+        if hashlib.sha256(data).hexdigest() != patch.sha256:
+            raise CatalogError(shown, _with_line(f"/patches/{i}/sha256", text),
+                               f"{patch.file} does not match its sha256",
+                               f"if the change is intended, set sha256 to "
+                               f"{hashlib.sha256(data).hexdigest()}")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from monogres_oci.catalog.ranges import ANY, VersionRange
+
 
 @dataclass(frozen=True)
 class Origin:
@@ -52,14 +54,52 @@ class Distro:
 
 
 @dataclass(frozen=True)
+class Conditional:
+    """A catalog value that applies only to the Postgres releases its range admits."""
+
+    value: str
+    postgres: VersionRange = ANY
+
+
+@dataclass(frozen=True)
 class OptionSet:
-    """A named PostgreSQL build configuration (meson options and the -dev packages they need)."""
+    """A named PostgreSQL build configuration (meson options and the -dev packages they need).
+
+    ``meson_options`` and ``build_packages`` are already merged with those of the set it extends
+    (base first); each may be limited to a range of Postgres versions, so that one option set
+    serves releases whose build systems know different features.
+    """
 
     name: str
     description: str
     buildtype: str
-    meson_options: tuple[str, ...]
-    build_packages: tuple[str, ...]
+    meson_options: tuple[Conditional, ...]
+    build_packages: tuple[Conditional, ...]
+    extends: str = ""
+
+    def meson_options_for(self, version: str) -> tuple[str, ...]:
+        """``--buildtype`` and the options for ``version``; of two settings of one option the
+        later wins (a set may override the one it extends), so each option appears once."""
+        chosen: dict[str, str] = {}
+        for option in (f"--buildtype={self.buildtype}",
+                       *(c.value for c in self.meson_options if c.postgres.admits(version))):
+            name = option.partition("=")[0]
+            chosen.pop(name, None)
+            chosen[name] = option
+        return tuple(chosen.values())
+
+    def build_packages_for(self, version: str) -> tuple[str, ...]:
+        return tuple(c.value for c in self.build_packages if c.postgres.admits(version))
+
+
+@dataclass(frozen=True)
+class Patch:
+    """A build-system patch for reproducibility, applied to the Postgres releases it admits."""
+
+    file: str  # relative to the catalog's directory
+    sha256: str
+    postgres: VersionRange
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -68,8 +108,9 @@ class PostgresRelease:
 
     version: str
     source: Source
-    option_sets: tuple[str, ...]
+    option_sets: tuple[str, ...]  # the first is the default: extensions are built against it
     distros: tuple[str, ...]
+    source_date_epoch: int | None = None  # None: the newest mtime inside the source tarball
 
     @property
     def major(self) -> int:
@@ -87,12 +128,13 @@ class PostgresRelease:
 
 @dataclass(frozen=True)
 class ExtensionVersion:
-    """One version of an extension and the Postgres majors it builds against."""
+    """One version of an extension and the Postgres versions it builds against."""
 
     version: str
     sql_version: str
     source: Source
-    postgres_majors: tuple[int, ...]
+    postgres: VersionRange
+    source_date_epoch: int | None = None
 
 
 @dataclass(frozen=True)
@@ -121,6 +163,10 @@ class Catalog:
     option_sets: tuple[OptionSet, ...]
     postgres: tuple[PostgresRelease, ...]
     extensions: tuple[Extension, ...]
+    patches: tuple[Patch, ...] = ()
+
+    def patches_for(self, version: str) -> tuple[Patch, ...]:
+        return tuple(p for p in self.patches if p.postgres.admits(version))
 
     def distro(self, name: str) -> Distro:
         return next(d for d in self.distros if d.name == name)

@@ -108,12 +108,77 @@ def test_unknown_option_set_reference(tmp_path: Path) -> None:
     assert "unknown option set 'fancy'" in str(err.value)
 
 
-def test_extension_for_missing_major(tmp_path: Path) -> None:
+def test_extension_range_that_admits_no_release(tmp_path: Path) -> None:
     data = _raw()
-    data["extensions"]["rum"]["versions"][0]["postgres"] = [18, 16]
+    data["extensions"]["rum"]["versions"][0]["postgres"] = ">=13,<17"
     with pytest.raises(CatalogError) as err:
         load_catalog(_write(tmp_path, data))
-    assert "PostgreSQL 16 is not in the catalog" in str(err.value)
+    msg = str(err.value)
+    assert "/extensions/rum/versions/0/postgres" in msg
+    assert "no release in the catalog is in that range" in msg and "17.11" in msg
+
+
+def test_malformed_range_is_rejected(tmp_path: Path) -> None:
+    data = _raw()
+    data["extensions"]["rum"]["versions"][0]["postgres"] = "=>17"
+    with pytest.raises(CatalogError) as err:
+        load_catalog(_write(tmp_path, data))
+    assert "/extensions/rum/versions/0/postgres" in str(err.value)
+
+
+def test_option_sets_extend_and_filter_by_version() -> None:
+    catalog = load_catalog(CATALOG)
+    assert {o.name for o in catalog.option_sets} == {"barebones", "minimal", "regular", "full",
+                                                     "debug"}
+    full = catalog.option_set("full")
+    # debug extends regular -> minimal -> barebones: the base's options come first, --buildtype
+    # leads, and debug's own -Dcassert=true comes last
+    opts = catalog.option_set("debug").meson_options_for("18.6")
+    assert opts[0] == "--buildtype=debug"
+    assert opts.index("--auto-features=disabled") < opts.index("-Dnls=enabled") \
+        < opts.index("-Dicu=enabled") < opts.index("-Dcassert=true")
+    # PostgreSQL 18 features are asked for on 18 only
+    assert "libnuma-dev" in full.build_packages_for("18.6")
+    assert "libnuma-dev" not in full.build_packages_for("17.11")
+    assert "libicu-dev" in full.build_packages_for("17.11")  # inherited from regular
+    assert catalog.option_set("debug").buildtype == "debug"
+
+
+def test_option_set_too_long_for_an_annotation(tmp_path: Path) -> None:
+    data = _raw()
+    data["option_sets"]["debug"]["meson_options"] += [f"-Dextra_version=-{'x' * 40}{i}"
+                                                      for i in range(3)]
+    with pytest.raises(CatalogError, match="longer than an annotation may be"):
+        load_catalog(_write(tmp_path, data))
+
+
+def test_option_set_cycle_and_unknown_parent(tmp_path: Path) -> None:
+    data = _raw()
+    data["option_sets"]["barebones"]["extends"] = "debug"
+    with pytest.raises(CatalogError, match="cycle: .*barebones") as err:
+        load_catalog(_write(tmp_path, data))
+    assert "/option_sets/" in str(err.value)
+    data = _raw()
+    data["option_sets"]["minimal"]["extends"] = "tiny"
+    with pytest.raises(CatalogError, match="extends unknown 'tiny'"):
+        load_catalog(_write(tmp_path, data))
+
+
+def test_patch_must_exist_and_match_its_sha256(tmp_path: Path) -> None:
+    data = _raw()
+    (tmp_path / "fix.patch").write_text("--- a/x\n+++ b/x\n")
+    data["patches"] = [{"file": "fix.patch", "sha256": "0" * 64, "postgres": ">=17",
+                        "reason": "test"}]
+    with pytest.raises(CatalogError, match="does not match its sha256") as err:
+        load_catalog(_write(tmp_path, data))
+    assert "/patches/0/sha256" in str(err.value)
+    import hashlib
+    data["patches"][0]["sha256"] = hashlib.sha256((tmp_path / "fix.patch").read_bytes()).hexdigest()
+    catalog = load_catalog(_write(tmp_path, data))
+    assert [p.file for p in catalog.patches_for("18.6")] == ["fix.patch"]
+    data["patches"][0]["file"] = "missing.patch"
+    with pytest.raises(CatalogError, match="cannot read patch missing.patch"):
+        load_catalog(_write(tmp_path, data))
 
 
 def test_missing_file(tmp_path: Path) -> None:

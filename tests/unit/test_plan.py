@@ -20,7 +20,9 @@ def test_one_postgres_build_shared_by_its_extensions() -> None:
     plan = expand(catalog, Selection(postgres=("18",), option_sets=("regular",), archs=("amd64",)),
                   base_overrides={}, recipe_digests=RECIPES)
     assert [t.name for t in plan.postgres] == ["postgres-18.6-regular-bookworm-amd64"]
-    assert {e.extension.name for e in plan.extensions} == {"pgaudit", "rum"}
+    # pgvector 0.8.0 is limited to <18 in the catalog; pgtap comes in two versions
+    assert {(e.extension.name, e.version.version) for e in plan.extensions} == {
+        ("pgaudit", "18.0"), ("rum", "1.3.15"), ("pgtap", "1.3.4"), ("pgtap", "1.3.3")}
     assert all(e.postgres is plan.postgres[0] for e in plan.extensions)
 
 
@@ -53,3 +55,42 @@ def test_unknown_selection_is_a_usage_error() -> None:
         expand(catalog, Selection(extensions=("nope",)), base_overrides={}, recipe_digests=RECIPES)
     with pytest.raises(UsageError, match="unknown Postgres version '9.6'"):
         expand(catalog, Selection(postgres=("9.6",)), base_overrides={}, recipe_digests=RECIPES)
+
+
+def test_version_ranges_pick_extension_versions_per_release() -> None:
+    catalog = load_catalog(CATALOG)
+    plan = expand(catalog, Selection(postgres=("17",), archs=("amd64",)),
+                  base_overrides={}, recipe_digests=RECIPES)
+    names = {(e.extension.name, e.postgres.release.version) for e in plan.extensions}
+    assert ("pgvector", "17.11") in names and ("rum", "17.11") in names
+    assert not any(n == "pgaudit" for n, _ in names)  # pgaudit 18.0 is for 18 only
+
+
+def test_extensions_follow_the_default_option_set_unless_asked() -> None:
+    catalog = load_catalog(CATALOG)
+    every = expand(catalog, Selection(postgres=("18.6",), archs=("amd64",)),
+                   base_overrides={}, recipe_digests=RECIPES)
+    assert {t.option_set.name for t in every.postgres} == {"barebones", "minimal", "regular",
+                                                           "full", "debug"}
+    assert {e.postgres.option_set.name for e in every.extensions} == {"regular"}
+    asked = expand(catalog, Selection(postgres=("18.6",), option_sets=("debug", "barebones"),
+                                      archs=("amd64",), extensions=("rum",)),
+                   base_overrides={}, recipe_digests=RECIPES)
+    assert {e.postgres.option_set.name for e in asked.extensions} == {"debug", "barebones"}
+
+
+def test_meson_options_resolve_per_release_and_later_settings_win() -> None:
+    catalog = load_catalog(CATALOG)
+    plan = expand(catalog, Selection(option_sets=("debug", "full"), archs=("amd64",)),
+                  base_overrides={}, recipe_digests=RECIPES)
+    by_name = {(t.release.version, t.option_set.name): t for t in plan.postgres}
+    debug = by_name["18.6", "debug"].meson_options
+    assert debug[0] == "--buildtype=debug" and "-Dcassert=true" in debug
+    full = by_name["18.6", "full"].meson_options
+    assert [o for o in full if o.startswith("--auto-features")] == ["--auto-features=enabled"]
+    # debug extends regular (which extends barebones' --auto-features=disabled); its own
+    # --buildtype replaces regular's, and appears once
+    assert [o for o in debug if o.startswith("--buildtype")] == ["--buildtype=debug"]
+    assert "libcurl4-openssl-dev" in by_name["18.6", "full"].build_packages
+    assert "libcurl4-openssl-dev" not in by_name["17.11", "full"].build_packages
+    assert by_name["18.6", "full"].key != by_name["17.11", "full"].key
