@@ -12,6 +12,8 @@
 #   BASE_IMAGE          digest-pinned base image reference
 #   PG_MAJOR            e.g. 18
 #   PG_TARBALL          file name of the source tarball in the build context
+#   PG_PATCHES          space-separated patch files in the build context, applied in order with
+#                       patch -p1 (build-system fixes for reproducibility; default: none)
 #   MESON_OPTIONS       space-separated meson options (-Dicu=enabled ...), may include --buildtype
 #   BUILD_PACKAGES      space-separated Debian packages that MESON_OPTIONS need
 #   SOURCE_DATE_EPOCH   seconds; exported to the compiler and tools
@@ -34,11 +36,12 @@ RUN mkdir -p /var/lib/monogres \
 FROM toolchain AS build
 ARG PG_MAJOR
 ARG PG_TARBALL
+ARG PG_PATCHES=""
 ARG MESON_OPTIONS=""
 ARG SOURCE_DATE_EPOCH
 # PYTHONHASHSEED: meson is Python; a fixed seed keeps its set orderings (and logs) stable.
 ENV SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH} LC_ALL=C.UTF-8 TZ=UTC PYTHONHASHSEED=0
-COPY ${PG_TARBALL} /build/
+COPY . /build/
 # Fixed paths, and the compiler told to write them as "." so that no build path reaches the
 # binaries (debug info, __FILE__): the same source gives the same bytes wherever it is built.
 RUN <<'SCRIPT'
@@ -51,6 +54,11 @@ entries=(/build/unpack/*)
 if [[ ${#entries[@]} -eq 1 && -d ${entries[0]} ]]; then top=${entries[0]}; else top=/build/unpack; fi
 cp -a "$top"/. /build/src/
 rm -rf /build/unpack "/build/${PG_TARBALL}"
+for p in ${PG_PATCHES}; do
+  echo "applying ${p}"
+  patch -d /build/src -p1 --forward --batch < "/build/${p}"
+  rm "/build/${p}"
+done
 SCRIPT
 
 RUN <<'SCRIPT'
@@ -112,7 +120,26 @@ while read -r lib; do
 done < libs-outside.txt
 sort -u lib-packages.txt > lib-packages.sorted
 cut -f1 /var/lib/monogres/base-packages.tsv | sed 's/:.*//' | sort -u > base-names.txt
-comm -23 lib-packages.sorted base-names.txt > runtime-names.txt
+
+# What those packages depend on, transitively (Pre-Depends and Depends, the first installed
+# alternative of each): a library alone may not work, libpython3.11 needs its standard library.
+installed() { dpkg-query -W -f '${Status}' "$1" 2>/dev/null | grep -q 'ok installed'; }
+: > closure.txt
+todo=$(cat lib-packages.sorted)
+while [[ -n $todo ]]; do
+  next=""
+  for pkg in $todo; do
+    if grep -qx "$pkg" closure.txt; then continue; fi
+    echo "$pkg" >> closure.txt
+    while IFS= read -r item; do
+      for alt in $(echo "$item" | tr '|' '\n' | sed 's/([^)]*)//g; s/:any//g; s/ //g'); do
+        if installed "$alt"; then next+=" $alt"; break; fi
+      done
+    done < <(dpkg-query -W -f '${Pre-Depends},${Depends}' "$pkg" | tr ',' '\n' | sed '/^ *$/d')
+  done
+  todo=$next
+done
+sort -u closure.txt | comm -23 - base-names.txt > runtime-names.txt
 
 : > /out-meta/runtime-packages.txt
 while read -r pkg; do

@@ -44,13 +44,16 @@ class BuildCache:
         return (self.dir(key) / ".done").is_file()
 
 
-def source_date_epoch(tarball: Path) -> int:
-    """The newest modification time recorded in a source tarball: a stable, content-derived epoch.
+def source_date_epoch(tarball: Path, pinned: int | None = None) -> int:
+    """The epoch of a source: the catalog's ``source_date_epoch`` when it gives one, else the
+    newest modification time recorded in the tarball (stable and content-derived).
 
     ``SOURCE_DATE_EPOCH`` in the environment wins, as the reproducible-builds spec says.
     """
     if env := os.environ.get("SOURCE_DATE_EPOCH"):
         return int(env)
+    if pinned is not None:
+        return pinned
     return _newest_mtime(tarball)
 
 
@@ -110,20 +113,24 @@ def run_build(
     packager: Packager,
     progress: Progress,
     rebuild: bool = False,
+    sandbox_hostname: str = "",
 ) -> BuildReport:
     """Fetch, compile and package the plan; return what happened to each target.
 
     ``rebuild`` compiles with BuildKit's cache off (with a fresh cache directory, everything is
     compiled from scratch: what reproducibility checks and benchmarks need).
+    ``sandbox_hostname`` is passed to every compile (see ``compile_postgres``).
     """
     report = BuildReport()
     progress.stage(f"fetching sources for {len(plan.postgres)} Postgres and "
                    f"{len(plan.extensions)} extension target(s)")
     paths = fetch_all(plan, fetcher, progress.stage)
     for pg in plan.postgres:
-        pg_epoch = source_date_epoch(paths[pg.release.source.sha256])
+        pg_epoch = source_date_epoch(paths[pg.release.source.sha256],
+                                     pg.release.source_date_epoch)
         try:
-            pg_out, cached = _compile_postgres(pg, paths, cache, progress, pg_epoch, rebuild)
+            pg_out, cached = _compile_postgres(pg, paths, cache, progress, pg_epoch, rebuild,
+                                               sandbox_hostname, Path(catalog.path).parent)
         except MonogresError as exc:
             report.results.append(TargetResult(pg.name, "postgres", ok=False, error=str(exc)))
             for ext in plan.extensions_of(pg):
@@ -136,9 +143,10 @@ def run_build(
         report.results.append(TargetResult(pg.name, "postgres", ok=True, cached=cached))
         for ext in plan.extensions_of(pg):
             try:
-                epoch = max(pg_epoch, source_date_epoch(paths[ext.version.source.sha256]))
+                epoch = max(pg_epoch, source_date_epoch(paths[ext.version.source.sha256],
+                                                         ext.version.source_date_epoch))
                 ext_out, cached = _compile_extension(ext, pg_out, paths, cache, progress, epoch,
-                                                     rebuild)
+                                                     rebuild, sandbox_hostname)
                 record = _record(extension_record(ext, ext_out, epoch, pg_record),
                                  ext_out.meta_dir)
                 packager.add_extension(ext, ext_out, record)
@@ -161,8 +169,8 @@ def _record(record: BuildRecord, meta_dir: Path) -> BuildRecord:
 
 
 def _compile_postgres(pg: PostgresTarget, paths: dict[str, Path], cache: BuildCache,
-                      progress: Progress, epoch: int,
-                      rebuild: bool) -> tuple[PostgresBuildOutput, bool]:
+                      progress: Progress, epoch: int, rebuild: bool,
+                      sandbox_hostname: str, patch_dir: Path) -> tuple[PostgresBuildOutput, bool]:
     cached = cache.has(pg.key)
     progress.stage(f"{'cached' if cached else 'compiling'} {pg.name} (input sha256:{pg.key[:12]})")
     out = compile_postgres(
@@ -178,13 +186,15 @@ def _compile_postgres(pg: PostgresTarget, paths: dict[str, Path], cache: BuildCa
         progress=progress.detail,
         cache_key=pg.key,
         no_cache=rebuild,
+        sandbox_hostname=sandbox_hostname,
+        patches=[patch_dir / p.file for p in pg.patches],
     )
     return out, cached
 
 
 def _compile_extension(ext: ExtensionTarget, pg_out: PostgresBuildOutput, paths: dict[str, Path],
-                       cache: BuildCache, progress: Progress, epoch: int,
-                       rebuild: bool) -> tuple[ExtensionBuildOutput, bool]:
+                       cache: BuildCache, progress: Progress, epoch: int, rebuild: bool,
+                       sandbox_hostname: str) -> tuple[ExtensionBuildOutput, bool]:
     cached = cache.has(ext.key)
     progress.stage(f"{'cached' if cached else 'compiling'} {ext.name} (input sha256:{ext.key[:12]})")
     pg = ext.postgres
@@ -202,5 +212,6 @@ def _compile_extension(ext: ExtensionTarget, pg_out: PostgresBuildOutput, paths:
         progress=progress.detail,
         cache_key=ext.key,
         no_cache=rebuild,
+        sandbox_hostname=sandbox_hostname,
     )
     return out, cached

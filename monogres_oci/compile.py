@@ -51,12 +51,13 @@ class ExtensionBuildOutput:
 
 def postgres_build_args(*, base_image: str, pg_major: int, tarball: str,
                         meson_options: Sequence[str], build_packages: Sequence[str],
-                        source_date_epoch: int) -> dict[str, str]:
+                        source_date_epoch: int, patches: Sequence[str] = ()) -> dict[str, str]:
     """The build arguments of postgres.Dockerfile (also what the build record reports)."""
     return {
         "BASE_IMAGE": base_image,
         "PG_MAJOR": str(pg_major),
         "PG_TARBALL": buildkit.shell_words([tarball]),
+        "PG_PATCHES": buildkit.shell_words(patches),
         "MESON_OPTIONS": buildkit.shell_words(meson_options),
         "BUILD_PACKAGES": buildkit.shell_words(build_packages),
         "SOURCE_DATE_EPOCH": str(int(source_date_epoch)),
@@ -92,22 +93,28 @@ def compile_postgres(
     progress: Callable[[str], None],
     cache_key: str | None = None,
     no_cache: bool = False,
+    sandbox_hostname: str = "",
+    patches: Sequence[Path] = (),
 ) -> PostgresBuildOutput:
     """Build Postgres from ``source_tarball`` with meson in ``base_image``; result in ``out_dir``.
 
     ``out_dir`` receives ``install/``, ``runtime/``, ``meta/``, ``build.log`` and ``.done``. With
     ``cache_key`` (or, without one, a key computed from every input) matching the marker of an
     existing result, nothing is built. ``no_cache`` makes BuildKit rebuild every step.
+    ``patches`` are applied to the source tree in order (``patch -p1``).
+    ``sandbox_hostname`` names the build containers' host (BuildKit's default otherwise): a
+    rebuild varies it to show the output does not depend on it, so it is not an input.
     """
     _check_base(base_image)
     dockerfile = buildkit.dockerfile("postgres.Dockerfile")
     build_args = postgres_build_args(
         base_image=base_image, pg_major=pg_major, tarball=_tarball_name(source_tarball),
         meson_options=meson_options, build_packages=build_packages,
-        source_date_epoch=source_date_epoch)
+        source_date_epoch=source_date_epoch, patches=[p.name for p in patches])
     what = f"PostgreSQL {pg_version} ({platform})"
     key = cache_key or _input_key(
-        "postgres", dockerfile, source_tarball, platform, {**build_args, "PG_VERSION": pg_version}
+        "postgres", dockerfile, source_tarball, platform,
+        {**build_args, "PG_VERSION": pg_version, **{f"patch:{p.name}": _sha256(p) for p in patches}}
     )
     out_dir = out_dir.resolve()
     result = PostgresBuildOutput(
@@ -134,7 +141,7 @@ def compile_postgres(
     _build(
         what=what,
         dockerfile=dockerfile,
-        source_tarball=source_tarball,
+        context_files=(source_tarball, *patches),
         platform=platform,
         build_args=build_args,
         build_contexts={},
@@ -143,6 +150,7 @@ def compile_postgres(
         progress=progress,
         no_cache=no_cache,
         check=check,
+        sandbox_hostname=sandbox_hostname,
     )
     return result
 
@@ -162,6 +170,7 @@ def compile_extension(
     progress: Callable[[str], None],
     cache_key: str | None = None,
     no_cache: bool = False,
+    sandbox_hostname: str = "",
 ) -> ExtensionBuildOutput:
     """Build an extension with PGXS against ``postgres`` in ``base_image``; result in ``out_dir``.
 
@@ -208,7 +217,7 @@ def compile_extension(
     _build(
         what=what,
         dockerfile=dockerfile,
-        source_tarball=source_tarball,
+        context_files=(source_tarball,),
         platform=platform,
         build_args=build_args,
         build_contexts={"postgres": postgres.install_root},
@@ -217,6 +226,7 @@ def compile_extension(
         progress=progress,
         no_cache=no_cache,
         check=check,
+        sandbox_hostname=sandbox_hostname,
     )
     return result
 
@@ -225,7 +235,7 @@ def _build(
     *,
     what: str,
     dockerfile: Path,
-    source_tarball: Path,
+    context_files: Sequence[Path],
     platform: str,
     build_args: Mapping[str, str],
     build_contexts: Mapping[str, Path],
@@ -234,6 +244,7 @@ def _build(
     progress: Callable[[str], None],
     no_cache: bool,
     check: Callable[[Path], None],
+    sandbox_hostname: str = "",
 ) -> None:
     """Build into a staging directory beside ``out_dir``, check it, then swap it in with a marker."""
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -244,7 +255,8 @@ def _build(
     progress(f"{what}: building into {out_dir}")
     with tempfile.TemporaryDirectory(prefix="monogres-context-") as tmp:
         context = Path(tmp)
-        _place(source_tarball, context / source_tarball.name)
+        for path in context_files:
+            _place(path, context / path.name)
         buildkit.buildx_build(
             what=what,
             context=context,
@@ -252,7 +264,8 @@ def _build(
             platform=platform,
             target="export",
             output={"type": "local", "dest": str(staging / "export")},
-            build_args=build_args,
+            build_args={**build_args, **(
+                {"BUILDKIT_SANDBOX_HOSTNAME": sandbox_hostname} if sandbox_hostname else {})},
             build_contexts=build_contexts,
             cache=not no_cache,
             progress=progress,

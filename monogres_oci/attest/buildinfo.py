@@ -145,7 +145,7 @@ def postgres_record(pg: PostgresTarget, out: PostgresBuildOutput, epoch: int) ->
     args = postgres_build_args(
         base_image=pg.base_image, pg_major=release.major, tarball=release.source.sha256,
         meson_options=pg.meson_options, build_packages=pg.build_packages,
-        source_date_epoch=epoch)
+        source_date_epoch=epoch, patches=[Path(p.file).name for p in pg.patches])
     return BuildRecord(
         kind="postgres", target=pg.name, input_digest=_sha256(pg.key), platform=pg.platform,
         distro=pg.distro.name, suite=pg.distro.suite, base_image=pg.base_image,
