@@ -27,6 +27,8 @@ typical session:
   monogres-oci keygen --out monogres.key                  signing key pair (.key and .pub)
   monogres-oci publish --registry 127.0.0.1:5000/monogres --sign-key monogres.key
   monogres-oci verify 127.0.0.1:5000/monogres/pgaudit:18-18.0-bookworm --key monogres.pub
+  monogres-oci rebuild --verify 127.0.0.1:5000/monogres/pgaudit:18-18.0-bookworm \
+      --base bookworm=127.0.0.1:5000/base/bookworm@sha256:...   same digests from scratch?
   monogres-oci install 127.0.0.1:5000/monogres/pgaudit:18-18.0-bookworm --dest /extensions \
       --key monogres.pub
   monogres-oci cnpg --registry 127.0.0.1:5000/monogres --postgres 18.6 --extension pgaudit \
@@ -152,6 +154,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--key", required=True, metavar="PUB", help="public key (PEM)")
     p.add_argument("--platform", default=None, help="check only this platform, e.g. linux/amd64")
     p.add_argument("--no-blobs", action="store_true", help="skip downloading layers to check digests")
+    p.add_argument("--json", action="store_true")
+    _add_registry_opts(p)
+
+    p = sub.add_parser("rebuild", help="rebuild published artifacts from scratch and compare digests",
+                       description="Rebuild each published artifact from the catalog, from scratch "
+                                   "(a fresh build directory, BuildKit's cache off, a different "
+                                   "build-container host name) and compare index, manifest, config "
+                                   "and layer digests with the published ones. The target is read "
+                                   "from the artifact's annotations; the base image is the one it "
+                                   "names (override with --base). Where a layer differs, the "
+                                   "differing files are listed, and diffoscope explains them when "
+                                   "it is installed. An extension's rebuild rebuilds its Postgres "
+                                   "too. With --verify, exit 1 unless every digest is identical.")
+    p.add_argument("references", nargs="+", metavar="REF", help="HOST/REPO:TAG or HOST/REPO@sha256:...")
+    p.add_argument("--verify", action="store_true",
+                   help="exit 1 unless every rebuilt digest equals the published one")
+    _add_catalog(p)
+    p.add_argument("--base", action="append", default=[], metavar="DISTRO=REF@sha256:...",
+                   help="build in this base image instead of the one the artifact names")
+    p.add_argument("--cache-dir", metavar="DIR",
+                   help="where sources are cached (default: $XDG_CACHE_HOME/monogres-oci); "
+                        "builds never come from it")
+    p.add_argument("--distdir", metavar="DIR", help="pre-downloaded source files, by file name")
+    p.add_argument("--work-dir", metavar="DIR",
+                   help="an empty or new directory for the rebuild, its OCI layout and the "
+                        "diffoscope reports (default: a new temporary directory, kept)")
+    p.add_argument("--no-diffoscope", action="store_true", help="list differing files only")
     p.add_argument("--json", action="store_true")
     _add_registry_opts(p)
 

@@ -268,6 +268,86 @@ def cmd_verify(args: argparse.Namespace, progress: Progress) -> int:
     return 0
 
 
+def cmd_rebuild(args: argparse.Namespace, progress: Progress) -> int:
+    import tempfile
+    from collections import defaultdict
+
+    from monogres_oci.build import BuildCache, run_build
+    from monogres_oci.cli import _cache_dir
+    from monogres_oci.errors import BuildError, VerifyError
+    from monogres_oci.fetch import Fetcher
+    from monogres_oci.rebuild import Published, compare, have_diffoscope, identify, selection_for
+
+    catalog = _catalog(args)
+    overrides = _base_overrides(args, catalog)
+    published = []
+    for text in args.references:
+        ref = parse_reference(text)
+        published.append(identify(_client(ref.host, args), ref))
+    if args.work_dir:
+        work = Path(args.work_dir)
+        if work.exists() and any(work.iterdir()):
+            raise UsageError(f"--work-dir {work} is not empty: a rebuild starts from nothing")
+    else:
+        work = Path(tempfile.mkdtemp(prefix="monogres-rebuild-"))
+    work.mkdir(parents=True, exist_ok=True)
+    progress.stage(f"rebuilding {len(published)} artifact(s) from scratch in {work}")
+    layout = Layout.create(work / "oci")
+    fetcher = Fetcher(_cache_dir(args.cache_dir), Path(args.distdir) if args.distdir else None,
+                      progress.stage)
+    packager = Packager(catalog, layout, _base_resolver(layout, args), progress.stage)
+    groups: dict[tuple[str, str, str, str], list[Published]] = defaultdict(list)
+    for item in published:
+        groups[item.group()].append(item)
+    for (_, _, distro, published_base), group in groups.items():
+        # The base the artifact names, unless --base says otherwise (both pinned by digest).
+        base = overrides.get(distro) or published_base
+        bases = {distro: base} if base else {}
+        plan = expand(catalog, selection_for(group), base_overrides=bases,
+                      recipe_digests=recipe_digests())
+        report = run_build(catalog, plan, fetcher=fetcher, cache=BuildCache(work), packager=packager,
+                           progress=progress, rebuild=True,
+                           sandbox_hostname=f"rebuild-{os.urandom(4).hex()}")
+        if report.failed:
+            raise BuildError("the rebuild failed: " + "; ".join(
+                f"{r.name}: {r.error.splitlines()[0] if r.error else 'failed'}"
+                for r in report.failed))
+    results = [compare(_client(p.reference.host, args), p, layout, work,
+                       diffoscope=not args.no_diffoscope, progress=progress.stage)
+               for p in published]
+    if args.json:
+        _print_json({"work_dir": str(work), "diffoscope": have_diffoscope(),
+                     "identical": all(r.identical for r in results),
+                     "results": [r.to_json() for r in results]})
+    else:
+        _print_rebuild(results, work)
+    if args.verify and not all(r.identical for r in results):
+        different = [r.reference for r in results if not r.identical]
+        raise VerifyError(f"not reproduced: {', '.join(different)} (details above; the rebuilt "
+                          f"layout is {work / 'oci'})")
+    return 0
+
+
+def _print_rebuild(results: Any, work: Path) -> None:
+    from monogres_oci.rebuild import have_diffoscope
+
+    for r in results:
+        print(f"{r.reference}: {'IDENTICAL' if r.identical else 'DIFFERENT'}")
+        for c in r.comparisons:
+            mark = "=" if c.identical else "!"
+            shown = c.published if c.identical else f"{c.published}  rebuilt {c.rebuilt}"
+            print(f"  {mark} {c.what:<28} {shown}")
+        for note in r.notes:
+            print(f"  note: {note}")
+        for f in r.files:
+            print(f"  {f.change:<18} {f.path}  ({f.layer}{'; ' + f.detail if f.detail else ''})")
+            for line in f.diffoscope.splitlines():
+                print(f"      | {line}")
+        if r.files and not have_diffoscope():
+            print("  (install diffoscope to see how the files differ)")
+    print(f"rebuilt layout: {work / 'oci'}")
+
+
 def cmd_verify_blob(args: argparse.Namespace, progress: Progress) -> int:
     from monogres_oci.sign import load_public_key, verify_blob
 

@@ -13,7 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,7 +74,7 @@ def base_image(registry: RunningRegistry) -> str:
 def source_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, str]]]:
     """The fixture extensions as tarballs on a local HTTP server: fetched like any other source."""
     www = tmp_path_factory.mktemp("www")
-    sums = {name: fixture_tarball(name, "1.0", www)[1] for name in ("hello", "broken")}
+    sums = {name: fixture_tarball(name, "1.0", www)[1] for name in ("hello", "broken", "unstable")}
     with http_server(www) as url:
         yield url, sums
 
@@ -183,3 +183,58 @@ def rolling(repo: str) -> str:
     if repo in versions:
         return f"{repo}:{PG_VERSION}-{versions[repo]}-bookworm"
     return f"{repo}:{PG_VERSION}-regular-bookworm"
+
+
+# --- one clean build in unusual conditions, shared by the reproducibility and option-set tests ---
+
+CLEAN_OPTION_SET = "barebones"
+CLEAN_EXTENSIONS = ("pgaudit", "rum", "unstable")
+
+
+def fresh_cache(root: Path) -> Path:
+    """A cache with no builds; the source files are linked from the shared cache (they are
+    verified by sha256 on use, and fetching them again proves nothing here)."""
+    cache = root / "cache"
+    src = CACHE / "sources"
+    if src.is_dir():
+        shutil.copytree(src, cache / "sources", copy_function=_link_or_copy)
+    return cache
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:  # another file system
+        shutil.copy2(src, dst)
+
+
+def monogres_in(args: list[str], *, cwd: Path, tz: str, umask: int,
+                tmpdir: Path) -> subprocess.CompletedProcess[str]:
+    """The CLI in other surroundings: working directory, time zone, umask and TMPDIR."""
+    tmpdir.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "TZ": tz, "TMPDIR": str(tmpdir), "PYTHONPATH": str(REPO)}
+    preexec: Callable[[], Any] = lambda: os.umask(umask)  # noqa: E731
+    return subprocess.run([sys.executable, "-m", "monogres_oci", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=5400, preexec_fn=preexec)
+
+
+@dataclass(frozen=True)
+class CleanBuild:
+    layout: Path
+    published: Published
+
+
+@pytest.fixture(scope="session")
+def clean_build(tmp_path_factory: pytest.TempPathFactory, catalog: Path, base_image: str,
+                registry: RunningRegistry, keys: Keys) -> CleanBuild:
+    """PostgreSQL 18.6 (barebones) and three extensions built from nothing (`build --rebuild`,
+    a new cache) with an unusual time zone, umask and TMPDIR, then signed and published."""
+    one = tmp_path_factory.mktemp("first")
+    args = ["build", "--catalog", str(catalog), "--postgres", PG_VERSION,
+            "--option-set", CLEAN_OPTION_SET, "--arch", "amd64", "--base", f"bookworm={base_image}",
+            "--rebuild", "--cache-dir", str(fresh_cache(one)), "--out", str(one / "oci"), "--json"]
+    for ext in CLEAN_EXTENSIONS:
+        args += ["--extension", ext]
+    first = monogres_in(args, cwd=one, tz="America/Los_Angeles", umask=0o077, tmpdir=one / "tmp")
+    assert first.returncode == 0, first.stderr[-5000:]
+    return CleanBuild(one / "oci", publish_signed(one / "oci", registry, "repro", keys))

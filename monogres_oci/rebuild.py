@@ -1,0 +1,363 @@
+"""Rebuild published artifacts and compare them with what was published, digest by digest.
+
+Three steps, data flowing one way: ``identify`` reads a published index's annotations and says
+which catalog target made it; the caller plans and builds those targets from scratch (a fresh
+build directory, BuildKit's cache off) into a new layout; ``compare`` then sets the rebuilt
+index, manifests, configs and layers against the published ones. Where a layer differs, the two
+tars are compared file by file, and ``diffoscope`` (when installed) explains each differing file.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import shutil
+import tarfile
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from monogres_oci.errors import CommandError, VerifyError
+from monogres_oci.oci.layout import Layout
+from monogres_oci.oci.model import (
+    ANNOTATION_REF_NAME,
+    INDEX_TYPES,
+    Descriptor,
+    Index,
+    Manifest,
+    parse_index,
+    parse_manifest,
+)
+from monogres_oci.oci.reference import Reference, split_ref_name
+from monogres_oci.oci.registry import RegistryClient
+from monogres_oci.plan import Selection
+from monogres_oci.runner import run
+
+A = "org.monogres."
+# Annotations that name the target; two artifacts with the same values are the same target.
+IDENTITY_KEYS = (A + "artifact", A + "postgres.version", A + "postgres.option_set", A + "distro",
+                 A + "extension.name", A + "extension.version")
+DIFFOSCOPE_FILES = 5  # at most this many differing files are run through diffoscope
+DIFFOSCOPE_LINES = 40  # lines of each diffoscope report kept in the result (all of it on disk)
+
+
+@dataclass(frozen=True)
+class Published:
+    """A published artifact: its reference, index and what its annotations say it is."""
+
+    reference: Reference
+    digest: str
+    index: Index
+    identity: tuple[tuple[str, str], ...]
+    base: str  # base.name@base.digest, the base image it was built in
+    input_digest: str
+
+    def get(self, key: str) -> str:
+        return dict(self.identity).get(A + key, "")
+
+    @property
+    def local_repository(self) -> str:
+        """The repository name in a layout: the published one without its namespace."""
+        return self.reference.repository.rsplit("/", 1)[-1]
+
+    @property
+    def archs(self) -> tuple[str, ...]:
+        return tuple(sorted(d.platform.architecture for d in self.index.manifests if d.platform))
+
+    def group(self) -> tuple[str, str, str, str]:
+        """Artifacts with the same group are rebuilt by one plan."""
+        return (self.get("postgres.version"), self.get("postgres.option_set"), self.get("distro"),
+                self.base)
+
+
+def identify(client: RegistryClient, ref: Reference) -> Published:
+    """Fetch the index ``ref`` names and read which target built it."""
+    data, media_type, digest = client.get_manifest(ref.repository, ref.reference)
+    if media_type not in INDEX_TYPES:
+        raise VerifyError(f"{ref} is a single image, not an index: monogres-oci publishes an index "
+                          "per tag, so this was not published by it")
+    index = parse_index(data, media_type)
+    if not index.manifests:
+        raise VerifyError(f"{ref}: the index lists no image")
+    # Identity annotations are on the index and every manifest; read them from the manifest,
+    # which also carries the base image.
+    first = index.manifests[0]
+    manifest = parse_manifest(*client.get_manifest(ref.repository, first.digest)[:2])
+    notes = manifest.annotations
+    if A + "artifact" not in notes:
+        raise VerifyError(f"{ref} carries no {A}artifact annotation: it was not built by "
+                          "monogres-oci, so there is no catalog target to rebuild it from")
+    base_name = notes.get("org.opencontainers.image.base.name", "")
+    base_digest = notes.get("org.opencontainers.image.base.digest", "")
+    return Published(
+        reference=ref, digest=digest, index=index,
+        identity=tuple((k, notes[k]) for k in IDENTITY_KEYS if k in notes),
+        base=f"{base_name}@{base_digest}" if base_name and base_digest else "",
+        input_digest=notes.get(A + "input.digest", ""),
+    )
+
+
+def selection_for(group: Sequence[Published]) -> Selection:
+    """The plan selection that rebuilds every artifact of one group (and nothing else)."""
+    first = group[0]
+    extensions = sorted({f"{p.get('extension.name')}={p.get('extension.version')}"
+                         for p in group if p.get("artifact") == "extension"})
+    return Selection(
+        postgres=(first.get("postgres.version"),),
+        option_sets=(first.get("postgres.option_set"),),
+        distros=(first.get("distro"),),
+        archs=tuple(sorted({a for p in group for a in p.archs})),
+        extensions=tuple(extensions),
+        postgres_only=not extensions,
+    )
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One digest, published and rebuilt."""
+
+    what: str  # "index", "linux/amd64 manifest", "linux/amd64 layer 1/3", ...
+    published: str
+    rebuilt: str
+
+    @property
+    def identical(self) -> bool:
+        return self.published == self.rebuilt
+
+
+@dataclass(frozen=True)
+class FileDifference:
+    """A file that differs between a published and a rebuilt layer."""
+
+    layer: str
+    path: str
+    change: str  # "content", "metadata", "only in published", "only in rebuilt"
+    detail: str = ""
+    diffoscope: str = ""  # the head of diffoscope's report, when it ran
+
+
+@dataclass(frozen=True)
+class RebuildResult:
+    """How one published artifact compares with its rebuild."""
+
+    reference: str
+    rebuilt_ref: str
+    comparisons: tuple[Comparison, ...]
+    files: tuple[FileDifference, ...] = ()
+    notes: tuple[str, ...] = ()
+
+    @property
+    def identical(self) -> bool:
+        return bool(self.comparisons) and all(c.identical for c in self.comparisons)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "reference": self.reference, "rebuilt": self.rebuilt_ref, "identical": self.identical,
+            "digests": [{"what": c.what, "published": c.published, "rebuilt": c.rebuilt,
+                         "identical": c.identical} for c in self.comparisons],
+            "files": [{"layer": f.layer, "path": f.path, "change": f.change, "detail": f.detail,
+                       "diffoscope": f.diffoscope} for f in self.files],
+            "notes": list(self.notes),
+        }
+
+
+def find_rebuilt(layout: Layout, published: Published) -> Descriptor:
+    """The layout entry that is the rebuild of ``published``: same tag, else same identity."""
+    entries = [d for d in layout.index().manifests if ANNOTATION_REF_NAME in d.annotations]
+    repo = published.local_repository
+    if published.reference.tag:
+        name = f"{repo}:{published.reference.tag}"
+        for d in entries:
+            if d.annotations[ANNOTATION_REF_NAME] == name:
+                return d
+    wanted = dict(published.identity)
+    for d in entries:
+        if split_ref_name(d.annotations[ANNOTATION_REF_NAME])[0] != repo:
+            continue
+        notes = _manifest_annotations(layout, d)
+        if all(notes.get(k) == v for k, v in wanted.items()):
+            return d
+    raise VerifyError(f"the rebuild made no {repo} artifact for {published.reference} "
+                      "(was it built from another catalog?)")
+
+
+def _manifest_annotations(layout: Layout, desc: Descriptor) -> dict[str, str]:
+    index = layout.read_index(desc.digest)
+    return dict(layout.read_manifest(index.manifests[0].digest).annotations) if index.manifests \
+        else {}
+
+
+def compare(
+    client: RegistryClient,
+    published: Published,
+    layout: Layout,
+    work_dir: Path,
+    *,
+    diffoscope: bool = True,
+    progress: Callable[[str], None] = lambda _: None,
+) -> RebuildResult:
+    """Compare one published artifact with its rebuild in ``layout``, down to files."""
+    ref = published.reference
+    local = find_rebuilt(layout, published)
+    rebuilt_index = layout.read_index(local.digest)
+    comparisons = [Comparison("index", published.digest, local.digest)]
+    files: list[FileDifference] = []
+    notes: list[str] = []
+    mine = {str(d.platform): d for d in rebuilt_index.manifests if d.platform}
+    for desc in published.index.manifests:
+        platform = str(desc.platform) if desc.platform else "?"
+        other = mine.get(platform)
+        comparisons.append(Comparison(f"{platform} manifest", desc.digest,
+                                      other.digest if other else "(not rebuilt)"))
+        if other is None or other.digest == desc.digest:
+            continue
+        theirs = parse_manifest(*client.get_manifest(ref.repository, desc.digest)[:2])
+        ours = layout.read_manifest(other.digest)
+        notes.extend(_annotation_notes(platform, theirs, ours))
+        comparisons.append(Comparison(f"{platform} config", theirs.config.digest,
+                                      ours.config.digest))
+        if theirs.config.digest != ours.config.digest:
+            files.extend(_config_differences(
+                platform, client.get_blob(ref.repository, theirs.config.digest),
+                layout.read_blob(ours.config.digest)))
+        total = max(len(theirs.layers), len(ours.layers))
+        for i in range(total):
+            a = theirs.layers[i] if i < len(theirs.layers) else None
+            b = ours.layers[i] if i < len(ours.layers) else None
+            what = f"{platform} layer {i + 1}/{total}"
+            comparisons.append(Comparison(what, a.digest if a else "(none)",
+                                          b.digest if b else "(none)"))
+            if a is None or b is None or a.digest == b.digest:
+                continue
+            progress(f"{ref}: {what} differs; comparing its files")
+            blob = work_dir / "published" / a.digest.replace(":", "-")
+            if not blob.exists():
+                blob.parent.mkdir(parents=True, exist_ok=True)
+                client.download_blob(ref.repository, a.digest, blob, a.size)
+            files.extend(diff_layers(what, blob, layout.blob_path(b.digest),
+                                     work_dir / "files" / a.digest[7:19],
+                                     diffoscope=diffoscope))
+    if published.input_digest:
+        rebuilt_input = _manifest_annotations(layout, local).get(A + "input.digest", "")
+        if rebuilt_input != published.input_digest:
+            notes.append(
+                f"the build inputs differ (published {published.input_digest[:19]}, rebuilt "
+                f"{rebuilt_input[:19]}): the catalog, recipes, packages or base image are not the "
+                "ones the artifact was built from, so differences are expected")
+    return RebuildResult(str(ref), local.annotations[ANNOTATION_REF_NAME], tuple(comparisons),
+                         tuple(files), tuple(notes))
+
+
+def _annotation_notes(platform: str, theirs: Manifest, ours: Manifest) -> Iterator[str]:
+    for key in sorted(set(theirs.annotations) | set(ours.annotations)):
+        a, b = theirs.annotations.get(key), ours.annotations.get(key)
+        if a != b:
+            yield f"{platform} manifest annotation {key}: published {a!r}, rebuilt {b!r}"
+
+
+def _config_differences(platform: str, theirs: bytes, ours: bytes) -> list[FileDifference]:
+    """The config keys (flattened) whose values differ."""
+    a, b = _flatten(json.loads(theirs)), _flatten(json.loads(ours))
+    return [FileDifference(f"{platform} config", key, "content",
+                           f"published {a.get(key)!r}, rebuilt {b.get(key)!r}")
+            for key in sorted(set(a) | set(b)) if a.get(key) != b.get(key)]
+
+
+def _flatten(value: object, prefix: str = "") -> dict[str, object]:
+    if isinstance(value, dict):
+        out: dict[str, object] = {}
+        for k, v in value.items():
+            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    return {prefix: value}
+
+
+@dataclass(frozen=True)
+class _Entry:
+    kind: str
+    mode: int
+    owner: tuple[int, int]
+    mtime: int
+    link: str
+    sha256: str = field(default="")
+
+
+def _entries(path: Path) -> dict[str, _Entry]:
+    out: dict[str, _Entry] = {}
+    with gzip.open(path, "rb") as raw, tarfile.open(fileobj=raw, mode="r|") as tar:
+        for m in tar:
+            digest = ""
+            if m.isfile():
+                f = tar.extractfile(m)
+                assert f is not None
+                digest = hashlib.sha256(f.read()).hexdigest()
+            kind = "file" if m.isfile() else "dir" if m.isdir() else "symlink" if m.issym() \
+                else "hardlink" if m.islnk() else "other"
+            out[m.name] = _Entry(kind, m.mode, (m.uid, m.gid), int(m.mtime), m.linkname, digest)
+    return out
+
+
+def diff_layers(what: str, published: Path, rebuilt: Path, scratch: Path, *,
+                diffoscope: bool = True) -> list[FileDifference]:
+    """The files that differ between two gzip'd layer tars; diffoscope on differing contents."""
+    a, b = _entries(published), _entries(rebuilt)
+    out: list[FileDifference] = []
+    explained = 0
+    for name in sorted(set(a) | set(b)):
+        x, y = a.get(name), b.get(name)
+        if x is None:
+            out.append(FileDifference(what, name, "only in rebuilt"))
+        elif y is None:
+            out.append(FileDifference(what, name, "only in published"))
+        elif x.sha256 != y.sha256 or x.link != y.link or x.kind != y.kind:
+            report = ""
+            if diffoscope and x.kind == y.kind == "file" and explained < DIFFOSCOPE_FILES:
+                explained += 1
+                report = _diffoscope(name, published, rebuilt, scratch)
+            out.append(FileDifference(what, name, "content",
+                                      f"sha256 {x.sha256[:12]} vs {y.sha256[:12]}"
+                                      if x.kind == "file" else f"{x.kind} {x.link!r} vs "
+                                      f"{y.kind} {y.link!r}", report))
+        elif x != y:
+            fields = [f for f in ("mode", "owner", "mtime")
+                      if getattr(x, f) != getattr(y, f)]
+            out.append(FileDifference(what, name, "metadata", ", ".join(
+                f"{f} {getattr(x, f)!r} vs {getattr(y, f)!r}" for f in fields)))
+    return out
+
+
+def have_diffoscope() -> bool:
+    return shutil.which("diffoscope") is not None
+
+
+def _diffoscope(name: str, published: Path, rebuilt: Path, scratch: Path) -> str:
+    """Extract one file from both layers and return the head of diffoscope's text report."""
+    if not have_diffoscope():
+        return ""
+    safe = name.replace("/", "_")
+    pair = []
+    for side, layer in (("published", published), ("rebuilt", rebuilt)):
+        dest = scratch / side / safe
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with gzip.open(layer, "rb") as raw, tarfile.open(fileobj=raw, mode="r|") as tar:
+            for m in tar:
+                if m.name == name and m.isfile():
+                    f = tar.extractfile(m)
+                    assert f is not None
+                    dest.write_bytes(f.read())
+                    break
+        pair.append(dest)
+    report = scratch / f"{safe}.diffoscope.txt"
+    try:
+        # diffoscope exits 1 when the files differ, which is the expected case here.
+        run(["diffoscope", "--no-progress", "--text", str(report), str(pair[0]), str(pair[1])],
+            check=False, timeout=300, what=f"diffoscope {name}")
+    except CommandError as exc:
+        return f"(diffoscope failed: {exc})"
+    if not report.is_file():
+        return ""
+    lines = report.read_text(errors="replace").splitlines()
+    head = "\n".join(lines[:DIFFOSCOPE_LINES])
+    more = len(lines) - DIFFOSCOPE_LINES
+    return head + (f"\n... {more} more line(s) in {report}" if more > 0 else "")
