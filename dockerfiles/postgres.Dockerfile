@@ -135,7 +135,8 @@ while [[ -n $todo ]]; do
       for alt in $(echo "$item" | tr '|' '\n' | sed 's/([^)]*)//g; s/:any//g; s/ //g'); do
         if installed "$alt"; then next+=" $alt"; break; fi
       done
-    done < <(dpkg-query -W -f '${Pre-Depends},${Depends}' "$pkg" | tr ',' '\n' | sed '/^ *$/d')
+    # (the list ends without a newline: sed adds it, or read would drop the last item)
+    done < <(dpkg-query -W -f '${Pre-Depends},${Depends}' "$pkg" | tr ',' '\n' | sed '/^ *$/d; $a\\')
   done
   todo=$next
 done

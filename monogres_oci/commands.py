@@ -305,6 +305,15 @@ def cmd_rebuild(args: argparse.Namespace, progress: Progress) -> int:
         bases = {distro: base} if base else {}
         plan = expand(catalog, selection_for(group), base_overrides=bases,
                       recipe_digests=recipe_digests())
+        planned = ({f"sha256:{t.key}" for t in plan.postgres}
+                   | {f"sha256:{t.key}" for t in plan.extensions})
+        for item in group:
+            if item.input_digest and item.input_digest not in planned:
+                # Input digests name the catalog entry, recipes, packages and base: the rebuild
+                # goes on (it shows what differs), but identical digests are not to be expected.
+                progress.stage(f"warning: {item.reference} was built from other inputs "
+                               f"({item.input_digest[:19]}) than this catalog and these recipes "
+                               "plan; expect differences")
         report = run_build(catalog, plan, fetcher=fetcher, cache=BuildCache(work), packager=packager,
                            progress=progress, rebuild=True,
                            sandbox_hostname=f"rebuild-{os.urandom(4).hex()}")

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 # Features PostgreSQL 18 added; an older release has no such meson option.
 SINCE_18 = {"libnuma", "liburing", "libcurl"}
 ON_OFF = {"ssl": "openssl", "uuid": "e2fs", "cassert": "true"}
+# Feature options whose default is "disabled", not "auto": --auto-features does not turn them on.
+DEFAULT_DISABLED = {"dtrace", "llvm"}
 
 
 @dataclass(frozen=True)
@@ -31,7 +33,7 @@ def _ldd(binary: str, lib: str) -> Probe:
 
 
 PROBES: dict[str, Probe] = {
-    "icu": Probe("sql", "SELECT count(*) > 0 FROM pg_collation WHERE collprovider = 'i'"),
+    "icu": Probe("sql", "CREATE COLLATION probe_icu (provider = icu, locale = 'und')"),
     "llvm": Probe("sql", "SELECT pg_jit_available()"),
     "lz4": Probe("sql", "SET default_toast_compression = 'lz4'"),
     "zstd": Probe("sql", "SET wal_compression = 'zstd'"),
@@ -77,7 +79,7 @@ def claimed(meson_options: str, major: int) -> dict[str, bool]:
         elif feature in ON_OFF:
             out[feature] = opts.get(feature) == ON_OFF[feature]
         else:
-            value = opts.get(feature, auto)
+            value = opts.get(feature, "disabled" if feature in DEFAULT_DISABLED else auto)
             # "auto" depends on what the build found; the catalog never leaves a feature on auto.
             assert value in ("enabled", "disabled"), (feature, value)
             out[feature] = value == "enabled"
