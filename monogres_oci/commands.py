@@ -344,7 +344,7 @@ def _print_rebuild(results: Any, work: Path) -> None:
         print(f"{r.reference}: {'IDENTICAL' if r.identical else 'DIFFERENT'}")
         for c in r.comparisons:
             mark = "=" if c.identical else "!"
-            shown = c.published if c.identical else f"{c.published}  rebuilt {c.rebuilt}"
+            shown = c.published if c.identical else f"published {c.published}, rebuilt {c.rebuilt}"
             print(f"  {mark} {c.what:<28} {shown}")
         for note in r.notes:
             print(f"  note: {note}")

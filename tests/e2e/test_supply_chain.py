@@ -329,11 +329,18 @@ def test_every_build_keeps_a_build_record(built: Built) -> None:
     """Like Debian's .buildinfo: base digest, every package in the build container, inputs."""
     from tests.e2e.conftest import CACHE
 
-    records = {}
-    for path in (CACHE / "builds").glob("*/meta/buildinfo.json"):
-        record = json.loads(path.read_text())
-        records[record["target"]] = record
-    pgaudit = next(r for name, r in records.items() if name.startswith("pgaudit-"))
+    # The record of the pgaudit build the shared build packaged: the one with its input digest
+    # (the cache holds other builds, e.g. against other option sets or older recipes).
+    index = json.loads((built.layout / "index.json").read_text())
+    entry = next(m for m in index["manifests"] if m.get("annotations", {}).get(
+        "org.opencontainers.image.ref.name", "").startswith("pgaudit:"))
+    image = json.loads((built.layout / "blobs/sha256" / entry["digest"][7:]).read_text())
+    manifest = json.loads((built.layout / "blobs/sha256"
+                           / image["manifests"][0]["digest"][7:]).read_text())
+    wanted = manifest["annotations"]["org.monogres.input.digest"]
+    records = [json.loads(path.read_text())
+               for path in (CACHE / "builds").glob("*/meta/buildinfo.json")]
+    (pgaudit,) = [r for r in records if r["input_digest"] == wanted]
     assert pgaudit["base_image"] == built.base_image
     assert pgaudit["postgres"]["target"].startswith("postgres-18.6-regular-bookworm")
     packages = {p["name"]: p for p in pgaudit["installed_build_depends"]}
