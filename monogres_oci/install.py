@@ -117,10 +117,21 @@ def postgresql_conf(items: Sequence[Installed]) -> list[str]:
     exts = [i for i in items if i.kind == "extension"]
     if not exts:
         return []
-    lines = [
-        "extension_control_path = '$system:" + ":".join(f"{e.path}/share" for e in exts) + "'",
-        "dynamic_library_path = '$libdir:" + ":".join(f"{e.path}/lib" for e in exts) + "'",
-    ]
+    old = [e for e in exts if int(e.labels.get("org.monogres.postgres.major") or 18) < 18]
+    if old:
+        # extension_control_path is new in PostgreSQL 18; before it, and since control files
+        # say $libdir/NAME, an extension only loads from inside the Postgres tree.
+        lines = [f"# PostgreSQL {old[0].labels['org.monogres.postgres.major']} cannot load "
+                 "extensions from outside its tree (extension_control_path is new in 18); "
+                 "copy them in:"]
+        lines += [f"#   cp -r {e.path}/share/extension/. \"$(pg_config --sharedir)/extension/\" "
+                  f"&& cp -r {e.path}/lib/. \"$(pg_config --pkglibdir)/\"" for e in exts]
+    else:
+        lines = [
+            "extension_control_path = '$system:" + ":".join(f"{e.path}/share" for e in exts)
+            + "'",
+            "dynamic_library_path = '$libdir:" + ":".join(f"{e.path}/lib" for e in exts) + "'",
+        ]
     preload = [lib for e in exts for lib in e.preload]
     if preload:
         lines.append(f"shared_preload_libraries = '{','.join(preload)}'")

@@ -48,3 +48,20 @@ def test_crd_rejects_a_broken_stanza() -> None:
     doc["spec"]["postgresql"]["extensions"][0]["name"] = "Bad Name!"
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(doc, crd_schema("postgresql.cnpg.io_clusters.yaml"))
+
+
+def test_install_conf_lines_follow_the_postgres_major(tmp_path: Path) -> None:
+    from monogres_oci.install import Installed, postgresql_conf
+
+    def ext(major: str, preload: str = "") -> Installed:
+        return Installed("r", "d", "m", "extension", "vector", tmp_path / "vector",
+                         {"org.monogres.postgres.major": major,
+                          "org.monogres.extension.preload": preload})
+
+    eighteen = postgresql_conf([ext("18", "pgaudit")])
+    assert eighteen[0] == f"extension_control_path = '$system:{tmp_path}/vector/share'"
+    assert eighteen[-1] == "shared_preload_libraries = 'pgaudit'"
+    seventeen = postgresql_conf([ext("17")])
+    assert not any(line.startswith("extension_control_path") for line in seventeen)
+    assert "extension_control_path is new in 18" in seventeen[0]
+    assert f"cp -r {tmp_path}/vector/share/extension/." in seventeen[1]
