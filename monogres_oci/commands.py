@@ -7,8 +7,9 @@ import json
 import os
 import re
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -23,6 +24,9 @@ from monogres_oci.plan import Plan, Selection, expand
 from monogres_oci.progress import Progress
 from monogres_oci.pull import as_oci_layer, make_client, resolve, this_platform
 from monogres_oci.recipes import recipe_digests
+
+if TYPE_CHECKING:
+    from monogres_oci.rebuild import RebuildResult
 
 
 def _print_json(value: Any) -> None:
@@ -337,7 +341,7 @@ def cmd_rebuild(args: argparse.Namespace, progress: Progress) -> int:
     return 0
 
 
-def _print_rebuild(results: Any, work: Path) -> None:
+def _print_rebuild(results: Sequence[RebuildResult], work: Path) -> None:
     from monogres_oci.rebuild import have_diffoscope
 
     for r in results:

@@ -15,7 +15,7 @@ import json
 import shutil
 import tarfile
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from monogres_oci.errors import CommandError, VerifyError
@@ -280,7 +280,7 @@ class _Entry:
     owner: tuple[int, int]
     mtime: int
     link: str
-    sha256: str = field(default="")
+    sha256: str = ""  # of a regular file's content
 
 
 def _entries(path: Path) -> dict[str, _Entry]:
