@@ -15,7 +15,6 @@ linked from --source-cache (verified by sha256 on use). Nothing here asserts: it
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import subprocess
@@ -28,13 +27,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from monogres_oci.catalog import load_catalog  # noqa: E402
+from monogres_oci.oci.layout import Layout  # noqa: E402
 
 
 def _named(layout: Path) -> dict[str, str]:
-    index = json.loads((layout / "index.json").read_text())
-    return {m["annotations"]["org.opencontainers.image.ref.name"]: m["digest"]
-            for m in index["manifests"]
-            if "org.opencontainers.image.ref.name" in m.get("annotations", {})}
+    return {name: desc.digest for name, desc in Layout.open(layout).refs().items()}
 
 
 def _link_or_copy(src: str, dst: str) -> None:

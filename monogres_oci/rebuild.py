@@ -15,7 +15,7 @@ import json
 import shutil
 import tarfile
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from monogres_oci.errors import CommandError, VerifyError
@@ -164,20 +164,17 @@ class RebuildResult:
 
 def find_rebuilt(layout: Layout, published: Published) -> Descriptor:
     """The layout entry that is the rebuild of ``published``: same tag, else same identity."""
-    entries = [d for d in layout.index().manifests if ANNOTATION_REF_NAME in d.annotations]
+    refs = layout.refs()
     repo = published.local_repository
-    if published.reference.tag:
-        name = f"{repo}:{published.reference.tag}"
-        for d in entries:
-            if d.annotations[ANNOTATION_REF_NAME] == name:
-                return d
+    if published.reference.tag and f"{repo}:{published.reference.tag}" in refs:
+        return refs[f"{repo}:{published.reference.tag}"]
     wanted = dict(published.identity)
-    for d in entries:
-        if split_ref_name(d.annotations[ANNOTATION_REF_NAME])[0] != repo:
+    for name, desc in refs.items():
+        if split_ref_name(name)[0] != repo:
             continue
-        notes = _manifest_annotations(layout, d)
+        notes = _manifest_annotations(layout, desc)
         if all(notes.get(k) == v for k, v in wanted.items()):
-            return d
+            return desc
     raise VerifyError(f"the rebuild made no {repo} artifact for {published.reference} "
                       "(was it built from another catalog?)")
 
@@ -303,7 +300,6 @@ def diff_layers(what: str, published: Path, rebuilt: Path, scratch: Path, *,
     """The files that differ between two gzip'd layer tars; diffoscope on differing contents."""
     a, b = _entries(published), _entries(rebuilt)
     out: list[FileDifference] = []
-    explained = 0
     for name in sorted(set(a) | set(b)):
         x, y = a.get(name), b.get(name)
         if x is None:
@@ -311,43 +307,49 @@ def diff_layers(what: str, published: Path, rebuilt: Path, scratch: Path, *,
         elif y is None:
             out.append(FileDifference(what, name, "only in published"))
         elif x.sha256 != y.sha256 or x.link != y.link or x.kind != y.kind:
-            report = ""
-            if diffoscope and x.kind == y.kind == "file" and explained < DIFFOSCOPE_FILES:
-                explained += 1
-                report = _diffoscope(name, published, rebuilt, scratch)
             out.append(FileDifference(what, name, "content",
                                       f"sha256 {x.sha256[:12]} vs {y.sha256[:12]}"
                                       if x.kind == "file" else f"{x.kind} {x.link!r} vs "
-                                      f"{y.kind} {y.link!r}", report))
+                                      f"{y.kind} {y.link!r}"))
         elif x != y:
             fields = [f for f in ("mode", "owner", "mtime")
                       if getattr(x, f) != getattr(y, f)]
             out.append(FileDifference(what, name, "metadata", ", ".join(
                 f"{f} {getattr(x, f)!r} vs {getattr(y, f)!r}" for f in fields)))
-    return out
+    explain = [d.path for d in out if d.change == "content"
+               and a[d.path].kind == b[d.path].kind == "file"][:DIFFOSCOPE_FILES]
+    if not (diffoscope and explain and have_diffoscope()):
+        return out
+    # One more pass over each layer takes out every file diffoscope is to compare.
+    for side, layer in (("published", published), ("rebuilt", rebuilt)):
+        _extract(layer, set(explain), scratch / side)
+    reports = {name: _diffoscope(name, scratch) for name in explain}
+    return [replace(d, diffoscope=reports[d.path]) if d.path in reports else d for d in out]
 
 
 def have_diffoscope() -> bool:
     return shutil.which("diffoscope") is not None
 
 
-def _diffoscope(name: str, published: Path, rebuilt: Path, scratch: Path) -> str:
-    """Extract one file from both layers and return the head of diffoscope's text report."""
-    if not have_diffoscope():
-        return ""
-    safe = name.replace("/", "_")
-    pair = []
-    for side, layer in (("published", published), ("rebuilt", rebuilt)):
-        dest = scratch / side / safe
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        with gzip.open(layer, "rb") as raw, tarfile.open(fileobj=raw, mode="r|") as tar:
-            for m in tar:
-                if m.name == name and m.isfile():
-                    f = tar.extractfile(m)
-                    assert f is not None
-                    dest.write_bytes(f.read())
-                    break
-        pair.append(dest)
+def _safe(name: str) -> str:
+    return name.replace("/", "_")
+
+
+def _extract(layer: Path, names: set[str], dest: Path) -> None:
+    """Write the regular files ``names`` of a gzip'd layer tar into ``dest`` (flattened)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    with gzip.open(layer, "rb") as raw, tarfile.open(fileobj=raw, mode="r|") as tar:
+        for m in tar:
+            if m.name in names and m.isfile():
+                f = tar.extractfile(m)
+                assert f is not None
+                (dest / _safe(m.name)).write_bytes(f.read())
+
+
+def _diffoscope(name: str, scratch: Path) -> str:
+    """The head of diffoscope's text report on one file extracted from both layers."""
+    safe = _safe(name)
+    pair = [scratch / "published" / safe, scratch / "rebuilt" / safe]
     report = scratch / f"{safe}.diffoscope.txt"
     try:
         # diffoscope exits 1 when the files differ, which is the expected case here.
