@@ -20,6 +20,8 @@ from pathlib import Path
 from monogres_oci import buildkit
 from monogres_oci.aptsources import system_mirror
 from monogres_oci.errors import BuildError
+from monogres_oci.oci.model import Index, Platform
+from monogres_oci.oci.registry import RegistryClient
 from monogres_oci.runner import run
 
 _REPO_RE = re.compile(r"^[a-z0-9.-]+(:[0-9]+)?(/[a-z0-9._-]+)+$")
@@ -109,6 +111,38 @@ def create_base_image(
     if not re.fullmatch(r"sha256:[0-9a-f]{64}", digest):
         raise BuildError(f"unexpected image digest {digest!r} in {metadata}")
     return f"{registry_repo}@{digest}"
+
+
+def create_base_index(
+    suite: str,
+    registry_repo: str,
+    archs: Sequence[str],
+    client: RegistryClient,
+    *,
+    workdir: Path,
+    progress: buildkit.Progress | None = None,
+) -> str:
+    """Make the base image for each of ``archs`` and an OCI index over them; return ``REPO@sha256``.
+
+    Builds pin their base by this index digest: a cross-compiling stage asks for the build
+    machine's platform of it, an emulated stage and the runnable image for the target's. Each
+    platform image is pushed as tag ``SUITE-ARCH`` and the index as tag ``SUITE``.
+    """
+    _, _, repo_path = registry_repo.partition("/")
+    entries = []
+    for arch in sorted(set(archs)):
+        ref = create_base_image(suite, registry_repo, f"linux/{arch}", workdir=workdir,
+                                progress=progress)
+        digest = ref.rpartition("@")[2]
+        desc = client.head_manifest(repo_path, digest)
+        if desc is None:
+            raise BuildError(f"base image {ref} was pushed but the registry does not have it")
+        entries.append(desc.with_platform(Platform(architecture=arch, os="linux")))
+    index = Index(manifests=tuple(entries))
+    data = index.to_json()
+    client.push_manifest(repo_path, index.digest, data, index.media_type)
+    client.push_manifest(repo_path, suite, data, index.media_type)
+    return f"{registry_repo}@{index.digest}"
 
 
 def rootfs_tar(
