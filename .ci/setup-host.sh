@@ -9,7 +9,8 @@
 #
 # Environment:
 #   MONOGRES_APT_DIR   private apt state (default /var/cache/monogres-apt)
-#   MONOGRES_ARM64=1   also set up binfmt_misc + qemu-user-static for linux/arm64 builds
+#   MONOGRES_ARM64=0   skip binfmt_misc + qemu-user-static (needed for the arm64 base image,
+#                      emulated builds and running arm64 images; cross builds need neither)
 #   DOCKERD_TIMEOUT    seconds to wait for the engine to answer (default 90)
 set -euo pipefail
 
@@ -193,7 +194,7 @@ fi
 check_tool ' v\?0\.29\.' docker buildx version
 
 # ---------------------------------------------------------------------------------------------
-if [[ ${MONOGRES_ARM64:-} == 1 ]]; then
+if [[ ${MONOGRES_ARM64:-1} == 1 ]]; then
   phase "arm64 emulation (binfmt_misc, qemu-user-static)"
   if [[ ! -e /proc/sys/fs/binfmt_misc/register ]]; then
     mount binfmt_misc -t binfmt_misc /proc/sys/fs/binfmt_misc

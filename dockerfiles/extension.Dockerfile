@@ -16,29 +16,72 @@
 #   EXTRA_PACKAGES      the extension's own build packages
 #   MAKE_FLAGS          extra make arguments (VAR=value ...)
 #   SOURCE_DATE_EPOCH   seconds; exported to the compiler and tools
+#   COMPILE_ON          build (default) or target, as for postgres.Dockerfile (and the same value)
 
+# Word for word the stages up to the toolchain of postgres.Dockerfile (same ARGs, same RUN), so
+# that BuildKit reuses the layers it cached for the Postgres build.
 ARG BASE_IMAGE
+# Where the compiler runs: "build" = the build machine's platform (a native build, or a cross
+# build when the target is another architecture); "target" = the target's platform (a native
+# build, or one emulated by QEMU through binfmt_misc when the target is another architecture).
+ARG COMPILE_ON=build
 
-FROM ${BASE_IMAGE} AS base
+FROM --platform=${BUILDPLATFORM} ${BASE_IMAGE} AS compile-on-build
+FROM ${BASE_IMAGE} AS compile-on-target
+# The target's own base image: its package list (what the runtime overlay leaves out) and its
+# users. Only files are copied out of it, so a cross build runs nothing of the target's.
+FROM ${BASE_IMAGE} AS target-base
 
-# Word for word the toolchain stage of postgres.Dockerfile (same ARGs, same RUN), so that
-# BuildKit reuses the layer it cached for the Postgres build.
-FROM base AS toolchain
+FROM compile-on-${COMPILE_ON} AS toolchain
+ARG TARGETARCH
 ARG BUILD_PACKAGES=""
 ARG TOOLCHAIN_PACKAGES="build-essential meson ninja-build pkg-config bison flex"
-# Record the base's packages before anything is installed: the runtime overlay leaves those out.
-RUN mkdir -p /var/lib/monogres \
- && dpkg-query -W -f '${Package}\t${Version}\t${Architecture}\n' | LC_ALL=C sort \
-      > /var/lib/monogres/base-packages.tsv \
- && apt-get update \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      ${TOOLCHAIN_PACKAGES} ${BUILD_PACKAGES}
+COPY --from=target-base /var/lib/dpkg/status /var/lib/monogres/target-dpkg/status
+COPY --from=target-base /etc/passwd /etc/group /var/lib/monogres/target-etc/
+# A cross build adds the Debian cross toolchain, and installs each build package for the
+# target's architecture when it is a library (Multi-Arch: same), else for the build machine's.
+RUN <<'SCRIPT'
+#!/bin/bash
+set -euo pipefail
+# shellcheck disable=SC2206
+packages=(${TOOLCHAIN_PACKAGES})
+cross=false
+if [[ $(dpkg --print-architecture) != "${TARGETARCH}" ]]; then
+  cross=true
+  dpkg --add-architecture "${TARGETARCH}"
+  packages+=("crossbuild-essential-${TARGETARCH}")
+fi
+apt-get update
+for p in ${BUILD_PACKAGES}; do
+  if $cross && apt-cache show --no-all-versions "${p}:${TARGETARCH}" 2>/dev/null \
+       | grep -qx 'Multi-Arch: same'; then
+    packages+=("${p}:${TARGETARCH}")
+  else
+    packages+=("${p}")
+  fi
+done
+DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${packages[@]}"
+SCRIPT
 
 FROM toolchain AS build
+ARG TARGETARCH
 ARG EXTRA_PACKAGES=""
-RUN if [ -n "${EXTRA_PACKAGES}" ]; then \
-      DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ${EXTRA_PACKAGES}; \
-    fi
+RUN <<'SCRIPT'
+#!/bin/bash
+set -euo pipefail
+packages=()
+for p in ${EXTRA_PACKAGES}; do
+  if [[ $(dpkg --print-architecture) != "${TARGETARCH}" ]] \
+     && apt-cache show --no-all-versions "${p}:${TARGETARCH}" 2>/dev/null | grep -qx 'Multi-Arch: same'; then
+    packages+=("${p}:${TARGETARCH}")
+  else
+    packages+=("${p}")
+  fi
+done
+if (( ${#packages[@]} )); then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${packages[@]}"
+fi
+SCRIPT
 ARG PG_MAJOR
 ARG EXT_TARBALL
 ARG MAKE_FLAGS=""
@@ -60,18 +103,74 @@ cp -a "$top"/. /build/src/
 rm -rf /build/unpack "/build/${EXT_TARBALL}"
 SCRIPT
 
-# OPTFLAGS="" overrides Makefiles that default to -march=native (pgvector); the prefix map keeps
-# /build/src out of the objects.
+# The target's pg_config cannot run in a cross build, so PGXS gets a stand-in that answers what
+# PGXS asks (directories, PGXS, version) from the install tree, which pg_config's own answers
+# follow from (it is relocatable). A native build checks the stand-in against the real one.
 RUN <<'SCRIPT'
 #!/bin/bash
 set -euo pipefail
+prefix="/usr/lib/postgresql/${PG_MAJOR}"
+version=$(sed -n 's/^VERSION = //p' "${prefix}/lib/pgxs/src/Makefile.global")
+cat > /build/pg_config.txt <<TABLE
+BINDIR = ${prefix}/bin
+DOCDIR = ${prefix}/share/doc
+HTMLDIR = ${prefix}/share/doc/html
+INCLUDEDIR = ${prefix}/include
+PKGINCLUDEDIR = ${prefix}/include
+INCLUDEDIR-SERVER = ${prefix}/include/server
+LIBDIR = ${prefix}/lib
+PKGLIBDIR = ${prefix}/lib
+LOCALEDIR = ${prefix}/share/locale
+MANDIR = ${prefix}/share/man
+SHAREDIR = ${prefix}/share
+SYSCONFDIR = ${prefix}/etc
+PGXS = ${prefix}/lib/pgxs/src/makefiles/pgxs.mk
+VERSION = PostgreSQL ${version}
+TABLE
+cat > /build/pg_config <<'STANDIN'
+#!/bin/bash
+# pg_config stand-in for a cross build: NAME = value lines of pg_config.txt.
+table="$(dirname "$0")/pg_config.txt"
+if (( $# == 0 )); then cat "$table"; exit 0; fi
+for opt in "$@"; do
+  key=$(echo "${opt#--}" | tr '[:lower:]' '[:upper:]')
+  line=$(grep -m1 "^${key} = " "$table") \
+    || { echo "pg_config stand-in: ${opt} is not known in a cross build" >&2; exit 1; }
+  echo "${line#* = }"
+done
+STANDIN
+chmod +x /build/pg_config
+for key in BINDIR INCLUDEDIR INCLUDEDIR-SERVER PKGLIBDIR SHAREDIR PGXS; do
+  [[ -e $(/build/pg_config "--${key,,}") ]] \
+    || { echo "pg_config stand-in: $key $(/build/pg_config "--${key,,}") does not exist" >&2; exit 1; }
+done
+if [[ $(dpkg --print-architecture) == "${TARGETARCH}" ]]; then
+  real="${prefix}/bin/pg_config"
+  while read -r key _ value; do
+    actual=$("$real" "--${key,,}")
+    [[ $actual == "$value" ]] \
+      || { echo "pg_config stand-in says $key = $value, pg_config says $actual" >&2; exit 1; }
+  done < /build/pg_config.txt
+fi
+SCRIPT
+
+# OPTFLAGS="" overrides Makefiles that default to -march=native (pgvector); the prefix map keeps
+# /build/src out of the objects. A cross build names the cross compiler and the stand-in.
+RUN <<'SCRIPT'
+#!/bin/bash
+set -euo pipefail
+pg_config="/usr/lib/postgresql/${PG_MAJOR}/bin/pg_config"
+cross=()
+if [[ $(dpkg --print-architecture) != "${TARGETARCH}" ]]; then
+  triplet=$(dpkg-architecture -a "${TARGETARCH}" -qDEB_HOST_MULTIARCH 2>/dev/null)
+  pg_config=/build/pg_config
+  cross=(CC="${triplet}-gcc" CXX="${triplet}-g++")
+fi
 # shellcheck disable=SC2086
-make -C /build/src -j"$(nproc)" USE_PGXS=1 \
-  PG_CONFIG="/usr/lib/postgresql/${PG_MAJOR}/bin/pg_config" OPTFLAGS="" \
+make -C /build/src -j"$(nproc)" USE_PGXS=1 PG_CONFIG="$pg_config" "${cross[@]}" OPTFLAGS="" \
   COPT="-ffile-prefix-map=/build/src=." ${MAKE_FLAGS}
 # shellcheck disable=SC2086
-make -C /build/src USE_PGXS=1 \
-  PG_CONFIG="/usr/lib/postgresql/${PG_MAJOR}/bin/pg_config" OPTFLAGS="" \
+make -C /build/src USE_PGXS=1 PG_CONFIG="$pg_config" "${cross[@]}" OPTFLAGS="" \
   COPT="-ffile-prefix-map=/build/src=." ${MAKE_FLAGS} install DESTDIR=/out
 SCRIPT
 
@@ -80,10 +179,14 @@ RUN <<'SCRIPT'
 set -euo pipefail
 export LC_ALL=C
 mkdir -p /out-meta /out-licenses
+cc=cc
+if [[ $(dpkg --print-architecture) != "${TARGETARCH}" ]]; then
+  cc="$(dpkg-architecture -a "${TARGETARCH}" -qDEB_HOST_MULTIARCH 2>/dev/null)-gcc"
+fi
 dpkg-query -W -f '${Package}\t${Version}\t${Architecture}\n' | sort > /out-meta/toolchain-packages.tsv
 {
-  cc --version | sed -n 1p
-  echo "pg_config $("/usr/lib/postgresql/${PG_MAJOR}/bin/pg_config" --version)"
+  "$cc" --version | sed -n 1p
+  echo "pg_config $(sed -n 's/^VERSION = //p' /build/pg_config.txt)"
 } > /out-meta/compiler.txt
 shopt -s nullglob nocaseglob
 for f in /build/src/licen[cs]e* /build/src/copying*; do

@@ -17,23 +17,57 @@
 #   MESON_OPTIONS       space-separated meson options (-Dicu=enabled ...), may include --buildtype
 #   BUILD_PACKAGES      space-separated Debian packages that MESON_OPTIONS need
 #   SOURCE_DATE_EPOCH   seconds; exported to the compiler and tools
+#   COMPILE_ON          build (default) or target: where the compiler runs (see below)
+#
+# BASE_IMAGE is an index holding the build machine's and the target's architecture: a cross
+# build compiles in the former, the runtime overlay takes its package list and users from the
+# latter. `--platform` of the build is the target.
 
 ARG BASE_IMAGE
+# Where the compiler runs: "build" = the build machine's platform (a native build, or a cross
+# build when the target is another architecture); "target" = the target's platform (a native
+# build, or one emulated by QEMU through binfmt_misc when the target is another architecture).
+ARG COMPILE_ON=build
 
-FROM ${BASE_IMAGE} AS base
+FROM --platform=${BUILDPLATFORM} ${BASE_IMAGE} AS compile-on-build
+FROM ${BASE_IMAGE} AS compile-on-target
+# The target's own base image: its package list (what the runtime overlay leaves out) and its
+# users. Only files are copied out of it, so a cross build runs nothing of the target's.
+FROM ${BASE_IMAGE} AS target-base
 
-FROM base AS toolchain
+FROM compile-on-${COMPILE_ON} AS toolchain
+ARG TARGETARCH
 ARG BUILD_PACKAGES=""
 ARG TOOLCHAIN_PACKAGES="build-essential meson ninja-build pkg-config bison flex"
-# Record the base's packages before anything is installed: the runtime overlay leaves those out.
-RUN mkdir -p /var/lib/monogres \
- && dpkg-query -W -f '${Package}\t${Version}\t${Architecture}\n' | LC_ALL=C sort \
-      > /var/lib/monogres/base-packages.tsv \
- && apt-get update \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      ${TOOLCHAIN_PACKAGES} ${BUILD_PACKAGES}
+COPY --from=target-base /var/lib/dpkg/status /var/lib/monogres/target-dpkg/status
+COPY --from=target-base /etc/passwd /etc/group /var/lib/monogres/target-etc/
+# A cross build adds the Debian cross toolchain, and installs each build package for the
+# target's architecture when it is a library (Multi-Arch: same), else for the build machine's.
+RUN <<'SCRIPT'
+#!/bin/bash
+set -euo pipefail
+# shellcheck disable=SC2206
+packages=(${TOOLCHAIN_PACKAGES})
+cross=false
+if [[ $(dpkg --print-architecture) != "${TARGETARCH}" ]]; then
+  cross=true
+  dpkg --add-architecture "${TARGETARCH}"
+  packages+=("crossbuild-essential-${TARGETARCH}")
+fi
+apt-get update
+for p in ${BUILD_PACKAGES}; do
+  if $cross && apt-cache show --no-all-versions "${p}:${TARGETARCH}" 2>/dev/null \
+       | grep -qx 'Multi-Arch: same'; then
+    packages+=("${p}:${TARGETARCH}")
+  else
+    packages+=("${p}")
+  fi
+done
+DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${packages[@]}"
+SCRIPT
 
 FROM toolchain AS build
+ARG TARGETARCH
 ARG PG_MAJOR
 ARG PG_TARBALL
 ARG PG_PATCHES=""
@@ -66,9 +100,36 @@ RUN <<'SCRIPT'
 set -euo pipefail
 # No -O here: the buildtype (release: -O3, debug: -O0 -g, ...) chooses the optimization level.
 export CFLAGS="-ffile-prefix-map=/build/src=. -ffile-prefix-map=/build/obj=."
+cross=()
+if [[ $(dpkg --print-architecture) != "${TARGETARCH}" ]]; then
+  # A meson cross file for the Debian cross toolchain. pkg-config reads only the target's .pc
+  # files: otherwise it finds the build machine's libraries, or features silently turn off.
+  triplet=$(dpkg-architecture -a "${TARGETARCH}" -qDEB_HOST_MULTIARCH 2>/dev/null)
+  cpu=$(dpkg-architecture -a "${TARGETARCH}" -qDEB_HOST_GNU_CPU 2>/dev/null)
+  endian=$(dpkg-architecture -a "${TARGETARCH}" -qDEB_HOST_ARCH_ENDIAN 2>/dev/null)
+  cat > /build/cross.ini <<CROSS
+[binaries]
+c = '${triplet}-gcc'
+cpp = '${triplet}-g++'
+ar = '${triplet}-ar'
+strip = '${triplet}-strip'
+pkgconfig = 'pkg-config'
+
+[properties]
+pkg_config_libdir = ['/usr/lib/${triplet}/pkgconfig', '/usr/share/pkgconfig']
+
+[host_machine]
+system = 'linux'
+cpu_family = '${cpu}'
+cpu = '${cpu}'
+endian = '${endian}'
+CROSS
+  cross=(--cross-file /build/cross.ini)
+fi
 # --buildtype first: a --buildtype in MESON_OPTIONS (from the option set) comes later and wins.
+# -Dlibdir=lib on every architecture (a native build would default to lib/<multiarch triplet>).
 # shellcheck disable=SC2086
-meson setup /build/obj /build/src \
+meson setup /build/obj /build/src "${cross[@]}" \
   --prefix="/usr/lib/postgresql/${PG_MAJOR}" -Dlibdir=lib --buildtype=release \
   ${MESON_OPTIONS} 2>&1 | tee /build/meson-setup.log
 SCRIPT
@@ -76,7 +137,10 @@ SCRIPT
 RUN ninja -C /build/obj
 RUN meson install -C /build/obj --destdir /out --no-rebuild --quiet
 
-# The toolchain record and the runtime overlay.
+# The toolchain record and the runtime overlay. Nothing here runs a program of the target's, so
+# the same steps serve native, cross and emulated builds. The target base's file lists tell which
+# libraries it has already.
+COPY --from=target-base /var/lib/dpkg/info/ /var/lib/monogres/target-dpkg/info/
 RUN <<'SCRIPT'
 #!/bin/bash
 set -euo pipefail
@@ -84,27 +148,52 @@ export LC_ALL=C
 prefix="/usr/lib/postgresql/${PG_MAJOR}"
 mkdir -p /out-meta /out-runtime/etc /tmp/overlay/debs
 cd /tmp/overlay
+triplet=$(dpkg-architecture -a "${TARGETARCH}" -qDEB_HOST_MULTIARCH 2>/dev/null)
+if [[ $(dpkg --print-architecture) != "${TARGETARCH}" ]]; then cc="${triplet}-gcc"; else cc=cc; fi
 
 dpkg-query -W -f '${Package}\t${Version}\t${Architecture}\n' | sort > /out-meta/toolchain-packages.tsv
-cp /var/lib/monogres/base-packages.tsv /out-meta/base-packages.tsv
+dpkg-query --admindir=/var/lib/monogres/target-dpkg -W \
+  -f '${Package}\t${Version}\t${Architecture}\n' | sort > /out-meta/base-packages.tsv
 {
-  cc --version | sed -n 1p
+  "$cc" --version | sed -n 1p
   echo "meson $(meson --version)"
   echo "ninja $(ninja --version)"
 } > /out-meta/compiler.txt
 cp /build/meson-setup.log /out-meta/meson-setup.log
 
-# Every shared library that an ELF file of the install tree loads (transitively, as ldd
-# resolves it), other than the tree's own.
-find /out -type f | sort > files.txt
-: > libs.txt
+# Every shared library that an ELF file of the install tree loads, transitively, other than the
+# tree's own and the base's: DT_NEEDED names (readelf reads any architecture) looked up in the
+# target's library directories, as its dynamic loader would.
+dirs=("/lib/${triplet}" "/usr/lib/${triplet}" /lib /usr/lib)
+needed() { readelf -dW "$1" 2>/dev/null | sed -n 's/.*(NEEDED).*Shared library: \[\(.*\)\]$/\1/p'; }
+declare -A in_base=()
+while read -r path; do
+  in_base[${path##*/}]=1
+done < <(cat /var/lib/monogres/target-dpkg/info/*.list \
+           | grep -E "^(/usr)?/lib(/${triplet})?/[^/]+$" || true)
+queue=()
 while read -r f; do
-  [[ $(head -c 4 "$f" | od -An -c | tr -d ' ') == '177ELF' ]] || continue
-  # ldd refuses static or foreign files: they load nothing.
-  { LD_LIBRARY_PATH="/out$prefix/lib" ldd "$f" || true; } \
-    | awk '$2 == "=>" && $3 ~ /^\// {print $3}' >> libs.txt
-done < files.txt
-{ grep -v '^/out/' libs.txt || true; } | sort -u > libs-outside.txt
+  if [[ $(head -c 4 "$f" | od -An -c | tr -d ' ') == '177ELF' ]]; then queue+=("$f"); fi
+done < <(find /out -type f | sort)
+declare -A seen=()
+: > libs-outside.txt
+while (( ${#queue[@]} )); do
+  f=${queue[0]}
+  queue=("${queue[@]:1}")
+  for name in $(needed "$f"); do
+    if [[ -n ${seen[$name]:-} ]]; then continue; fi
+    seen[$name]=1
+    if [[ -e "/out${prefix}/lib/${name}" || -n ${in_base[$name]:-} ]]; then continue; fi
+    found=""
+    for d in "${dirs[@]}"; do
+      if [[ -e "$d/$name" ]]; then found="$d/$name"; break; fi
+    done
+    [[ -n $found ]] || { echo "$f needs $name, which is in none of ${dirs[*]}" >&2; exit 1; }
+    echo "$found" >> libs-outside.txt
+    queue+=("$(readlink -f "$found")")
+  done
+done
+sort -u -o libs-outside.txt libs-outside.txt
 
 # The Debian package owning each (usrmerge: try the path, its real path and the /usr twin).
 : > lib-packages.txt
@@ -119,11 +208,15 @@ while read -r lib; do
   echo "$owner" >> lib-packages.txt
 done < libs-outside.txt
 sort -u lib-packages.txt > lib-packages.sorted
-cut -f1 /var/lib/monogres/base-packages.tsv | sed 's/:.*//' | sort -u > base-names.txt
+cut -f1 /out-meta/base-packages.tsv | sed 's/:.*//' | sort -u > base-names.txt
 
-# What those packages depend on, transitively (Pre-Depends and Depends, the first installed
-# alternative of each): a library alone may not work, libpython3.11 needs its standard library.
-installed() { dpkg-query -W -f '${Status}' "$1" 2>/dev/null | grep -q 'ok installed'; }
+# What those packages depend on, transitively (Pre-Depends and Depends, the first alternative
+# installed for the target): a library alone may not work, libpython3.11 needs its standard
+# library. Installed for the target = as NAME:TARGETARCH, or as an Architecture: all package.
+for_target() {
+  dpkg-query -W -f '${db:Status-Abbrev}\t${Package}:${Architecture}\n' "$1" 2>/dev/null \
+    | awk -F'\t' -v t=":${TARGETARCH}\$" '$1 ~ /^ii/ && ($2 ~ t || $2 ~ /:all$/) {print $2; exit}'
+}
 : > closure.txt
 todo=$(cat lib-packages.sorted)
 while [[ -n $todo ]]; do
@@ -133,10 +226,10 @@ while [[ -n $todo ]]; do
     echo "$pkg" >> closure.txt
     while IFS= read -r item; do
       for alt in $(echo "$item" | tr '|' '\n' | sed 's/([^)]*)//g; s/:any//g; s/ //g'); do
-        if installed "$alt"; then next+=" $alt"; break; fi
+        if [[ -n $(for_target "$alt") ]]; then next+=" $alt"; break; fi
       done
     # (the list ends without a newline: sed adds it, or read would drop the last item)
-    done < <(dpkg-query -W -f '${Pre-Depends},${Depends}' "$pkg" | tr ',' '\n' | sed '/^ *$/d; $a\\')
+    done < <(dpkg-query -W -f '${Pre-Depends},${Depends}' "$(for_target "$pkg")" | tr ',' '\n' | sed '/^ *$/d; $a\\')
   done
   todo=$next
 done
@@ -144,11 +237,13 @@ sort -u closure.txt | comm -23 - base-names.txt > runtime-names.txt
 
 : > /out-meta/runtime-packages.txt
 while read -r pkg; do
-  dpkg-query -W -f '${Package}\t${Version}\t${Architecture}\n' "$pkg" >> /out-meta/runtime-packages.txt
+  dpkg-query -W -f '${Package}\t${Version}\t${Architecture}\n' "$(for_target "$pkg")" \
+    >> /out-meta/runtime-packages.txt
 done < runtime-names.txt
 # Exactly the versions the build linked against, unpacked without maintainer scripts.
 cd debs
-awk -F'\t' '{print $1 "=" $2}' /out-meta/runtime-packages.txt | xargs -r apt-get download -q
+awk -F'\t' '{print ($3 == "all" ? $1 : $1 ":" $3) "=" $2}' /out-meta/runtime-packages.txt \
+  | xargs -r apt-get download -q
 for deb in $(find . -name '*.deb' | sort); do dpkg-deb -x "$deb" /out-runtime; done
 cd /
 # Merged /usr: where the base has /lib (/bin, ...) as a symlink into /usr, a real lib/ directory
@@ -164,8 +259,9 @@ for d in bin sbin lib lib32 lib64 libx32; do
 done
 
 # postgres is 26:26 as CloudNativePG expects. Debian's base-passwd gives GID 26 to "tape",
-# which owns nothing in a container image: postgres takes that GID.
-cp /etc/passwd /etc/group /out-runtime/etc/
+# which owns nothing in a container image: postgres takes that GID. The users are the target
+# base's: packages installed for the build may have added their own to the build container.
+cp /var/lib/monogres/target-etc/passwd /var/lib/monogres/target-etc/group /out-runtime/etc/
 if grep -q '^postgres:' /out-runtime/etc/passwd; then echo "base already has postgres" >&2; exit 1; fi
 if awk -F: '$3 == 26 {found = 1} END {exit !found}' /out-runtime/etc/passwd; then echo "UID 26 is taken" >&2; exit 1; fi
 sed -i '/^tape:x:26:$/d' /out-runtime/etc/group

@@ -188,6 +188,7 @@ def _compile_postgres(pg: PostgresTarget, paths: dict[str, Path], cache: BuildCa
         no_cache=rebuild,
         sandbox_hostname=sandbox_hostname,
         patches=[patch_dir / p.file for p in pg.patches],
+        compile_on=pg.compile_on,
     )
     return out, cached
 
@@ -213,5 +214,6 @@ def _compile_extension(ext: ExtensionTarget, pg_out: PostgresBuildOutput, paths:
         cache_key=ext.key,
         no_cache=rebuild,
         sandbox_hostname=sandbox_hostname,
+        compile_on=ext.compile_on,
     )
     return out, cached

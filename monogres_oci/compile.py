@@ -51,10 +51,12 @@ class ExtensionBuildOutput:
 
 def postgres_build_args(*, base_image: str, pg_major: int, tarball: str,
                         meson_options: Sequence[str], build_packages: Sequence[str],
-                        source_date_epoch: int, patches: Sequence[str] = ()) -> dict[str, str]:
+                        source_date_epoch: int, patches: Sequence[str] = (),
+                        compile_on: str = "build") -> dict[str, str]:
     """The build arguments of postgres.Dockerfile (also what the build record reports)."""
     return {
         "BASE_IMAGE": base_image,
+        "COMPILE_ON": compile_on,
         "PG_MAJOR": str(pg_major),
         "PG_TARBALL": buildkit.shell_words([tarball]),
         "PG_PATCHES": buildkit.shell_words(patches),
@@ -66,10 +68,12 @@ def postgres_build_args(*, base_image: str, pg_major: int, tarball: str,
 
 def extension_build_args(*, base_image: str, pg_major: int, tarball: str,
                          build_packages: Sequence[str], extra_packages: Sequence[str],
-                         make_flags: Sequence[str], source_date_epoch: int) -> dict[str, str]:
+                         make_flags: Sequence[str], source_date_epoch: int,
+                         compile_on: str = "build") -> dict[str, str]:
     """The build arguments of extension.Dockerfile (also what the build record reports)."""
     return {
         "BASE_IMAGE": base_image,
+        "COMPILE_ON": compile_on,
         "PG_MAJOR": str(pg_major),
         "EXT_TARBALL": buildkit.shell_words([tarball]),
         "BUILD_PACKAGES": buildkit.shell_words(build_packages),
@@ -95,6 +99,7 @@ def compile_postgres(
     no_cache: bool = False,
     sandbox_hostname: str = "",
     patches: Sequence[Path] = (),
+    compile_on: str = "build",
 ) -> PostgresBuildOutput:
     """Build Postgres from ``source_tarball`` with meson in ``base_image``; result in ``out_dir``.
 
@@ -104,13 +109,16 @@ def compile_postgres(
     ``patches`` are applied to the source tree in order (``patch -p1``).
     ``sandbox_hostname`` names the build containers' host (BuildKit's default otherwise): a
     rebuild varies it to show the output does not depend on it, so it is not an input.
+    ``compile_on`` is ``build`` (native, or cross-compiled for a foreign ``platform``) or
+    ``target`` (native, or emulated by QEMU).
     """
     _check_base(base_image)
     dockerfile = buildkit.dockerfile("postgres.Dockerfile")
     build_args = postgres_build_args(
         base_image=base_image, pg_major=pg_major, tarball=_tarball_name(source_tarball),
         meson_options=meson_options, build_packages=build_packages,
-        source_date_epoch=source_date_epoch, patches=[p.name for p in patches])
+        source_date_epoch=source_date_epoch, patches=[p.name for p in patches],
+        compile_on=compile_on)
     what = f"PostgreSQL {pg_version} ({platform})"
     key = cache_key or _input_key(
         "postgres", dockerfile, source_tarball, platform,
@@ -137,6 +145,7 @@ def compile_postgres(
                 f"build of {what}: the tarball {source_tarball.name} is not version {pg_version} "
                 "(meson reports another 'Project version')"
             )
+        _check_machine(prefix / "bin/postgres", platform, what)
 
     _build(
         what=what,
@@ -171,6 +180,7 @@ def compile_extension(
     cache_key: str | None = None,
     no_cache: bool = False,
     sandbox_hostname: str = "",
+    compile_on: str = "build",
 ) -> ExtensionBuildOutput:
     """Build an extension with PGXS against ``postgres`` in ``base_image``; result in ``out_dir``.
 
@@ -188,7 +198,7 @@ def compile_extension(
     build_args = extension_build_args(
         base_image=base_image, pg_major=pg_major, tarball=_tarball_name(source_tarball),
         build_packages=build_packages, extra_packages=extra_packages, make_flags=make_flags,
-        source_date_epoch=source_date_epoch)
+        source_date_epoch=source_date_epoch, compile_on=compile_on)
     what = f"extension {source_tarball.name} for PostgreSQL {pg_major} ({platform})"
     postgres_marker = postgres.install_root.parent / DONE_MARKER
     postgres_key = (
@@ -213,6 +223,8 @@ def compile_extension(
         prefix = staging / "install/usr/lib/postgresql" / str(pg_major)
         if not prefix.is_dir() or not any(p.is_file() for p in prefix.rglob("*")):
             raise BuildError(f"build of {what}: make install put nothing under {prefix}")
+        for path in sorted(prefix.rglob("*.so")):
+            _check_machine(path, platform, what)
 
     _build(
         what=what,
@@ -283,6 +295,28 @@ def _build(
         shutil.rmtree(out_dir)
     staging.rename(out_dir)
     progress(f"{what}: done in {seconds:.0f} s")
+
+
+# ELF e_machine values (elf.h) of the architectures this project builds for.
+_ELF_MACHINES = {"amd64": 62, "arm64": 183}
+
+
+def elf_machine(path: Path) -> int | None:
+    """The ELF e_machine of a file, or None when it is not an ELF file."""
+    with path.open("rb") as f:
+        head = f.read(20)
+    if len(head) < 20 or head[:4] != b"\x7fELF":
+        return None
+    return int.from_bytes(head[18:20], "little" if head[5] == 1 else "big")
+
+
+def _check_machine(path: Path, platform: str, what: str) -> None:
+    """A wrong-architecture binary (a cross build that used the native compiler) is an error."""
+    wanted = _ELF_MACHINES.get(buildkit.platform_arch(platform))
+    found = elf_machine(path)
+    if wanted is not None and found != wanted:
+        raise BuildError(f"build of {what}: {path.name} is ELF machine {found}, not {wanted} "
+                         f"({platform})")
 
 
 def _check_base(base_image: str) -> None:

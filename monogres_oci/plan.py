@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import platform as host_platform
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 from monogres_oci.catalog.model import (
     Catalog,
@@ -24,6 +26,22 @@ from monogres_oci.catalog.model import (
     PostgresRelease,
 )
 from monogres_oci.errors import UsageError
+
+Method = Literal["native", "cross", "emulated"]
+
+_MACHINES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
+
+
+def build_machine_arch() -> str:
+    """The Debian architecture of this machine, where BuildKit runs the build machine's stages."""
+    machine = host_platform.machine().lower()
+    return _MACHINES.get(machine, machine)
+
+
+def _method(arch: str, build_arch: str, emulate: bool) -> Method:
+    if arch == build_arch:
+        return "native"
+    return "emulated" if emulate else "cross"
 
 
 def _digest(doc: Mapping[str, object]) -> str:
@@ -43,10 +61,23 @@ class PostgresTarget:
     default_option_set: bool
     recipe_digest: str = field(repr=False)
     patches: tuple[Patch, ...] = ()
+    build_arch: str = "amd64"  # the build machine's architecture
+    force_emulation: bool = False
 
     @property
     def name(self) -> str:
         return f"postgres-{self.release.version}-{self.option_set.name}-{self.distro.name}-{self.arch}"
+
+    @property
+    def method(self) -> Method:
+        """How it compiles: natively, with a cross compiler, or emulated by QEMU."""
+        return _method(self.arch, self.build_arch,
+                       self.force_emulation or bool(self.option_set.emulate))
+
+    @property
+    def compile_on(self) -> str:
+        """The Dockerfiles' COMPILE_ON: the build machine's platform, or the target's."""
+        return "target" if self.method == "emulated" else "build"
 
     @property
     def platform(self) -> str:
@@ -76,6 +107,8 @@ class PostgresTarget:
             # The digest names the content; where it is served from (a registry host) does not.
             "base_image": self.base_image.rpartition("@")[2],
             "arch": self.arch,
+            # A cross compiler is another compiler: its output is another build.
+            "method": self.method if self.method != "cross" else f"cross from {self.build_arch}",
             "recipe": self.recipe_digest,
         })
 
@@ -96,6 +129,18 @@ class ExtensionTarget:
                 f"{pg.option_set.name}-{pg.distro.name}-{pg.arch}")
 
     @property
+    def method(self) -> Method:
+        """Emulated when its Postgres was (the same toolchain) or its build system needs it."""
+        pg = self.postgres
+        if pg.method == "emulated":
+            return "emulated"
+        return _method(pg.arch, pg.build_arch, bool(self.extension.emulate))
+
+    @property
+    def compile_on(self) -> str:
+        return "target" if self.method == "emulated" else "build"
+
+    @property
     def key(self) -> str:
         return _digest({
             "kind": "extension",
@@ -106,6 +151,7 @@ class ExtensionTarget:
             "packages": list(self.extension.build_packages),
             "make_flags": list(self.extension.make_flags),
             "postgres": self.postgres.key,
+            "method": self.method,
             "recipe": self.recipe_digest,
         })
 
@@ -120,6 +166,7 @@ class Selection:
     archs: tuple[str, ...] = ()
     extensions: tuple[str, ...] = ()  # names, or NAME=VERSION
     postgres_only: bool = False
+    emulate: bool = False  # build foreign architectures under QEMU even where cross works
 
 
 @dataclass(frozen=True)
@@ -139,9 +186,11 @@ def expand(
     *,
     base_overrides: Mapping[str, str],
     recipe_digests: Mapping[str, str],
+    build_arch: str | None = None,
 ) -> Plan:
     """Expand the catalog into targets; unknown names in the selection are usage errors."""
     _check_selection(catalog, selection)
+    build_arch = build_arch or build_machine_arch()
     pg_targets: list[PostgresTarget] = []
     for release in catalog.postgres:
         if selection.postgres and not any(
@@ -167,6 +216,8 @@ def expand(
                         default_option_set=os_index == 0,
                         recipe_digest=recipe_digests["postgres"],
                         patches=catalog.patches_for(release.version),
+                        build_arch=build_arch,
+                        force_emulation=selection.emulate,
                     ))
     ext_targets: list[ExtensionTarget] = []
     if not selection.postgres_only:

@@ -145,7 +145,8 @@ def postgres_record(pg: PostgresTarget, out: PostgresBuildOutput, epoch: int) ->
     args = postgres_build_args(
         base_image=pg.base_image, pg_major=release.major, tarball=release.source.sha256,
         meson_options=pg.meson_options, build_packages=pg.build_packages,
-        source_date_epoch=epoch, patches=[Path(p.file).name for p in pg.patches])
+        source_date_epoch=epoch, patches=[Path(p.file).name for p in pg.patches],
+        compile_on=pg.compile_on)
     return BuildRecord(
         kind="postgres", target=pg.name, input_digest=_sha256(pg.key), platform=pg.platform,
         distro=pg.distro.name, suite=pg.distro.suite, base_image=pg.base_image,
@@ -169,7 +170,8 @@ def extension_record(ext: ExtensionTarget, out: ExtensionBuildOutput, epoch: int
     args = extension_build_args(
         base_image=pg.base_image, pg_major=pg.release.major, tarball=source.sha256,
         build_packages=pg.build_packages, extra_packages=ext.extension.build_packages,
-        make_flags=ext.extension.make_flags, source_date_epoch=epoch)
+        make_flags=ext.extension.make_flags, source_date_epoch=epoch,
+        compile_on=ext.compile_on)
     return BuildRecord(
         kind="extension", target=ext.name, input_digest=_sha256(ext.key), platform=pg.platform,
         distro=pg.distro.name, suite=pg.distro.suite, base_image=pg.base_image,

@@ -188,7 +188,8 @@ def _option_sets(raw: dict[str, Any], text: str, shown: str) -> tuple[OptionSet,
                                                    if p not in base.build_packages)
         resolved[name] = OptionSet(name=name, description=o["description"],
                                    buildtype=o["buildtype"], meson_options=options,
-                                   build_packages=packages, extends=parent)
+                                   build_packages=packages, extends=parent,
+                                   emulate=o.get("emulate", base.emulate if parent else ""))
         return resolved[name]
 
     return tuple(resolve(name, ()) for name in sorted(raw))
@@ -221,6 +222,7 @@ def _to_model(data: dict[str, Any], text: str, shown: str) -> Catalog:
                 build_system=e["build"]["system"],
                 build_packages=tuple(e["build"].get("packages", [])),
                 make_flags=tuple(e["build"].get("make_flags", [])),
+                emulate=e["build"].get("emulate", ""),
                 versions=tuple(
                     ExtensionVersion(version=v["version"],
                                      sql_version=v.get("sql_version", v["version"]),

@@ -76,6 +76,7 @@ class OptionSet:
     meson_options: tuple[Conditional, ...]
     build_packages: tuple[Conditional, ...]
     extends: str = ""
+    emulate: str = ""  # why it cannot be cross-compiled; empty: it can
 
     def meson_options_for(self, version: str) -> tuple[str, ...]:
         """``--buildtype`` and the options for ``version``; of two settings of one option the
@@ -151,6 +152,7 @@ class Extension:
     build_packages: tuple[str, ...]
     make_flags: tuple[str, ...]
     versions: tuple[ExtensionVersion, ...]
+    emulate: str = ""  # why it cannot be cross-compiled; empty: it can
 
 
 @dataclass(frozen=True)

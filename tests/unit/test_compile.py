@@ -33,8 +33,11 @@ def fake_build(files: Mapping[str, str]) -> Any:
     return build
 
 
+# The first 20 bytes of an x86-64 ELF file: enough for the architecture check.
+X86_64_ELF = "\x7fELF\x02\x01\x01" + "\x00" * 11 + "\x3e\x00"
+
 PG_FILES = {
-    "install/usr/lib/postgresql/18/bin/postgres": "ELF",
+    "install/usr/lib/postgresql/18/bin/postgres": X86_64_ELF,
     "install/usr/lib/postgresql/18/bin/pg_config": "ELF",
     "runtime/etc/passwd": "postgres:x:26:26::/var/lib/postgresql:/bin/bash\n",
     "meta/meson-setup.log": "Project version: 18.6\n",
@@ -52,6 +55,15 @@ def pg_kwargs(tmp_path: Path, **over: Any) -> dict[str, Any]:
     )
     kwargs.update(over)
     return kwargs
+
+
+def test_a_binary_for_another_architecture_fails_the_build(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cross build that silently used the native compiler must not pass for arm64."""
+    monkeypatch.setattr(buildkit, "buildx_build", fake_build(PG_FILES))
+    with pytest.raises(BuildError, match="postgres is ELF machine 62, not 183"):
+        compile.compile_postgres(**pg_kwargs(tmp_path, platform="linux/arm64"))
+    assert not (tmp_path / "out/.done").exists()
 
 
 def test_postgres_build_args_output_and_marker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -126,7 +138,7 @@ def test_extension_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setattr(buildkit, "buildx_build", fake_build(PG_FILES))
     pg = compile.compile_postgres(**pg_kwargs(tmp_path), cache_key="pg")
     build = fake_build({
-        "install/usr/lib/postgresql/18/lib/ext.so": "ELF",
+        "install/usr/lib/postgresql/18/lib/ext.so": X86_64_ELF,
         "install/usr/lib/postgresql/18/share/extension/ext.control": "",
         "licenses/LICENSE": "MIT",
         "meta/compiler.txt": "cc",

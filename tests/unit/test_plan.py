@@ -94,3 +94,37 @@ def test_meson_options_resolve_per_release_and_later_settings_win() -> None:
     assert "libcurl4-openssl-dev" in by_name["18.6", "full"].build_packages
     assert "libcurl4-openssl-dev" not in by_name["17.11", "full"].build_packages
     assert by_name["18.6", "full"].key != by_name["17.11", "full"].key
+
+
+def test_build_method_per_target() -> None:
+    """A foreign architecture is cross-compiled unless its option set (or extension) says why it
+    cannot be, or --emulate asks; an extension is built like the Postgres it is built against;
+    each method is another build (another input digest)."""
+    catalog = load_catalog(CATALOG)
+
+    def plan(build_arch: str, emulate: bool = False) -> dict[str, tuple[str, str]]:
+        p = expand(catalog, Selection(postgres=("18.6",), option_sets=("barebones", "regular"),
+                                      extensions=("rum",), emulate=emulate),
+                   base_overrides={}, recipe_digests=RECIPES, build_arch=build_arch)
+        return {t.name: (t.method, t.key) for t in (*p.postgres, *p.extensions)}
+
+    on_amd64 = plan("amd64")
+    methods = {name: method for name, (method, _) in on_amd64.items()}
+    assert methods["postgres-18.6-barebones-bookworm-amd64"] == "native"
+    assert methods["postgres-18.6-barebones-bookworm-arm64"] == "cross"
+    assert methods["rum-1.3.15-pg18.6-barebones-bookworm-arm64"] == "cross"
+    assert methods["postgres-18.6-regular-bookworm-arm64"] == "emulated"  # catalog: emulate
+    assert methods["rum-1.3.15-pg18.6-regular-bookworm-arm64"] == "emulated"  # follows Postgres
+    assert catalog.option_set("debug").emulate == catalog.option_set("regular").emulate != ""
+    forced = plan("amd64", emulate=True)
+    assert forced["postgres-18.6-barebones-bookworm-arm64"][0] == "emulated"
+    assert forced["postgres-18.6-barebones-bookworm-amd64"] == on_amd64[
+        "postgres-18.6-barebones-bookworm-amd64"]
+    assert forced["postgres-18.6-barebones-bookworm-arm64"][1] != on_amd64[
+        "postgres-18.6-barebones-bookworm-arm64"][1]
+    # on an arm64 machine the roles swap: arm64 native, amd64 cross (another input digest)
+    on_arm64 = plan("arm64")
+    assert on_arm64["postgres-18.6-barebones-bookworm-arm64"][0] == "native"
+    assert on_arm64["postgres-18.6-barebones-bookworm-amd64"][0] == "cross"
+    assert on_arm64["postgres-18.6-barebones-bookworm-amd64"][1] != on_amd64[
+        "postgres-18.6-barebones-bookworm-amd64"][1]
