@@ -59,6 +59,9 @@ def _add_selection(p: argparse.ArgumentParser) -> None:
     g.add_argument("--arch", action="append", default=[], choices=["amd64", "arm64"])
     g.add_argument("--extension", action="append", default=[], metavar="NAME[=VERSION]")
     g.add_argument("--postgres-only", action="store_true", help="build no extensions")
+    g.add_argument("--emulate", action="store_true",
+                   help="compile a foreign architecture under QEMU emulation even where the "
+                        "catalog allows cross-compiling (about 15x slower; for comparisons)")
 
 
 def _add_build_inputs(p: argparse.ArgumentParser) -> None:
@@ -132,6 +135,36 @@ def build_parser() -> argparse.ArgumentParser:
                         "attestations, with this key (from `monogres-oci keygen`; password in "
                         "$MONOGRES_SIGNING_PASSWORD) before pushing; cosign verifies them with "
                         "the .pub file")
+    p.add_argument("--by-digest", action="store_true",
+                   help="push content and attachments but write no tag: one architecture's job "
+                        "of a fan-out build; save --json's output for `monogres-oci merge`")
+    p.add_argument("--json", action="store_true")
+    _add_registry_opts(p)
+
+    p = sub.add_parser("merge", help="join per-architecture publishes into multi-arch indexes",
+                       description="The last job of a fan-out build: read the --json outputs of "
+                                   "`publish --by-digest` (one per architecture, built on any "
+                                   "machines), fetch their indexes and platform manifests, and "
+                                   "push one index per artifact over all platforms, then its tags. "
+                                   "The index is byte for byte the one a single invocation "
+                                   "building every architecture would publish.",
+                       epilog="example:\n"
+                              "  monogres-oci publish --by-digest --json --registry R/ns "
+                              "--layout oci-amd64 > amd64.json\n"
+                              "  monogres-oci publish --by-digest --json --registry R/ns "
+                              "--layout oci-arm64 > arm64.json   # elsewhere\n"
+                              "  monogres-oci merge --registry R/ns --sign-key k amd64.json "
+                              "arm64.json",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("parts", nargs="+", metavar="PUBLISH.json",
+                   help="output of `publish --by-digest --json`, one per architecture")
+    p.add_argument("--registry", required=True, metavar="HOST[:PORT]/NAMESPACE",
+                   help="where the parts were published (tags are written there)")
+    p.add_argument("--sign-key", metavar="KEY", help="sign the new indexes with this key")
+    p.add_argument("--out", metavar="DIR",
+                   help="keep the merged layout (indexes, platform manifests, signatures) here")
+    p.add_argument("--dry-run", action="store_true",
+                   help="assemble and print the indexes, push nothing")
     p.add_argument("--json", action="store_true")
     _add_registry_opts(p)
 
@@ -232,14 +265,20 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Create a base image with debootstrap from this machine's Debian "
                                    "archive and push it to a registry, for places where the "
                                    "catalog's public base image cannot be pulled. Prints the "
-                                   "digest-pinned reference to pass as --base DISTRO=REF.")
+                                   "digest-pinned reference to pass as --base DISTRO=REF: an OCI "
+                                   "index with one image per architecture (cross-compiling stages "
+                                   "use the build machine's, the artifacts the target's). A "
+                                   "foreign architecture's root file system is made through "
+                                   "debootstrap's second stage under QEMU (binfmt_misc).")
     p.add_argument("action", choices=["create"])
     _add_catalog(p)
     p.add_argument("--distro", required=True, metavar="NAME")
     p.add_argument("--registry", required=True, metavar="HOST[:PORT]/NAMESPACE")
-    p.add_argument("--arch", default="amd64", choices=["amd64", "arm64"])
+    p.add_argument("--arch", action="append", choices=["amd64", "arm64"],
+                   help="architecture to include (repeatable; default: every one the distro lists)")
     p.add_argument("--cache-dir", metavar="DIR")
     p.add_argument("--json", action="store_true")
+    _add_registry_opts(p)
     return parser
 
 

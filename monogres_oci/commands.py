@@ -56,7 +56,7 @@ def _plan(args: argparse.Namespace, catalog: Catalog) -> Plan:
     selection = Selection(
         postgres=tuple(args.postgres), option_sets=tuple(args.option_set),
         distros=tuple(args.distro), archs=tuple(args.arch), extensions=tuple(args.extension),
-        postgres_only=args.postgres_only,
+        postgres_only=args.postgres_only, emulate=args.emulate,
     )
     return expand(catalog, selection, base_overrides=_base_overrides(args, catalog),
                   recipe_digests=recipe_digests())
@@ -94,14 +94,15 @@ def cmd_plan(args: argparse.Namespace, progress: Progress) -> int:
     for pg in plan.postgres:
         rows.append({
             "kind": "postgres", "name": pg.name, "input_digest": f"sha256:{pg.key}",
-            "platform": pg.platform, "base_image": pg.base_image,
+            "platform": pg.platform, "method": pg.method, "base_image": pg.base_image,
             "source_cached": fetcher.is_cached(pg.release.source),
             "state": "built" if cache.has(pg.key) else "to build",
         })
     for ext in plan.extensions:
         rows.append({
             "kind": "extension", "name": ext.name, "input_digest": f"sha256:{ext.key}",
-            "platform": ext.postgres.platform, "postgres": ext.postgres.name,
+            "platform": ext.postgres.platform, "method": ext.method,
+            "postgres": ext.postgres.name,
             "source_cached": fetcher.is_cached(ext.version.source),
             "state": "built" if cache.has(ext.key) else "to build",
         })
@@ -110,7 +111,8 @@ def cmd_plan(args: argparse.Namespace, progress: Progress) -> int:
         return 0
     width = max(len(r["name"]) for r in rows)
     for r in rows:
-        print(f"{r['kind']:<9} {r['name']:<{width}}  {r['state']:<8}  {r['input_digest'][:19]}")
+        print(f"{r['kind']:<9} {r['name']:<{width}}  {r['method']:<8}  {r['state']:<8}  "
+              f"{r['input_digest'][:19]}")
     to_build = sum(r["state"] != "built" for r in rows)
     print(f"{len(rows)} target(s), {to_build} to build")
     return 0
@@ -191,11 +193,12 @@ def cmd_publish(args: argparse.Namespace, progress: Progress) -> int:
     client = None if args.dry_run else _client(host, args)
     if client is not None:
         client.ping()
-        _check_immutable_tags(layout, client, namespace)
+        if not args.by_digest:
+            _check_immutable_tags(layout, client, namespace)
     result = publish(layout, args.registry, client, dry_run=args.dry_run,
-                     progress=lambda event: progress.detail(str(event)))
+                     progress=lambda event: progress.detail(str(event)), tags=not args.by_digest)
     if args.json:
-        _print_json({"dry_run": result.dry_run,
+        _print_json({"dry_run": result.dry_run, "by_digest": args.by_digest,
                      "refs": [{"reference": str(r), "repository": r.repository, "tag": r.tag,
                                "digest": r.digest} for r in result.refs],
                      "manifests": _pushed_manifests(layout, result.refs),
@@ -205,6 +208,48 @@ def cmd_publish(args: argparse.Namespace, progress: Progress) -> int:
             print(ref)
         print(f"{'would push' if result.dry_run else 'pushed'}: "
               f"{result.count('blob', 'would push' if result.dry_run else 'pushed')} blob(s); "
+              f"{0 if args.by_digest else len(result.refs)} tag(s)", file=sys.stderr)
+    return 0
+
+
+def cmd_merge(args: argparse.Namespace, progress: Progress) -> int:
+    import tempfile
+
+    from monogres_oci.merge import merge, read_parts
+    from monogres_oci.publish import publish
+
+    host, namespace = parse_target(args.registry)
+    parts = read_parts([Path(p) for p in args.parts], args.registry)
+    client = _client(host, args)
+    client.ping()
+    with tempfile.TemporaryDirectory(prefix="monogres-merge-") as tmp:
+        out = Path(args.out) if args.out else Path(tmp) / "layout"
+        layout = Layout.create(out)
+        merged, present = merge(parts, client, args.registry, layout, progress.stage)
+        if args.sign_key:
+            from monogres_oci.attest.signatures import sign_layout
+            from monogres_oci.sign import load_signing_key
+
+            key = load_signing_key(Path(args.sign_key))
+            count = sign_layout(layout, key, progress=progress.detail)
+            progress.stage(f"signed: {count} signature(s) with key {key.public.hint}")
+        if not args.dry_run:
+            _check_immutable_tags(layout, client, namespace)
+        result = publish(layout, args.registry, None if args.dry_run else client,
+                         dry_run=args.dry_run, present=present,
+                         progress=lambda event: progress.detail(str(event)))
+    if args.json:
+        _print_json({"dry_run": result.dry_run,
+                     "indexes": [{"repository": f"{host}/{namespace}/{m.repository}".replace(
+                                      "//", "/"),
+                                  "digest": m.digest, "platforms": list(m.platforms),
+                                  "tags": list(m.tags), "parts": list(m.parts)} for m in merged],
+                     "refs": [{"reference": str(r), "repository": r.repository, "tag": r.tag,
+                               "digest": r.digest} for r in result.refs]})
+    else:
+        for ref in result.refs:
+            print(ref)
+        print(f"{'would merge' if result.dry_run else 'merged'}: {len(merged)} index(es), "
               f"{len(result.refs)} tag(s)", file=sys.stderr)
     return 0
 
@@ -499,7 +544,7 @@ def cmd_cnpg(args: argparse.Namespace, progress: Progress) -> int:
 
 
 def cmd_base(args: argparse.Namespace, progress: Progress) -> int:
-    from monogres_oci.base import create_base_image
+    from monogres_oci.base import create_base_index
     from monogres_oci.cli import _cache_dir
 
     catalog = _catalog(args)
@@ -507,14 +552,14 @@ def cmd_base(args: argparse.Namespace, progress: Progress) -> int:
     if args.distro not in known:
         raise UsageError(f"unknown distro {args.distro!r}; known: {', '.join(sorted(known))}")
     distro = known[args.distro]
+    archs = args.arch or list(distro.architectures)
     host, namespace = parse_target(args.registry)
     repo = f"{args.registry.rstrip('/')}/{distro.suite}" if namespace else f"{host}/{distro.suite}"
-    reference = create_base_image(
-        distro.suite, repo, f"linux/{args.arch}",
-        workdir=_cache_dir(args.cache_dir) / "base",
-        insecure=True, progress=progress.detail)
+    reference = create_base_index(
+        distro.suite, repo, archs, _client(host, args),
+        workdir=_cache_dir(args.cache_dir) / "base", progress=progress.detail)
     if args.json:
-        _print_json({"distro": distro.name, "reference": reference})
+        _print_json({"distro": distro.name, "reference": reference, "architectures": sorted(archs)})
     else:
         print(reference)
     return 0

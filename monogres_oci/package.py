@@ -17,7 +17,7 @@ Every layer carries the annotations that make ``oras pull -o DIR`` unpack it at 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,7 +55,6 @@ class PlatformImage:
 
     descriptor: Descriptor
     labels: dict[str, str]
-    input_digest: str
 
 
 @dataclass
@@ -120,7 +119,7 @@ class Packager:
         labels = postgres_labels(self.catalog, pg, epoch, runnable=False)
         desc = self._image(platform, [pg_layer], [pg_diff_id], labels, epoch)
         attest_image(self.layout, desc, labels, record, pg_entries, entry, self.catalog.publisher)
-        self._add(dist_tags, PlatformImage(desc, labels, pg.key))
+        self._add(dist_tags, PlatformImage(desc, labels))
 
         base = self.resolve_base(pg.base_image, platform)
         runtime_entries = _runtime_entries(out.runtime_root)
@@ -137,7 +136,7 @@ class Packager:
         )
         attest_image(self.layout, desc, labels, record, [*runtime_entries, *pg_entries], entry,
                      self.catalog.publisher, bundled=True)
-        self._add(image_tags, PlatformImage(desc, labels, pg.key))
+        self._add(image_tags, PlatformImage(desc, labels))
         self._pg_image_tags[pg.key] = image_tags
         self.progress(f"packaged {pg.name}: postgresql-dist and postgresql "
                       f"(layer {pg_layer.digest[:19]}, {pg_layer.size / 1e6:.1f} MB)")
@@ -166,7 +165,7 @@ class Packager:
                  "version": ext.version, "postgres": pg.release, "option_set": pg.option_set,
                  "distro": pg.distro}
         attest_image(self.layout, desc, labels, record, entries, entry, self.catalog.publisher)
-        self._add(extension_tags(ext, epoch), PlatformImage(desc, labels, ext.key))
+        self._add(extension_tags(ext, epoch), PlatformImage(desc, labels))
         self.progress(f"packaged {ext.name} ({layer.size / 1e3:.0f} kB)")
 
     # --- indexes and tags -------------------------------------------------------------------
@@ -175,19 +174,30 @@ class Packager:
         """Write one index per artifact over its platforms, then every tag; return ref names."""
         names: list[str] = []
         for (repository, _), group in sorted(self._groups.items()):
-            images = sorted(group.images, key=lambda i: i.descriptor.platform.sort_key()
-                            if i.descriptor.platform else ("",))
-            annotations = dict(images[0].labels)
-            # The index stands for all its platforms: its input digest covers each of theirs.
-            joined = ",".join(sorted(i.input_digest for i in images))
-            annotations["org.monogres.input.digest"] = sha256_digest(joined.encode())
-            index = Index(manifests=tuple(i.descriptor for i in images), annotations=annotations)
+            index = assemble_index([(i.descriptor, i.labels) for i in group.images])
             desc = self.layout.add_manifest(index)
             for tag in group.tags.all:
                 name = f"{repository}:{tag}"
                 self.layout.set_ref(name, desc)
                 names.append(name)
         return names
+
+
+INPUT_DIGEST = "org.monogres.input.digest"
+
+
+def assemble_index(images: Sequence[tuple[Descriptor, Mapping[str, str]]]) -> Index:
+    """The index of one artifact over its platform images (descriptor with platform, labels).
+
+    The same images give the same bytes whether they were packaged in one invocation or built on
+    separate machines and merged later: platforms sorted, annotations those of the first
+    platform's image, but for the input digest, which stands for all of them.
+    """
+    ordered = sorted(images, key=lambda i: i[0].platform.sort_key() if i[0].platform else ("",))
+    annotations = dict(ordered[0][1])
+    inputs = sorted(labels[INPUT_DIGEST].removeprefix("sha256:") for _, labels in ordered)
+    annotations[INPUT_DIGEST] = sha256_digest(",".join(inputs).encode())
+    return Index(manifests=tuple(d for d, _ in ordered), annotations=annotations)
 
 
 # Owned by the postgres user in the runnable image, as Debian's postgresql-common sets them up.

@@ -209,12 +209,18 @@ def _attached(layout: Layout, targets: Sequence[_Target]) -> list[tuple[str, Att
 
 
 def _check_complete(layout: Layout, targets: Sequence[_Target],
-                    attached: Sequence[tuple[str, Attachment]]) -> None:
+                    attached: Sequence[tuple[str, Attachment]], present: frozenset[str]) -> None:
     roots = [(t.name, t.descriptor) for t in targets]
     roots += [(f"{repo} referrer {item.descriptor.digest}", item.descriptor)
               for repo, item in attached]
     for name, root in roots:
-        for desc in layout.walk(root):
+        queue = [root]
+        while queue:
+            desc = queue.pop()
+            if desc.digest in present:
+                continue  # in the registry already, with all below it
+            if desc.media_type in MANIFEST_TYPES | INDEX_TYPES and layout.has_blob(desc.digest):
+                queue += layout.children(desc)
             if not layout.has_blob(desc.digest, desc.size):
                 raise VerifyError(
                     f"layout {layout.root} is incomplete: {name} needs {desc.digest} "
@@ -230,11 +236,16 @@ def publish(
     refs: Sequence[str] | None = None,
     progress: Callable[[PublishEvent], None] | None = None,
     dry_run: bool = False,
+    tags: bool = True,
+    present: frozenset[str] = frozenset(),
 ) -> PublishResult:
     """Push the references ``refs`` (default: all named ones) of ``layout`` to ``target``.
 
     ``target`` is ``HOST[:PORT]/NAMESPACE`` (the namespace may be empty); ``client`` must speak
-    to that host, and may be None for a dry run, which contacts nothing.
+    to that host, and may be None for a dry run, which contacts nothing. Without ``tags`` the
+    content is pushed by digest only (each architecture's job of a fan-out build; ``merge``
+    writes the tags). ``present`` names manifests the caller knows the registry has: the layout
+    need not hold what is below them.
     """
     host, namespace = parse_target(target)
     if client is None and not dry_run:
@@ -243,7 +254,7 @@ def publish(
         raise UsageError(f"the registry client speaks to {client.host}, not to {host}")
     targets = _select(layout, namespace, refs)
     attached = _attached(layout, targets)
-    _check_complete(layout, targets, attached)
+    _check_complete(layout, targets, attached, present)
     publisher = _Publisher(layout, None if dry_run else client, host, progress)
     for item in targets:
         publisher.content(item.repository, item.descriptor)
@@ -252,5 +263,9 @@ def publish(
         grouped.setdefault((repo, attachment.subject_digest), []).append(attachment)
     for (repo, subject), items in grouped.items():
         publisher.referrers(repo, subject, items)
-    published = tuple(publisher.tag(item) for item in targets)
+    if tags:
+        published = tuple(publisher.tag(item) for item in targets)
+    else:
+        published = tuple(PublishedRef(f"{host}/{t.repository}", t.tag, t.descriptor.digest,
+                                       t.descriptor.media_type) for t in targets)
     return PublishResult(published, tuple(publisher.events), dry_run)
