@@ -1,0 +1,200 @@
+"""arm64 build time over amd64 build time, cross-compiled and emulated, per target.
+
+Usage (as root, after .ci/setup-host.sh; BASE from `monogres-oci base create`, both architectures):
+    python bench/arch.py --base bookworm=HOST/base/bookworm@sha256:... \
+        [--postgres 18.6] [--option-set barebones] [--extension pgaudit --extension rum] \
+        [--emulated-budget 900] [--work DIR]
+
+Every build starts from a new, empty build cache with BuildKit's cache off (`build --rebuild`), one
+after the other (never two at once), on this machine (amd64):
+
+1. amd64, native;
+2. arm64, cross-compiled (the catalog's default for sets that allow it);
+3. arm64 extensions, emulated: each extension compiled under QEMU against the arm64 Postgres of
+   step 2 (an install tree is an install tree: how it was compiled does not matter to PGXS);
+4. arm64 Postgres, emulated (`build --emulate`), stopped after --emulated-budget seconds. Its
+   total is ESTIMATED: the time it took to reach the compile step, plus the cross build's compile
+   and later steps scaled by how much slower the emulated compile got through the same ninja
+   steps (the first k of N) than the cross one. The table says "est." and gives k/N.
+
+Times are the compile step of each target as the build records it (`.done` markers: toolchain
+install, compile, install tree, runtime overlay), not the packaging. Prints a table; asserts
+nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from monogres_oci.build import BuildCache  # noqa: E402
+from monogres_oci.catalog import load_catalog  # noqa: E402
+from monogres_oci.compile import PostgresBuildOutput, compile_extension  # noqa: E402
+from monogres_oci.plan import Selection, expand  # noqa: E402
+from monogres_oci.recipes import recipe_digests  # noqa: E402
+
+# "#18 228.8 [1612/1757] Compiling C object ..." in BuildKit's plain log: seconds since the step
+# started, then ninja's step counter.
+NINJA = re.compile(r"#(\d+) (\d+\.\d+) \[(\d+)/(\d+)\] ")
+STEP_START = re.compile(r"^\[\s*(\d+\.\d+)s\]\s+#(\d+) \[build \d+/\d+\] RUN ninja")
+LOG_TIME = re.compile(r"^\[\s*(\d+\.\d+)s\]")
+
+
+def _fresh_cache(root: Path, sources: Path) -> Path:
+    cache = root / "cache"
+    if sources.is_dir():
+        shutil.copytree(sources, cache / "sources", copy_function=os.link)
+    return cache
+
+
+def _build(cache: Path, out: Path, args: list[str], budget: float | None = None) -> float:
+    """Run `monogres-oci -v build`; returns wall seconds. With a budget, stop it after that long
+    (its process group: the buildx client it runs cancels the BuildKit solve)."""
+    argv = [sys.executable, "-m", "monogres_oci", "-v", "build", *args, "--cache-dir", str(cache),
+            "--out", str(out), "--rebuild"]
+    log = (out.parent / "build.log").open("w")
+    started = time.monotonic()
+    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        proc.wait(timeout=budget)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=120)
+    log.close()
+    return time.monotonic() - started
+
+
+def _seconds(cache: Path) -> dict[str, float]:
+    """target name -> compile seconds, from the build cache's markers."""
+    out = {}
+    for marker in (cache / "builds").glob("*/.done"):
+        doc = json.loads(marker.read_text())
+        out[doc["target"]] = float(doc["seconds"])
+    return out
+
+
+def _ninja_progress(log: Path) -> tuple[float | None, dict[int, float], int]:
+    """(wall seconds at which the ninja step started, {step k: seconds into ninja}, N)."""
+    started = None
+    steps: dict[int, float] = {}
+    total = 0
+    ninja_id = None
+    for line in log.read_text(errors="replace").splitlines():
+        if m := STEP_START.search(line):
+            started, ninja_id = float(m.group(1)), m.group(2)
+        elif (m := NINJA.search(line)) and m.group(1) == ninja_id:
+            steps[int(m.group(3))] = float(m.group(2))
+            total = int(m.group(4))
+    return started, steps, total
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--base", required=True, metavar="DISTRO=REF@sha256:...")
+    parser.add_argument("--catalog", default=str(REPO / "extensions.yaml"))
+    parser.add_argument("--postgres", default="18.6")
+    parser.add_argument("--option-set", default="barebones")
+    parser.add_argument("--extension", action="append", default=[])
+    parser.add_argument("--emulated-budget", type=float, default=900,
+                        help="seconds the emulated Postgres build may run (default 900)")
+    parser.add_argument("--source-cache", default="/var/cache/monogres-oci-tests/sources")
+    parser.add_argument("--work", help="keep builds here (default: a temporary directory)")
+    args = parser.parse_args()
+    extensions = args.extension or ["pgaudit", "rum"]
+    work = Path(args.work or tempfile.mkdtemp(prefix="monogres-bench-arch-"))
+    common = ["--catalog", args.catalog, "--postgres", args.postgres, "--option-set",
+              args.option_set, "--base", args.base]
+    for ext in extensions:
+        common += ["--extension", ext]
+    sources = Path(args.source_cache)
+    runs: dict[str, Path] = {}
+    for name, extra, budget in (("amd64", ["--arch", "amd64"], None),
+                                ("cross", ["--arch", "arm64"], None),
+                                ("emulated", ["--arch", "arm64", "--emulate", "--postgres-only"],
+                                 args.emulated_budget)):
+        root = work / name
+        root.mkdir(parents=True, exist_ok=True)
+        cache = _fresh_cache(root, sources)
+        print(f"[{name}] building ...", file=sys.stderr, flush=True)
+        wall = _build(cache, root / "oci", [*common, *extra], budget)
+        print(f"[{name}] {wall:.0f} s", file=sys.stderr, flush=True)
+        runs[name] = cache
+
+    amd64, cross = _seconds(runs["amd64"]), _seconds(runs["cross"])
+    # Extensions under emulation, against the cross-compiled arm64 Postgres.
+    catalog = load_catalog(Path(args.catalog))
+    distro, _, base = args.base.partition("=")
+    plan = expand(catalog, Selection(postgres=(args.postgres,), option_sets=(args.option_set,),
+                                     archs=("arm64",), extensions=tuple(extensions)),
+                  base_overrides={distro: base}, recipe_digests=recipe_digests())
+    pg = plan.postgres[0]
+    pg_out = BuildCache(runs["cross"]).dir(pg.key)
+    postgres = PostgresBuildOutput(pg_out / "install", pg_out / "runtime", pg_out / "meta",
+                                   pg.release.major)
+    emulated_ext: dict[str, float] = {}
+    for ext in plan.extensions:
+        tarball = next((runs["cross"] / "sources").rglob(ext.version.source.file))
+        started = time.monotonic()
+        compile_extension(
+            base_image=pg.base_image, postgres=postgres, pg_major=pg.release.major,
+            source_tarball=tarball, build_packages=pg.build_packages,
+            extra_packages=ext.extension.build_packages, make_flags=ext.extension.make_flags,
+            platform=pg.platform, source_date_epoch=0, out_dir=work / "emulated-ext" / ext.name,
+            progress=lambda _: None, no_cache=True, compile_on="target")
+        emulated_ext[ext.name] = time.monotonic() - started
+
+    # Postgres under emulation: measured up to the budget, the rest estimated.
+    cross_log = BuildCache(runs["cross"]).dir(pg.key) / "build.log"
+    partial = next((runs["emulated"] / "builds").glob(".*.partial/build.log"), None)
+    done = _seconds(runs["emulated"])
+    pg_name = next(n for n in cross if n.startswith(f"PostgreSQL {args.postgres}"))
+    if pg_name in done:
+        emulated_pg, how = done[pg_name], "measured"
+    elif partial is not None:
+        c_start, c_steps, total = _ninja_progress(cross_log)
+        e_start, e_steps, _ = _ninja_progress(partial)
+        common_k = max((k for k in e_steps if k in c_steps), default=0)
+        if c_start is None or e_start is None or common_k == 0:
+            emulated_pg, how = float("nan"), "no compile step reached within the budget"
+        else:
+            ratio = e_steps[common_k] / max(c_steps[common_k], 0.1)
+            cross_rest = cross[pg_name] - c_start  # compile and everything after it
+            emulated_pg = e_start + cross_rest * ratio
+            how = (f"est.: {common_k}/{total} ninja steps in {e_steps[common_k]:.0f} s emulated "
+                   f"vs {c_steps[common_k]:.0f} s cross ({ratio:.1f}x)")
+    else:
+        emulated_pg, how = float("nan"), "emulated build left no log"
+
+    print(f"\n{'target':<44} {'amd64':>8} {'arm64 cross':>12} {'ratio':>6} "
+          f"{'arm64 emulated':>15} {'ratio':>6}")
+    rows = [(pg_name, amd64.get(pg_name.replace("(linux/arm64)", "(linux/amd64)")),
+             cross[pg_name], emulated_pg, how)]
+    for ext in plan.extensions:
+        name = next(n for n in cross if n.startswith(f"extension {ext.version.source.file}"))
+        rows.append((name, amd64.get(name.replace("(linux/arm64)", "(linux/amd64)")),
+                     cross[name], emulated_ext[ext.extension.name], "measured"))
+    for name, a, c, e, note in rows:
+        label = name.replace(" (linux/arm64)", "")[:44]
+        a_text = f"{a:.0f} s" if a else "?"
+        print(f"{label:<44} {a_text:>8} {c:>10.0f} s {c / a if a else float('nan'):>6.2f} "
+              f"{e:>13.0f} s {e / a if a else float('nan'):>6.2f}  {note}")
+    print(f"\nwork directory: {work}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
