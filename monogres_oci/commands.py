@@ -240,8 +240,8 @@ def cmd_merge(args: argparse.Namespace, progress: Progress) -> int:
                          progress=lambda event: progress.detail(str(event)))
     if args.json:
         _print_json({"dry_run": result.dry_run,
-                     "indexes": [{"repository": f"{host}/{namespace}/{m.repository}".replace(
-                                      "//", "/"),
+                     "indexes": [{"repository": "/".join(filter(None, (host, namespace,
+                                                                        m.repository))),
                                   "digest": m.digest, "platforms": list(m.platforms),
                                   "tags": list(m.tags), "parts": list(m.parts)} for m in merged],
                      "refs": [{"reference": str(r), "repository": r.repository, "tag": r.tag,

@@ -7,6 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash .ci/setup-host.sh
+# BuildKit keeps every layer of every build, clean rebuilds included: cap it, or runs on the same
+# machine fill the disk (the test cache under /var/cache keeps what is worth keeping).
+docker buildx prune --force --reserved-space 20gb >/dev/null
 
 if [[ ! -x .venv/bin/python ]]; then
   python3 -m venv .venv
