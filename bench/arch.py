@@ -147,7 +147,7 @@ def main() -> int:
                                    pg.release.major)
     emulated_ext: dict[str, float] = {}
     for ext in plan.extensions:
-        tarball = next((runs["cross"] / "sources").rglob(ext.version.source.file))
+        tarball = runs["cross"] / "sources" / "sha256" / ext.version.source.sha256
         started = time.monotonic()
         compile_extension(
             base_image=pg.base_image, postgres=postgres, pg_major=pg.release.major,
@@ -184,11 +184,15 @@ def main() -> int:
     rows = [(pg_name, amd64.get(pg_name.replace("(linux/arm64)", "(linux/amd64)")),
              cross[pg_name], emulated_pg, how)]
     for ext in plan.extensions:
-        name = next(n for n in cross if n.startswith(f"extension {ext.version.source.file}"))
+        # compile names an extension target by its tarball, which the cache keeps by sha256
+        name = next(n for n in cross if n.startswith(f"extension {ext.version.source.sha256}"))
         rows.append((name, amd64.get(name.replace("(linux/arm64)", "(linux/amd64)")),
                      cross[name], emulated_ext[ext.extension.name], "measured"))
     for name, a, c, e, note in rows:
-        label = name.replace(" (linux/arm64)", "")[:44]
+        label = name.replace(" (linux/arm64)", "")
+        for ext in plan.extensions:
+            label = label.replace(ext.version.source.sha256, ext.name)
+        label = label[:44]
         a_text = f"{a:.0f} s" if a else "?"
         print(f"{label:<44} {a_text:>8} {c:>10.0f} s {c / a if a else float('nan'):>6.2f} "
               f"{e:>13.0f} s {e / a if a else float('nan'):>6.2f}  {note}")
