@@ -104,7 +104,8 @@ def merge(parts: Sequence[PartRef], client: RegistryClient, target: str, layout:
         for tag in tags:
             layout.set_ref(f"{repository}:{tag}", desc)
         present.update(d.digest for d, _ in images.values())
-        merged.append(Merged(repository, desc.digest, tuple(images), tuple(tags),
+        merged.append(Merged(repository, desc.digest,
+                             tuple(str(d.platform) for d in index.manifests), tuple(tags),
                              tuple(sorted(sources))))
         progress(f"{repository}: {', '.join(images)} -> {desc.digest} ({len(tags)} tag(s))")
     return merged, frozenset(present)
