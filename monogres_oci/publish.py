@@ -213,12 +213,14 @@ def _check_complete(layout: Layout, targets: Sequence[_Target],
     roots = [(t.name, t.descriptor) for t in targets]
     roots += [(f"{repo} referrer {item.descriptor.digest}", item.descriptor)
               for repo, item in attached]
+    checked: set[str] = set()  # images share blobs (base layers): check each once
     for name, root in roots:
         queue = [root]
         while queue:
             desc = queue.pop()
-            if desc.digest in present:
-                continue  # in the registry already, with all below it
+            if desc.digest in present or desc.digest in checked:
+                continue  # in the registry already (with all below it), or seen
+            checked.add(desc.digest)
             if desc.media_type in MANIFEST_TYPES | INDEX_TYPES and layout.has_blob(desc.digest):
                 queue += layout.children(desc)
             if not layout.has_blob(desc.digest, desc.size):
