@@ -92,28 +92,22 @@ def _platform_manifests(layout: Path, repo_tag: str) -> dict[str, dict[str, Any]
             for m in index["manifests"]}
 
 
-def _elf_files(layout: Path, manifest: dict[str, Any]) -> dict[str, int]:
-    """path -> ELF e_machine of every ELF regular file in the manifest's last layer."""
+def _layer_files(layout: Path, manifest: dict[str, Any]) -> tuple[list[str], dict[str, int]]:
+    """The paths of the manifest's last layer, and the ELF e_machine of each ELF regular file."""
     layer = manifest["layers"][-1]
-    found = {}
+    paths, elf = [], {}
     with gzip.open(layout / "blobs/sha256" / layer["digest"].split(":")[1]) as raw, \
             tarfile.open(fileobj=raw, mode="r|") as tar:
         for member in tar:
+            paths.append(member.name)
             if not member.isfile():
                 continue
             f = tar.extractfile(member)
             assert f is not None
             head = f.read(20)
             if head[:4] == b"\x7fELF":
-                found[member.name] = int.from_bytes(head[18:20], "little")
-    return found
-
-
-def _paths(layout: Path, manifest: dict[str, Any]) -> list[str]:
-    layer = manifest["layers"][-1]
-    with gzip.open(layout / "blobs/sha256" / layer["digest"].split(":")[1]) as raw, \
-            tarfile.open(fileobj=raw, mode="r|") as tar:
-        return sorted(m.name for m in tar)
+                elf[member.name] = int.from_bytes(head[18:20], "little")
+    return sorted(paths), elf
 
 
 def test_plan_cross_compiles_arm64_and_emulates_what_cannot(catalog: Path) -> None:
@@ -141,8 +135,9 @@ def test_every_elf_file_is_built_for_its_platform(multiarch: MultiArch) -> None:
     for repo in ("postgresql-dist", *EXTENSIONS):
         manifests = _platform_manifests(multiarch.layout, tag(repo))
         assert sorted(manifests) == ["amd64", "arm64"], repo
+        paths = {}
         for arch, manifest in manifests.items():
-            elf = _elf_files(multiarch.layout, manifest)
+            paths[arch], elf = _layer_files(multiarch.layout, manifest)
             assert elf, f"{repo} {arch}: no ELF file at all"
             wrong = {p: m for p, m in elf.items() if m != ELF_MACHINE[arch]}
             assert not wrong, f"{repo} {arch}: ELF files for another machine: {wrong}"
@@ -151,8 +146,8 @@ def test_every_elf_file_is_built_for_its_platform(multiarch: MultiArch) -> None:
                 assert {"postgres", "initdb", "psql", "pg_ctl"} <= names
                 assert any(n.startswith("libpq.so.5.") for n in names)  # (libpq.so.5: a link)
                 assert sum(p.endswith(".so") for p in elf) >= 20
-        amd64, arm64 = (_paths(multiarch.layout, manifests[a]) for a in ("amd64", "arm64"))
-        assert amd64 == arm64, f"{repo}: the two architectures' layers hold different paths"
+        assert paths["amd64"] == paths["arm64"], \
+            f"{repo}: the two architectures' layers hold different paths"
         notes = [manifests[a]["annotations"]["org.monogres.postgres.meson_options"]
                  for a in ("amd64", "arm64")]
         assert notes[0] == notes[1]
