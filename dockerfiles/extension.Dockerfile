@@ -38,28 +38,42 @@ ARG BUILD_PACKAGES=""
 ARG TOOLCHAIN_PACKAGES="build-essential meson ninja-build pkg-config bison flex"
 COPY --from=target-base /var/lib/dpkg/status /var/lib/monogres/target-dpkg/status
 COPY --from=target-base /etc/passwd /etc/group /var/lib/monogres/target-etc/
-# A cross build adds the Debian cross toolchain, and installs each build package for the
-# target's architecture when it is a library (Multi-Arch: same), else for the build machine's.
+# What every later step asks about the target, answered in one place: each script sources it.
+COPY <<'TARGET' /usr/local/lib/monogres/target.sh
+# Is this a cross build (the compiler runs on another architecture than the target's)?
+cross_build() { [[ $(dpkg --print-architecture) != "${TARGETARCH}" ]]; }
+# The target's multiarch triplet (aarch64-linux-gnu), which names its cross tools and lib dirs.
+target_triplet() { dpkg-architecture -a "${TARGETARCH}" -qDEB_HOST_MULTIARCH 2>/dev/null; }
+# The C compiler that makes the target's code.
+target_cc() { if cross_build; then echo "$(target_triplet)-gcc"; else echo cc; fi; }
+# Each package as apt should install it, one per line: a cross build needs a library
+# (Multi-Arch: same) for the target's architecture, and a tool for the build machine's.
+build_package_names() {
+  local p
+  for p in "$@"; do
+    if cross_build && apt-cache show --no-all-versions "${p}:${TARGETARCH}" 2>/dev/null \
+         | grep -x 'Multi-Arch: same' >/dev/null; then
+      echo "${p}:${TARGETARCH}"
+    else
+      echo "${p}"
+    fi
+  done
+}
+TARGET
+# A cross build adds the Debian cross toolchain.
 RUN <<'SCRIPT'
 #!/bin/bash
 set -euo pipefail
+source /usr/local/lib/monogres/target.sh
 # shellcheck disable=SC2206
 packages=(${TOOLCHAIN_PACKAGES})
-cross=false
-if [[ $(dpkg --print-architecture) != "${TARGETARCH}" ]]; then
-  cross=true
+if cross_build; then
   dpkg --add-architecture "${TARGETARCH}"
   packages+=("crossbuild-essential-${TARGETARCH}")
 fi
 apt-get update
-for p in ${BUILD_PACKAGES}; do
-  if $cross && apt-cache show --no-all-versions "${p}:${TARGETARCH}" 2>/dev/null \
-       | grep -qx 'Multi-Arch: same'; then
-    packages+=("${p}:${TARGETARCH}")
-  else
-    packages+=("${p}")
-  fi
-done
+# shellcheck disable=SC2086
+mapfile -t -O "${#packages[@]}" packages < <(build_package_names ${BUILD_PACKAGES})
 DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${packages[@]}"
 SCRIPT
 
@@ -69,15 +83,9 @@ ARG EXTRA_PACKAGES=""
 RUN <<'SCRIPT'
 #!/bin/bash
 set -euo pipefail
-packages=()
-for p in ${EXTRA_PACKAGES}; do
-  if [[ $(dpkg --print-architecture) != "${TARGETARCH}" ]] \
-     && apt-cache show --no-all-versions "${p}:${TARGETARCH}" 2>/dev/null | grep -qx 'Multi-Arch: same'; then
-    packages+=("${p}:${TARGETARCH}")
-  else
-    packages+=("${p}")
-  fi
-done
+source /usr/local/lib/monogres/target.sh
+# shellcheck disable=SC2086
+mapfile -t packages < <(build_package_names ${EXTRA_PACKAGES})
 if (( ${#packages[@]} )); then
   DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${packages[@]}"
 fi
@@ -109,6 +117,7 @@ SCRIPT
 RUN <<'SCRIPT'
 #!/bin/bash
 set -euo pipefail
+source /usr/local/lib/monogres/target.sh
 prefix="/usr/lib/postgresql/${PG_MAJOR}"
 version=$(sed -n 's/^VERSION = //p' "${prefix}/lib/pgxs/src/Makefile.global")
 cat > /build/pg_config.txt <<TABLE
@@ -144,7 +153,7 @@ for key in BINDIR INCLUDEDIR INCLUDEDIR-SERVER PKGLIBDIR SHAREDIR PGXS; do
   [[ -e $(/build/pg_config "--${key,,}") ]] \
     || { echo "pg_config stand-in: $key $(/build/pg_config "--${key,,}") does not exist" >&2; exit 1; }
 done
-if [[ $(dpkg --print-architecture) == "${TARGETARCH}" ]]; then
+if ! cross_build; then
   real="${prefix}/bin/pg_config"
   while read -r key _ value; do
     actual=$("$real" "--${key,,}")
@@ -159,10 +168,11 @@ SCRIPT
 RUN <<'SCRIPT'
 #!/bin/bash
 set -euo pipefail
+source /usr/local/lib/monogres/target.sh
 pg_config="/usr/lib/postgresql/${PG_MAJOR}/bin/pg_config"
 cross=()
-if [[ $(dpkg --print-architecture) != "${TARGETARCH}" ]]; then
-  triplet=$(dpkg-architecture -a "${TARGETARCH}" -qDEB_HOST_MULTIARCH 2>/dev/null)
+if cross_build; then
+  triplet=$(target_triplet)
   pg_config=/build/pg_config
   cross=(CC="${triplet}-gcc" CXX="${triplet}-g++")
 fi
@@ -179,10 +189,8 @@ RUN <<'SCRIPT'
 set -euo pipefail
 export LC_ALL=C
 mkdir -p /out-meta /out-licenses
-cc=cc
-if [[ $(dpkg --print-architecture) != "${TARGETARCH}" ]]; then
-  cc="$(dpkg-architecture -a "${TARGETARCH}" -qDEB_HOST_MULTIARCH 2>/dev/null)-gcc"
-fi
+source /usr/local/lib/monogres/target.sh
+cc=$(target_cc)
 dpkg-query -W -f '${Package}\t${Version}\t${Architecture}\n' | sort > /out-meta/toolchain-packages.tsv
 {
   "$cc" --version | sed -n 1p

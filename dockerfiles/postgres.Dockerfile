@@ -41,28 +41,42 @@ ARG BUILD_PACKAGES=""
 ARG TOOLCHAIN_PACKAGES="build-essential meson ninja-build pkg-config bison flex"
 COPY --from=target-base /var/lib/dpkg/status /var/lib/monogres/target-dpkg/status
 COPY --from=target-base /etc/passwd /etc/group /var/lib/monogres/target-etc/
-# A cross build adds the Debian cross toolchain, and installs each build package for the
-# target's architecture when it is a library (Multi-Arch: same), else for the build machine's.
+# What every later step asks about the target, answered in one place: each script sources it.
+COPY <<'TARGET' /usr/local/lib/monogres/target.sh
+# Is this a cross build (the compiler runs on another architecture than the target's)?
+cross_build() { [[ $(dpkg --print-architecture) != "${TARGETARCH}" ]]; }
+# The target's multiarch triplet (aarch64-linux-gnu), which names its cross tools and lib dirs.
+target_triplet() { dpkg-architecture -a "${TARGETARCH}" -qDEB_HOST_MULTIARCH 2>/dev/null; }
+# The C compiler that makes the target's code.
+target_cc() { if cross_build; then echo "$(target_triplet)-gcc"; else echo cc; fi; }
+# Each package as apt should install it, one per line: a cross build needs a library
+# (Multi-Arch: same) for the target's architecture, and a tool for the build machine's.
+build_package_names() {
+  local p
+  for p in "$@"; do
+    if cross_build && apt-cache show --no-all-versions "${p}:${TARGETARCH}" 2>/dev/null \
+         | grep -x 'Multi-Arch: same' >/dev/null; then
+      echo "${p}:${TARGETARCH}"
+    else
+      echo "${p}"
+    fi
+  done
+}
+TARGET
+# A cross build adds the Debian cross toolchain.
 RUN <<'SCRIPT'
 #!/bin/bash
 set -euo pipefail
+source /usr/local/lib/monogres/target.sh
 # shellcheck disable=SC2206
 packages=(${TOOLCHAIN_PACKAGES})
-cross=false
-if [[ $(dpkg --print-architecture) != "${TARGETARCH}" ]]; then
-  cross=true
+if cross_build; then
   dpkg --add-architecture "${TARGETARCH}"
   packages+=("crossbuild-essential-${TARGETARCH}")
 fi
 apt-get update
-for p in ${BUILD_PACKAGES}; do
-  if $cross && apt-cache show --no-all-versions "${p}:${TARGETARCH}" 2>/dev/null \
-       | grep -qx 'Multi-Arch: same'; then
-    packages+=("${p}:${TARGETARCH}")
-  else
-    packages+=("${p}")
-  fi
-done
+# shellcheck disable=SC2086
+mapfile -t -O "${#packages[@]}" packages < <(build_package_names ${BUILD_PACKAGES})
 DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${packages[@]}"
 SCRIPT
 
@@ -100,11 +114,12 @@ RUN <<'SCRIPT'
 set -euo pipefail
 # No -O here: the buildtype (release: -O3, debug: -O0 -g, ...) chooses the optimization level.
 export CFLAGS="-ffile-prefix-map=/build/src=. -ffile-prefix-map=/build/obj=."
+source /usr/local/lib/monogres/target.sh
 cross=()
-if [[ $(dpkg --print-architecture) != "${TARGETARCH}" ]]; then
+if cross_build; then
   # A meson cross file for the Debian cross toolchain. pkg-config reads only the target's .pc
   # files: otherwise it finds the build machine's libraries, or features silently turn off.
-  triplet=$(dpkg-architecture -a "${TARGETARCH}" -qDEB_HOST_MULTIARCH 2>/dev/null)
+  triplet=$(target_triplet)
   cpu=$(dpkg-architecture -a "${TARGETARCH}" -qDEB_HOST_GNU_CPU 2>/dev/null)
   endian=$(dpkg-architecture -a "${TARGETARCH}" -qDEB_HOST_ARCH_ENDIAN 2>/dev/null)
   cat > /build/cross.ini <<CROSS
@@ -148,8 +163,9 @@ export LC_ALL=C
 prefix="/usr/lib/postgresql/${PG_MAJOR}"
 mkdir -p /out-meta /out-runtime/etc /tmp/overlay/debs
 cd /tmp/overlay
-triplet=$(dpkg-architecture -a "${TARGETARCH}" -qDEB_HOST_MULTIARCH 2>/dev/null)
-if [[ $(dpkg --print-architecture) != "${TARGETARCH}" ]]; then cc="${triplet}-gcc"; else cc=cc; fi
+source /usr/local/lib/monogres/target.sh
+triplet=$(target_triplet)
+cc=$(target_cc)
 
 dpkg-query -W -f '${Package}\t${Version}\t${Architecture}\n' | sort > /out-meta/toolchain-packages.tsv
 dpkg-query --admindir=/var/lib/monogres/target-dpkg -W \

@@ -173,6 +173,18 @@ def test_dockerfiles_use_only_the_builtin_frontend() -> None:
         assert not any("-march=native" in line for line in code)
 
 
+def test_extension_builds_share_the_postgres_toolchain_stage() -> None:
+    # BuildKit reuses the toolchain layers of the Postgres build for its extensions only when the
+    # two Dockerfiles spell every instruction up to that stage identically.
+    def toolchain(name: str) -> str:
+        text = buildkit.dockerfile(name).read_text()
+        start = text.index("ARG BASE_IMAGE\n")
+        return text[start:text.index("FROM toolchain AS build\n", start)]
+    shared = toolchain("postgres.Dockerfile")
+    assert "FROM compile-on-${COMPILE_ON} AS toolchain" in shared
+    assert toolchain("extension.Dockerfile") == shared
+
+
 def test_platform_arch() -> None:
     assert buildkit.platform_arch("linux/arm64") == "arm64"
     with pytest.raises(BuildError, match="unsupported platform"):
