@@ -140,6 +140,14 @@ cpu = '${cpu}'
 endian = '${endian}'
 CROSS
   cross=(--cross-file /build/cross.ini)
+  # The time zone files are written at build time by PostgreSQL's own zic. A cross build cannot
+  # run the target's, and the build machine's /usr/sbin/zic (glibc's, older) writes other bytes:
+  # build PostgreSQL's zic for the build machine from the same source, nothing else enabled.
+  if [[ " ${MESON_OPTIONS} " != *" -Dsystem_tzdata="* ]]; then
+    meson setup /build/native /build/src --buildtype=release -Dauto_features=disabled
+    ninja -C /build/native src/timezone/zic
+    cross+=("-DZIC=/build/native/src/timezone/zic")
+  fi
 fi
 # --buildtype first: a --buildtype in MESON_OPTIONS (from the option set) comes later and wins.
 # -Dlibdir=lib on every architecture (a native build would default to lib/<multiarch triplet>).

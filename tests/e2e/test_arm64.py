@@ -13,6 +13,7 @@ very ones the single invocation published.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import shutil
 import subprocess
@@ -92,10 +93,19 @@ def _platform_manifests(layout: Path, repo_tag: str) -> dict[str, dict[str, Any]
             for m in index["manifests"]}
 
 
-def _layer_files(layout: Path, manifest: dict[str, Any]) -> tuple[list[str], dict[str, int]]:
-    """The paths of the manifest's last layer, and the ELF e_machine of each ELF regular file."""
+@dataclass(frozen=True)
+class LayerFiles:
+    """What one platform's artifact layer holds."""
+
+    paths: list[str]
+    elf: dict[str, int]  # path -> ELF e_machine, for each ELF regular file
+    shared: dict[str, str]  # path -> sha256, for each regular file under share/ (not per arch)
+
+
+def _layer_files(layout: Path, manifest: dict[str, Any]) -> LayerFiles:
+    """Read the manifest's last layer once."""
     layer = manifest["layers"][-1]
-    paths, elf = [], {}
+    paths, elf, shared = [], {}, {}
     with gzip.open(layout / "blobs/sha256" / layer["digest"].split(":")[1]) as raw, \
             tarfile.open(fileobj=raw, mode="r|") as tar:
         for member in tar:
@@ -104,10 +114,12 @@ def _layer_files(layout: Path, manifest: dict[str, Any]) -> tuple[list[str], dic
                 continue
             f = tar.extractfile(member)
             assert f is not None
-            head = f.read(20)
-            if head[:4] == b"\x7fELF":
-                elf[member.name] = int.from_bytes(head[18:20], "little")
-    return sorted(paths), elf
+            data = f.read()
+            if data[:4] == b"\x7fELF":
+                elf[member.name] = int.from_bytes(data[18:20], "little")
+            if "/share/" in member.name:
+                shared[member.name] = hashlib.sha256(data).hexdigest()
+    return LayerFiles(sorted(paths), elf, shared)
 
 
 def test_plan_cross_compiles_arm64_and_emulates_what_cannot(catalog: Path) -> None:
@@ -131,13 +143,15 @@ def test_plan_cross_compiles_arm64_and_emulates_what_cannot(catalog: Path) -> No
 
 def test_every_elf_file_is_built_for_its_platform(multiarch: MultiArch) -> None:
     """Each binary and shared object of Postgres and of both extensions is an aarch64 ELF in the
-    arm64 image (x86-64 in the amd64 one), and both hold the very same paths."""
+    arm64 image (x86-64 in the amd64 one); both hold the very same paths, and the same bytes in
+    every file that is not machine code (share/: SQL, time zones, messages...)."""
     for repo in ("postgresql-dist", *EXTENSIONS):
         manifests = _platform_manifests(multiarch.layout, tag(repo))
         assert sorted(manifests) == ["amd64", "arm64"], repo
-        paths = {}
+        files = {}
         for arch, manifest in manifests.items():
-            paths[arch], elf = _layer_files(multiarch.layout, manifest)
+            files[arch] = _layer_files(multiarch.layout, manifest)
+            elf = files[arch].elf
             assert elf, f"{repo} {arch}: no ELF file at all"
             wrong = {p: m for p, m in elf.items() if m != ELF_MACHINE[arch]}
             assert not wrong, f"{repo} {arch}: ELF files for another machine: {wrong}"
@@ -146,8 +160,13 @@ def test_every_elf_file_is_built_for_its_platform(multiarch: MultiArch) -> None:
                 assert {"postgres", "initdb", "psql", "pg_ctl"} <= names
                 assert any(n.startswith("libpq.so.5.") for n in names)  # (libpq.so.5: a link)
                 assert sum(p.endswith(".so") for p in elf) >= 20
-        assert paths["amd64"] == paths["arm64"], \
+        assert files["amd64"].paths == files["arm64"].paths, \
             f"{repo}: the two architectures' layers hold different paths"
+        assert files["amd64"].shared, f"{repo}: nothing under share/"
+        differ = sorted(p for p, digest in files["amd64"].shared.items()
+                        if files["arm64"].shared[p] != digest)
+        assert not differ, f"{repo}: {len(differ)} files under share/ differ by architecture, " \
+            f"e.g. {differ[:3]}"
         notes = [manifests[a]["annotations"]["org.monogres.postgres.meson_options"]
                  for a in ("amd64", "arm64")]
         assert notes[0] == notes[1]
