@@ -39,17 +39,17 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from monogres_oci.build import BuildCache  # noqa: E402
 from monogres_oci.catalog import load_catalog  # noqa: E402
 from monogres_oci.compile import PostgresBuildOutput, compile_extension  # noqa: E402
 from monogres_oci.plan import Selection, expand  # noqa: E402
 from monogres_oci.recipes import recipe_digests  # noqa: E402
 
-# "#18 228.8 [1612/1757] Compiling C object ..." in BuildKit's plain log: seconds since the step
-# started, then ninja's step counter.
+# The console log of `monogres-oci -v build` (each line "[  52.4s] ...", seconds since it started)
+# relays BuildKit's plain log, where "#18 228.8 [1612/1757] Compiling C object ..." is seconds
+# since the step started, then ninja's step counter.
 NINJA = re.compile(r"#(\d+) (\d+\.\d+) \[(\d+)/(\d+)\] ")
 STEP_START = re.compile(r"^\[\s*(\d+\.\d+)s\]\s+#(\d+) \[build \d+/\d+\] RUN ninja")
-LOG_TIME = re.compile(r"^\[\s*(\d+\.\d+)s\]")
+COMPILE_START = re.compile(r"^\[\s*(\d+\.\d+)s\]\s+PostgreSQL .*: building into ")
 
 
 def _fresh_cache(root: Path, sources: Path) -> Path:
@@ -77,24 +77,34 @@ def _build(cache: Path, out: Path, args: list[str], budget: float | None = None)
     return time.monotonic() - started
 
 
-def _seconds(cache: Path) -> dict[str, float]:
-    """target name -> compile seconds, from the build cache's markers."""
+def _markers(builds: Path) -> dict[str, tuple[Path, float]]:
+    """target name -> (its build directory, compile seconds), from the markers under builds.
+    Found by name, not by cache key: a report of an earlier run must not depend on today's
+    recipes."""
     out = {}
-    for marker in (cache / "builds").glob("*/.done"):
+    for marker in builds.glob("*/.done"):
         doc = json.loads(marker.read_text())
-        out[doc["target"]] = float(doc["seconds"])
+        out[doc["target"]] = (marker.parent, float(doc["seconds"]))
     return out
 
 
+def _seconds(builds: Path) -> dict[str, float]:
+    return {name: seconds for name, (_, seconds) in _markers(builds).items()}
+
+
 def _ninja_progress(log: Path) -> tuple[float | None, dict[int, float], int]:
-    """(wall seconds at which the ninja step started, {step k: seconds into ninja}, N)."""
+    """From a build's console log: (seconds from the start of the Postgres compile step to its
+    ninja step, {step k: seconds into ninja}, N)."""
+    origin = 0.0
     started = None
     steps: dict[int, float] = {}
     total = 0
     ninja_id = None
     for line in log.read_text(errors="replace").splitlines():
-        if m := STEP_START.search(line):
-            started, ninja_id = float(m.group(1)), m.group(2)
+        if m := COMPILE_START.search(line):
+            origin = float(m.group(1))
+        elif m := STEP_START.search(line):
+            started, ninja_id = float(m.group(1)) - origin, m.group(2)
         elif (m := NINJA.search(line)) and m.group(1) == ninja_id:
             steps[int(m.group(3))] = float(m.group(2))
             total = int(m.group(4))
@@ -113,7 +123,11 @@ def main() -> int:
                         help="seconds the emulated Postgres build may run (default 900)")
     parser.add_argument("--source-cache", default="/var/cache/monogres-oci-tests/sources")
     parser.add_argument("--work", help="keep builds here (default: a temporary directory)")
+    parser.add_argument("--report-only", action="store_true",
+                        help="build nothing: print the table of the builds already in --work")
     args = parser.parse_args()
+    if args.report_only and not args.work:
+        parser.error("--report-only reads the builds of an earlier run: give its --work")
     extensions = args.extension or ["pgaudit", "rum"]
     work = Path(args.work or tempfile.mkdtemp(prefix="monogres-bench-arch-"))
     common = ["--catalog", args.catalog, "--postgres", args.postgres, "--option-set",
@@ -121,20 +135,21 @@ def main() -> int:
     for ext in extensions:
         common += ["--extension", ext]
     sources = Path(args.source_cache)
-    runs: dict[str, Path] = {}
+    runs = {name: work / name / "cache" for name in ("amd64", "cross", "emulated")}
     for name, extra, budget in (("amd64", ["--arch", "amd64"], None),
                                 ("cross", ["--arch", "arm64"], None),
                                 ("emulated", ["--arch", "arm64", "--emulate", "--postgres-only"],
                                  args.emulated_budget)):
+        if args.report_only:
+            break
         root = work / name
         root.mkdir(parents=True, exist_ok=True)
-        cache = _fresh_cache(root, sources)
+        _fresh_cache(root, sources)
         print(f"[{name}] building ...", file=sys.stderr, flush=True)
-        wall = _build(cache, root / "oci", [*common, *extra], budget)
+        wall = _build(runs[name], root / "oci", [*common, *extra], budget)
         print(f"[{name}] {wall:.0f} s", file=sys.stderr, flush=True)
-        runs[name] = cache
 
-    amd64, cross = _seconds(runs["amd64"]), _seconds(runs["cross"])
+    amd64, cross = _seconds(runs["amd64"] / "builds"), _seconds(runs["cross"] / "builds")
     # Extensions under emulation, against the cross-compiled arm64 Postgres.
     catalog = load_catalog(Path(args.catalog))
     distro, _, base = args.base.partition("=")
@@ -142,40 +157,44 @@ def main() -> int:
                                      archs=("arm64",), extensions=tuple(extensions)),
                   base_overrides={distro: base}, recipe_digests=recipe_digests())
     pg = plan.postgres[0]
-    pg_out = BuildCache(runs["cross"]).dir(pg.key)
+    pg_name = next(n for n in cross if n.startswith(f"PostgreSQL {args.postgres}"))
+    pg_out = _markers(runs["cross"] / "builds")[pg_name][0]
     postgres = PostgresBuildOutput(pg_out / "install", pg_out / "runtime", pg_out / "meta",
                                    pg.release.major)
-    emulated_ext: dict[str, float] = {}
     for ext in plan.extensions:
+        if args.report_only:
+            break
         tarball = runs["cross"] / "sources" / "sha256" / ext.version.source.sha256
-        started = time.monotonic()
+        print(f"[emulated {ext.extension.name}] building ...", file=sys.stderr, flush=True)
         compile_extension(
             base_image=pg.base_image, postgres=postgres, pg_major=pg.release.major,
             source_tarball=tarball, build_packages=pg.build_packages,
             extra_packages=ext.extension.build_packages, make_flags=ext.extension.make_flags,
             platform=pg.platform, source_date_epoch=0, out_dir=work / "emulated-ext" / ext.name,
             progress=lambda _: None, no_cache=True, compile_on="target")
-        emulated_ext[ext.name] = time.monotonic() - started
+    # the same measure as the other columns: the compile step's seconds, as its marker records
+    emulated_ext = _seconds(work / "emulated-ext")
 
     # Postgres under emulation: measured up to the budget, the rest estimated.
-    cross_log = BuildCache(runs["cross"]).dir(pg.key) / "build.log"
-    partial = next((runs["emulated"] / "builds").glob(".*.partial/build.log"), None)
-    done = _seconds(runs["emulated"])
-    pg_name = next(n for n in cross if n.startswith(f"PostgreSQL {args.postgres}"))
+    done = _seconds(runs["emulated"] / "builds")
     if pg_name in done:
         emulated_pg, how = done[pg_name], "measured"
-    elif partial is not None:
-        c_start, c_steps, total = _ninja_progress(cross_log)
-        e_start, e_steps, _ = _ninja_progress(partial)
-        common_k = max((k for k in e_steps if k in c_steps), default=0)
-        if c_start is None or e_start is None or common_k == 0:
+    elif (work / "emulated" / "build.log").exists():
+        c_start, c_steps, c_total = _ninja_progress(work / "cross" / "build.log")
+        e_start, e_steps, e_total = _ninja_progress(work / "emulated" / "build.log")
+        if c_start is None or e_start is None or not e_steps or not c_steps:
             emulated_pg, how = float("nan"), "no compile step reached within the budget"
         else:
-            ratio = e_steps[common_k] / max(c_steps[common_k], 0.1)
+            # A cross build has fewer ninja steps (meson leaves out test programs it could not
+            # run), so compare the times at which each got through the same share of its own.
+            e_k = max(e_steps)
+            c_k = min((k for k in c_steps if k / c_total >= e_k / e_total), default=max(c_steps))
+            ratio = e_steps[e_k] / max(c_steps[c_k], 0.1)
             cross_rest = cross[pg_name] - c_start  # compile and everything after it
             emulated_pg = e_start + cross_rest * ratio
-            how = (f"est.: {common_k}/{total} ninja steps in {e_steps[common_k]:.0f} s emulated "
-                   f"vs {c_steps[common_k]:.0f} s cross ({ratio:.1f}x)")
+            how = (f"est.: {e_k}/{e_total} ninja steps in {e_steps[e_k]:.0f} s emulated, "
+                   f"{c_k}/{c_total} in {c_steps[c_k]:.0f} s cross ({ratio:.1f}x); "
+                   f"{e_start:.0f} s to reach ninja")
     else:
         emulated_pg, how = float("nan"), "emulated build left no log"
 
@@ -187,7 +206,7 @@ def main() -> int:
         # compile names an extension target by its tarball, which the cache keeps by sha256
         name = next(n for n in cross if n.startswith(f"extension {ext.version.source.sha256}"))
         rows.append((name, amd64.get(name.replace("(linux/arm64)", "(linux/amd64)")),
-                     cross[name], emulated_ext[ext.extension.name], "measured"))
+                     cross[name], emulated_ext.get(name, float("nan")), "measured"))
     for name, a, c, e, note in rows:
         label = name.replace(" (linux/arm64)", "")
         for ext in plan.extensions:
