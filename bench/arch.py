@@ -3,19 +3,21 @@
 Usage (as root, after .ci/setup-host.sh; BASE from `monogres-oci base create`, both architectures):
     python bench/arch.py --base bookworm=HOST/base/bookworm@sha256:... \
         [--postgres 18.6] [--option-set barebones] [--extension pgaudit --extension rum] \
-        [--emulated-budget 900] [--work DIR]
+        [--emulated-budget 900] [--work DIR] [--report-only]
 
 Every build starts from a new, empty build cache with BuildKit's cache off (`build --rebuild`), one
 after the other (never two at once), on this machine (amd64):
 
 1. amd64, native;
 2. arm64, cross-compiled (the catalog's default for sets that allow it);
-3. arm64 extensions, emulated: each extension compiled under QEMU against the arm64 Postgres of
-   step 2 (an install tree is an install tree: how it was compiled does not matter to PGXS);
-4. arm64 Postgres, emulated (`build --emulate`), stopped after --emulated-budget seconds. Its
-   total is ESTIMATED: the time it took to reach the compile step, plus the cross build's compile
-   and later steps scaled by how much slower the emulated compile got through the same ninja
-   steps (the first k of N) than the cross one. The table says "est." and gives k/N.
+3. arm64 Postgres, emulated (`build --emulate`), stopped after --emulated-budget seconds. When it
+   does not finish, its total is ESTIMATED: the time it took to reach the ninja step, plus the
+   cross build's ninja and later steps scaled by how much slower the emulated ninja got through
+   the same share of its steps than the cross one. The table says "est." and gives both counts;
+4. arm64 extensions, emulated: each extension compiled under QEMU against the arm64 Postgres of
+   step 2 (an install tree is an install tree: how it was compiled does not matter to PGXS).
+
+`--report-only --work DIR` prints the table again from the builds an earlier run left in DIR.
 
 Times are the compile step of each target as the build records it (`.done` markers: toolchain
 install, compile, install tree, runtime overlay), not the packaging. Prints a table; asserts
