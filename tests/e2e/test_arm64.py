@@ -117,7 +117,7 @@ def _layer_files(layout: Path, manifest: dict[str, Any]) -> LayerFiles:
             data = f.read()
             if data[:4] == b"\x7fELF":
                 elf[member.name] = int.from_bytes(data[18:20], "little")
-            if "/share/" in member.name:
+            if "/share/" in f"/{member.name}":  # extension layers start at share/
                 shared[member.name] = hashlib.sha256(data).hexdigest()
     return LayerFiles(sorted(paths), elf, shared)
 
