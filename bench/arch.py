@@ -200,22 +200,20 @@ def main() -> int:
     else:
         emulated_pg, how = float("nan"), "emulated build left no log"
 
-    print(f"\n{'target':<44} {'amd64':>8} {'arm64 cross':>12} {'ratio':>6} "
+    print(f"\n{'target':<32} {'amd64':>8} {'arm64 cross':>12} {'ratio':>6} "
           f"{'arm64 emulated':>15} {'ratio':>6}")
-    rows = [(pg_name, amd64.get(pg_name.replace("(linux/arm64)", "(linux/amd64)")),
-             cross[pg_name], emulated_pg, how)]
+    rows = [(f"PostgreSQL {args.postgres} {args.option_set}",
+             amd64.get(pg_name.replace("(linux/arm64)", "(linux/amd64)")), cross[pg_name],
+             emulated_pg, how)]
     for ext in plan.extensions:
         # compile names an extension target by its tarball, which the cache keeps by sha256
         name = next(n for n in cross if n.startswith(f"extension {ext.version.source.sha256}"))
-        rows.append((name, amd64.get(name.replace("(linux/arm64)", "(linux/amd64)")),
-                     cross[name], emulated_ext.get(name, float("nan")), "measured"))
-    for name, a, c, e, note in rows:
-        label = name.replace(" (linux/arm64)", "")
-        for ext in plan.extensions:
-            label = label.replace(ext.version.source.sha256, ext.name)
-        label = label[:44]
+        rows.append((f"extension {ext.extension.name} {ext.version.version}",
+                     amd64.get(name.replace("(linux/arm64)", "(linux/amd64)")), cross[name],
+                     emulated_ext.get(name, float("nan")), "measured"))
+    for label, a, c, e, note in rows:
         a_text = f"{a:.0f} s" if a else "?"
-        print(f"{label:<44} {a_text:>8} {c:>10.0f} s {c / a if a else float('nan'):>6.2f} "
+        print(f"{label:<32} {a_text:>8} {c:>10.0f} s {c / a if a else float('nan'):>6.2f} "
               f"{e:>13.0f} s {e / a if a else float('nan'):>6.2f}  {note}")
     print(f"\nwork directory: {work}")
     return 0
