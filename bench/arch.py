@@ -145,7 +145,8 @@ def main() -> int:
         if args.report_only:
             break
         root = work / name
-        root.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(root, ignore_errors=True)  # a reused --work starts from nothing too
+        root.mkdir(parents=True)
         _fresh_cache(root, sources)
         print(f"[{name}] building ...", file=sys.stderr, flush=True)
         wall = _build(runs[name], root / "oci", [*common, *extra], budget)
@@ -163,6 +164,8 @@ def main() -> int:
     pg_out = _markers(runs["cross"] / "builds")[pg_name][0]
     postgres = PostgresBuildOutput(pg_out / "install", pg_out / "runtime", pg_out / "meta",
                                    pg.release.major)
+    if not args.report_only:
+        shutil.rmtree(work / "emulated-ext", ignore_errors=True)
     for ext in plan.extensions:
         if args.report_only:
             break
