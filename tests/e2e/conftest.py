@@ -219,14 +219,16 @@ def monogres_in(args: list[str], *, cwd: Path, tz: str, umask: int,
 
 
 @dataclass(frozen=True)
-class CleanBuild:
+class PublishedLayout:
+    """A layout `build` wrote, and where `publish` pushed it."""
+
     layout: Path
     published: Published
 
 
 @pytest.fixture(scope="session")
 def clean_build(tmp_path_factory: pytest.TempPathFactory, catalog: Path, base_image: str,
-                registry: RunningRegistry, keys: Keys) -> CleanBuild:
+                registry: RunningRegistry, keys: Keys) -> PublishedLayout:
     """PostgreSQL 18.6 (barebones) and three extensions built from nothing (`build --rebuild`,
     a new cache) with an unusual time zone, umask and TMPDIR, then signed and published."""
     one = tmp_path_factory.mktemp("first")
@@ -237,4 +239,4 @@ def clean_build(tmp_path_factory: pytest.TempPathFactory, catalog: Path, base_im
         args += ["--extension", ext]
     first = monogres_in(args, cwd=one, tz="America/Los_Angeles", umask=0o077, tmpdir=one / "tmp")
     assert first.returncode == 0, first.stderr[-5000:]
-    return CleanBuild(one / "oci", publish_signed(one / "oci", registry, "repro", keys))
+    return PublishedLayout(one / "oci", publish_signed(one / "oci", registry, "repro", keys))

@@ -29,9 +29,8 @@ from tests.e2e.conftest import (
     CACHE,
     PG_VERSION,
     Built,
-    CleanBuild,
     Keys,
-    Published,
+    PublishedLayout,
     cli,
     fresh_cache,
     publish_signed,
@@ -64,19 +63,13 @@ def build_args(catalog: Path, base_image: str, cache: Path, out: Path, *archs: s
     return args
 
 
-@dataclass(frozen=True)
-class MultiArch:
-    layout: Path
-    published: Published
-
-
 @pytest.fixture(scope="session")
 def multiarch(tmp_path_factory: pytest.TempPathFactory, catalog: Path, base_image: str,
-              registry: RunningRegistry, keys: Keys) -> MultiArch:
+              registry: RunningRegistry, keys: Keys) -> PublishedLayout:
     """Both architectures in one invocation, compiles cached in the shared test cache."""
     out = tmp_path_factory.mktemp("multiarch") / "oci"
     cli(*build_args(catalog, base_image, CACHE, out, "amd64", "arm64"))
-    return MultiArch(out, publish_signed(out, registry, "multi", keys))
+    return PublishedLayout(out, publish_signed(out, registry, "multi", keys))
 
 
 def _layout_json(layout: Path, digest: str) -> dict[str, Any]:
@@ -141,7 +134,7 @@ def test_plan_cross_compiles_arm64_and_emulates_what_cannot(catalog: Path) -> No
     assert forced[f"postgres-{PG_VERSION}-barebones-bookworm-amd64"] == "native"
 
 
-def test_every_elf_file_is_built_for_its_platform(multiarch: MultiArch) -> None:
+def test_every_elf_file_is_built_for_its_platform(multiarch: PublishedLayout) -> None:
     """Each binary and shared object of Postgres and of both extensions is an aarch64 ELF in the
     arm64 image (x86-64 in the amd64 one); both hold the very same paths, and the same bytes in
     every file under share/ (SQL, time zones, messages: nothing there depends on the machine)."""
@@ -172,7 +165,7 @@ def test_every_elf_file_is_built_for_its_platform(multiarch: MultiArch) -> None:
         assert notes[0] == notes[1]
 
 
-def test_index_lists_both_platforms_with_annotations(multiarch: MultiArch) -> None:
+def test_index_lists_both_platforms_with_annotations(multiarch: PublishedLayout) -> None:
     """One index per tag, a platform entry per architecture, annotations on index and manifests
     (read back from the registry with crane)."""
     crane = shutil.which("crane")
@@ -192,7 +185,7 @@ def test_index_lists_both_platforms_with_annotations(multiarch: MultiArch) -> No
             assert manifest["annotations"]["org.monogres.postgres.version"] == PG_VERSION
 
 
-def test_docker_on_amd64_pulls_amd64(multiarch: MultiArch) -> None:
+def test_docker_on_amd64_pulls_amd64(multiarch: PublishedLayout) -> None:
     ref = multiarch.published.tag_ref(tag("postgresql"))
     subprocess.run(["docker", "pull", "-q", ref], check=True, capture_output=True)
     arch = subprocess.run(["docker", "image", "inspect", "-f", "{{.Architecture}}", ref],
@@ -204,7 +197,7 @@ def test_docker_on_amd64_pulls_amd64(multiarch: MultiArch) -> None:
 
 
 @pytest.mark.parametrize("arch", ["arm64", "amd64"])
-def test_oras_pull_platform(multiarch: MultiArch, tmp_path: Path, arch: str) -> None:
+def test_oras_pull_platform(multiarch: PublishedLayout, tmp_path: Path, arch: str) -> None:
     oras = shutil.which("oras")
     assert oras
     ref = multiarch.published.tag_ref(tag("rum"))
@@ -215,7 +208,7 @@ def test_oras_pull_platform(multiarch: MultiArch, tmp_path: Path, arch: str) -> 
 
 
 @pytest.fixture
-def arm64_extensions(multiarch: MultiArch, tmp_path: Path) -> Iterator[Path]:
+def arm64_extensions(multiarch: PublishedLayout, tmp_path: Path) -> Iterator[Path]:
     """The extensions as an arm64 node would mount them: `install --platform linux/arm64`."""
     for ext in EXTENSIONS:
         cli("install", multiarch.published.tag_ref(tag(ext)), "--platform", "linux/arm64",
@@ -223,7 +216,7 @@ def arm64_extensions(multiarch: MultiArch, tmp_path: Path) -> Iterator[Path]:
     yield tmp_path
 
 
-def test_arm64_postgres_runs_under_qemu(multiarch: MultiArch, arm64_extensions: Path) -> None:
+def test_arm64_postgres_runs_under_qemu(multiarch: PublishedLayout, arm64_extensions: Path) -> None:
     """The published arm64 image, run through QEMU user emulation: initdb, the server started with
     CloudNativePG's extension GUCs, CREATE EXTENSION, a rum index (its C code) answering."""
     for ext in EXTENSIONS:
@@ -260,7 +253,7 @@ def test_arm64_postgres_runs_under_qemu(multiarch: MultiArch, arm64_extensions: 
 
 
 def test_fan_out_builds_merge_into_the_same_indexes(
-        multiarch: MultiArch, clean_build: CleanBuild, catalog: Path, base_image: str,
+        multiarch: PublishedLayout, clean_build: PublishedLayout, catalog: Path, base_image: str,
         registry: RunningRegistry, keys: Keys, tmp_path_factory: pytest.TempPathFactory) -> None:
     """amd64 and arm64 built by separate invocations, each with its own new cache and work
     directory and from nothing (amd64: the reproducibility test's clean build; arm64: here),
@@ -300,7 +293,7 @@ def test_fan_out_builds_merge_into_the_same_indexes(
 
 
 def test_merge_refuses_two_different_builds_of_one_platform(
-        multiarch: MultiArch, built: Built, registry: RunningRegistry, tmp_path: Path) -> None:
+        multiarch: PublishedLayout, built: Built, registry: RunningRegistry, tmp_path: Path) -> None:
     """Two jobs that built one tag's amd64 image differently (here: rum against two option sets,
     both real indexes in the rum repository) cannot be merged into one index; nothing is tagged."""
     target = f"{registry.host}/conflict"

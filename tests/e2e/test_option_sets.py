@@ -19,9 +19,9 @@ from tests.e2e.conftest import (
     PG_VERSION,
     REPO,
     Built,
-    CleanBuild,
     Keys,
     Published,
+    PublishedLayout,
     RunningRegistry,
     cli,
     publish_signed,
@@ -57,7 +57,7 @@ def test_regular_has_its_features(built: Built, published: Published) -> None:
     _check(published.tag_ref(tag), options, 18)
 
 
-def test_barebones_has_nothing_optional(clean_build: CleanBuild) -> None:
+def test_barebones_has_nothing_optional(clean_build: PublishedLayout) -> None:
     tag = f"postgresql:{PG_VERSION}-barebones-bookworm"
     options = _meson_options(clean_build.layout, tag)
     assert "--auto-features=disabled" in options

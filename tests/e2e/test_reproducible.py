@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import CleanBuild, fresh_cache, monogres_in
+from tests.e2e.conftest import PublishedLayout, fresh_cache, monogres_in
 
 pytestmark = pytest.mark.e2e
 
@@ -40,7 +40,7 @@ class Rebuilt:
 
 @pytest.fixture(scope="module")
 def rebuilt(tmp_path_factory: pytest.TempPathFactory, catalog: Path,
-            clean_build: CleanBuild) -> Rebuilt:
+            clean_build: PublishedLayout) -> Rebuilt:
     published = clean_build.published
     # One rolling tag per artifact (the immutable ones carry a -YYYYMMDDhhmm- timestamp).
     wanted = sorted(published.tag_ref(name) for name in published.refs
