@@ -45,6 +45,7 @@ from monogres_oci.catalog import load_catalog  # noqa: E402
 from monogres_oci.compile import PostgresBuildOutput, compile_extension  # noqa: E402
 from monogres_oci.plan import Selection, expand  # noqa: E402
 from monogres_oci.recipes import recipe_digests  # noqa: E402
+from tests.support.cache import fresh_cache  # noqa: E402
 
 # The console log of `monogres-oci -v build` (each line "[  52.4s] ...", seconds since it started)
 # relays BuildKit's plain log, where "#18 228.8 [1612/1757] Compiling C object ..." is seconds
@@ -52,13 +53,6 @@ from monogres_oci.recipes import recipe_digests  # noqa: E402
 NINJA = re.compile(r"#(\d+) (\d+\.\d+) \[(\d+)/(\d+)\] ")
 STEP_START = re.compile(r"^\[\s*(\d+\.\d+)s\]\s+#(\d+) \[build \d+/\d+\] RUN ninja")
 COMPILE_START = re.compile(r"^\[\s*(\d+\.\d+)s\]\s+PostgreSQL .*: building into ")
-
-
-def _fresh_cache(root: Path, sources: Path) -> Path:
-    cache = root / "cache"
-    if sources.is_dir():
-        shutil.copytree(sources, cache / "sources", copy_function=os.link)
-    return cache
 
 
 def _build(cache: Path, out: Path, args: list[str], budget: float | None = None) -> float:
@@ -147,7 +141,7 @@ def main() -> int:
         root = work / name
         shutil.rmtree(root, ignore_errors=True)  # a reused --work starts from nothing too
         root.mkdir(parents=True)
-        _fresh_cache(root, sources)
+        fresh_cache(root, sources)
         print(f"[{name}] building ...", file=sys.stderr, flush=True)
         wall = _build(runs[name], root / "oci", [*common, *extra], budget)
         print(f"[{name}] {wall:.0f} s", file=sys.stderr, flush=True)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -28,17 +27,11 @@ sys.path.insert(0, str(REPO))
 
 from monogres_oci.catalog import load_catalog  # noqa: E402
 from monogres_oci.oci.layout import Layout  # noqa: E402
+from tests.support.cache import fresh_cache  # noqa: E402
 
 
 def _named(layout: Path) -> dict[str, str]:
     return {name: desc.digest for name, desc in Layout.open(layout).refs().items()}
-
-
-def _link_or_copy(src: str, dst: str) -> None:
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
 
 
 def _build(work: Path, cache: Path, args: list[str], *, tz: str, umask: int,
@@ -90,9 +83,7 @@ def main() -> int:
                 runs.append(_build(work, Path(opts.first_cache), args, tz=tz, umask=umask,
                                    rebuild=False))
                 continue
-            cache = work / "cache"
-            shutil.copytree(Path(opts.source_cache) / "sources", cache / "sources",
-                            copy_function=_link_or_copy, dirs_exist_ok=True)
+            cache = fresh_cache(work, Path(opts.source_cache) / "sources")
             runs.append(_build(work, cache, args, tz=tz, umask=umask, rebuild=True))
             print(f"   build {side}: {runs[-1][0]:.0f} s {runs[-1][2]}", file=sys.stderr, flush=True)
         (ta, la, ea), (tb, lb, eb) = runs

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.support.cache import fresh_cache as support_fresh_cache
 from tests.support.registry import RunningRegistry, have_registry, start_registry
 from tests.support.sources import fixture_tarball, http_server
 
@@ -192,20 +193,8 @@ CLEAN_EXTENSIONS = ("pgaudit", "rum", "unstable")
 
 
 def fresh_cache(root: Path) -> Path:
-    """A cache with no builds; the source files are linked from the shared cache (they are
-    verified by sha256 on use, and fetching them again proves nothing here)."""
-    cache = root / "cache"
-    src = CACHE / "sources"
-    if src.is_dir():
-        shutil.copytree(src, cache / "sources", copy_function=_link_or_copy)
-    return cache
-
-
-def _link_or_copy(src: str, dst: str) -> None:
-    try:
-        os.link(src, dst)
-    except OSError:  # another file system
-        shutil.copy2(src, dst)
+    """A cache with no builds, its sources linked from the shared test cache."""
+    return support_fresh_cache(root, CACHE / "sources")
 
 
 def monogres_in(args: list[str], *, cwd: Path, tz: str, umask: int,
