@@ -221,13 +221,12 @@ def _check_complete(layout: Layout, targets: Sequence[_Target],
             if desc.digest in present or desc.digest in checked:
                 continue  # in the registry already (with all below it), or seen
             checked.add(desc.digest)
-            if desc.media_type in MANIFEST_TYPES | INDEX_TYPES and layout.has_blob(desc.digest):
-                queue += layout.children(desc)
             if not layout.has_blob(desc.digest, desc.size):
                 raise VerifyError(
                     f"layout {layout.root} is incomplete: {name} needs {desc.digest} "
                     f"({desc.media_type}, {desc.size} bytes); nothing was pushed"
                 )
+            queue += layout.children(desc)
 
 
 def publish(
