@@ -99,7 +99,7 @@ def merge(parts: Sequence[PartRef], client: RegistryClient, target: str, layout:
     for (repository, sources), tags in artifacts.items():
         path = f"{namespace}/{repository}" if namespace else repository
         images = _platform_images(client, path, sorted(sources), layout, parts)
-        index = assemble_index([(desc, labels) for desc, labels in images.values()])
+        index = assemble_index(list(images.values()))
         desc = layout.add_manifest(index)
         for tag in tags:
             layout.set_ref(f"{repository}:{tag}", desc)
