@@ -42,7 +42,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from monogres_oci.catalog import load_catalog  # noqa: E402
-from monogres_oci.compile import PostgresBuildOutput, compile_extension  # noqa: E402
+from monogres_oci.compile import (  # noqa: E402
+    PostgresBuildOutput,
+    compile_extension,
+    extension_invocation,
+)
 from monogres_oci.plan import Selection, expand  # noqa: E402
 from monogres_oci.recipes import recipe_digests  # noqa: E402
 from tests.support.cache import fresh_cache  # noqa: E402
@@ -127,7 +131,7 @@ def main() -> int:
     extensions = args.extension or ["pgaudit", "rum"]
     work = Path(args.work or tempfile.mkdtemp(prefix="monogres-bench-arch-"))
     common = ["--catalog", args.catalog, "--postgres", args.postgres, "--option-set",
-              args.option_set, "--base", args.base]
+              args.option_set, "--base", args.base, "--distro", args.base.partition("=")[0]]
     for ext in extensions:
         common += ["--extension", ext]
     sources = Path(args.source_cache)
@@ -165,12 +169,13 @@ def main() -> int:
             break
         tarball = runs["cross"] / "sources" / "sha256" / ext.version.source.sha256
         print(f"[emulated {ext.extension.name}] building ...", file=sys.stderr, flush=True)
-        compile_extension(
+        invocation = extension_invocation(
             base_image=pg.base_image, postgres=postgres, pg_major=pg.release.major,
-            source_tarball=tarball, build_packages=pg.build_packages,
-            extra_packages=ext.extension.build_packages, make_flags=ext.extension.make_flags,
-            platform=pg.platform, source_date_epoch=0, out_dir=work / "emulated-ext" / ext.name,
-            progress=lambda _: None, no_cache=True, compile_on="target")
+            source_tarball=tarball, patches=[], build_packages=pg.build_packages,
+            recipe=ext.extension.build, platform=pg.platform, source_date_epoch=0,
+            compile_on="target")
+        compile_extension(invocation, out_dir=work / "emulated-ext" / ext.name,
+                          progress=lambda _: None, no_cache=True)
     # the same measure as the other columns: the compile step's seconds, as its marker records
     emulated_ext = _seconds(work / "emulated-ext")
 

@@ -71,7 +71,7 @@ def main() -> int:
     rows = []
     for version, option_set in targets:
         args = ["--catalog", opts.catalog, "--postgres", version, "--option-set", option_set,
-                "--arch", "amd64", "--base", opts.base]
+                "--arch", "amd64", "--base", opts.base, "--distro", opts.base.partition("=")[0]]
         args += [a for e in opts.extension for a in ("--extension", e)] or ["--postgres-only"]
         label = f"{version} {option_set}" + (f" + {', '.join(opts.extension)}" if opts.extension
                                              else "")

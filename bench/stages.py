@@ -22,11 +22,15 @@ from typing import TypeVar
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from monogres_oci.attest.buildinfo import extension_record, postgres_record  # noqa: E402
+from monogres_oci.attest.buildinfo import postgres_record  # noqa: E402
 from monogres_oci.base import create_base_image  # noqa: E402
-from monogres_oci.build import BuildCache, source_date_epoch  # noqa: E402
+from monogres_oci.build import BuildCache, package_extension, source_date_epoch  # noqa: E402
 from monogres_oci.catalog import load_catalog  # noqa: E402
-from monogres_oci.compile import compile_extension, compile_postgres  # noqa: E402
+from monogres_oci.compile import (  # noqa: E402
+    compile_extension,
+    compile_postgres,
+    extension_invocation,
+)
 from monogres_oci.fetch import Fetcher  # noqa: E402
 from monogres_oci.install import install_one  # noqa: E402
 from monogres_oci.oci.layout import Layout  # noqa: E402
@@ -87,12 +91,14 @@ def main() -> int:
         ext_outs = []
         for ext in plan.extensions:
             epoch = max(pg_epoch, source_date_epoch(paths[ext.version.source.sha256]))
-            out = timed(f"compile {ext.name}", lambda e=ext, ep=epoch: compile_extension(
+            invocation = extension_invocation(
                 base_image=pg.base_image, postgres=pg_out, pg_major=pg.release.major,
-                source_tarball=paths[e.version.source.sha256], build_packages=pg.build_packages,
-                extra_packages=e.extension.build_packages, make_flags=e.extension.make_flags,
-                platform=pg.platform, source_date_epoch=ep, out_dir=cache.dir(e.key),
-                progress=lambda _: None, cache_key=e.key, no_cache=True))
+                source_tarball=paths[ext.version.source.sha256], patches=[],
+                build_packages=pg.build_packages, recipe=ext.extension.build,
+                platform=pg.platform, source_date_epoch=epoch)
+            out = timed(f"compile {ext.name}", lambda i=invocation, e=ext: compile_extension(
+                i, out_dir=cache.dir(e.key), progress=lambda _: None, cache_key=e.key,
+                no_cache=True))
             ext_outs.append((ext, out, epoch))
         layout = Layout.create(work / "oci")
         client = make_client(registry.host)
@@ -105,7 +111,7 @@ def main() -> int:
               lambda: packager.add_postgres(pg, pg_out, pg_record))
         with stage("package extensions"):
             for ext, out, epoch in ext_outs:
-                packager.add_extension(ext, out, extension_record(ext, out, epoch, pg_record))
+                package_extension(ext, out, pg_out, epoch, pg_record, packager)
             packager.finish()
         result = timed("publish", lambda: publish(layout, f"{registry.host}/bench", client))
         for ref in result.refs:

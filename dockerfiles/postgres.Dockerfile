@@ -63,6 +63,58 @@ build_package_names() {
   done
 }
 TARGET
+# The target's shared libraries as its dynamic loader finds them, read with readelf (any
+# architecture), so that no program of the target's runs: the runtime overlay and the libraries an
+# extension bundles are both found this way.
+COPY <<'ELF' /usr/local/lib/monogres/elf.sh
+# Is the file an ELF object?
+is_elf() { [[ $(head -c 4 "$1" | od -An -c | tr -d ' ') == '177ELF' ]]; }
+# The DT_NEEDED names of an ELF object.
+elf_needed() { readelf -dW "$1" 2>/dev/null | sed -n 's/.*(NEEDED).*Shared library: \[\(.*\)\]$/\1/p'; }
+# Every shared library the ELF files named on stdin load, transitively, found in the target's
+# library directories in the loader's order; names listed in the file $1 are provided by
+# something else and neither looked up nor followed. One path per line, sorted.
+elf_closure() {
+  local f name d found
+  local dirs=("/lib/$(target_triplet)" "/usr/lib/$(target_triplet)" /lib /usr/lib)
+  local -A skip=() seen=()
+  while read -r name; do skip[$name]=1; done < "$1"
+  local queue=()
+  while read -r f; do queue+=("$f"); done
+  while (( ${#queue[@]} )); do
+    f=${queue[0]}
+    queue=("${queue[@]:1}")
+    for name in $(elf_needed "$f"); do
+      if [[ -n ${seen[$name]:-} || -n ${skip[$name]:-} ]]; then continue; fi
+      seen[$name]=1
+      found=""
+      for d in "${dirs[@]}"; do
+        if [[ -e "$d/$name" ]]; then found="$d/$name"; break; fi
+      done
+      [[ -n $found ]] || { echo "$f needs $name, which is in none of ${dirs[*]}" >&2; return 1; }
+      echo "$found"
+      queue+=("$(readlink -f "$found")")
+    done
+  done | sort -u
+}
+# The sonames a base image's packages put in the library directories (from a dpkg info dir).
+base_sonames() {
+  cat "$1"/*.list | grep -E "^(/usr)?/lib(/$(target_triplet))?/[^/]+$" | sed 's|.*/||' | sort -u || true
+}
+# The Debian package (NAME) owning a file; usrmerge: the path, its real path or its /usr twin.
+# (dpkg -S also lists diversions, "diversion by PKG from: PATH": not owners.)
+owner_package() {
+  local p real owner
+  real=$(readlink -f "$1")
+  for p in "$1" "$real" "/usr$1" "${1#/usr}" "/usr$real" "${real#/usr}"; do
+    owner=$({ dpkg-query -S "$p" 2>/dev/null || true; } | { grep -v '^diversion by ' || true; } \
+      | sed -n '1{s/[:,].*//;p}')
+    if [[ -n $owner ]]; then echo "$owner"; return 0; fi
+  done
+  echo "no Debian package owns $1" >&2
+  return 1
+}
+ELF
 # A cross build adds the Debian cross toolchain.
 RUN <<'SCRIPT'
 #!/bin/bash
@@ -172,7 +224,6 @@ prefix="/usr/lib/postgresql/${PG_MAJOR}"
 mkdir -p /out-meta /out-runtime/etc /tmp/overlay/debs
 cd /tmp/overlay
 source /usr/local/lib/monogres/target.sh
-triplet=$(target_triplet)
 cc=$(target_cc)
 
 dpkg-query -W -f '${Package}\t${Version}\t${Architecture}\n' | sort > /out-meta/toolchain-packages.tsv
@@ -186,51 +237,15 @@ dpkg-query --admindir=/var/lib/monogres/target-dpkg -W \
 cp /build/meson-setup.log /out-meta/meson-setup.log
 
 # Every shared library that an ELF file of the install tree loads, transitively, other than the
-# tree's own and the base's: DT_NEEDED names (readelf reads any architecture) looked up in the
-# target's library directories, as its dynamic loader would.
-dirs=("/lib/${triplet}" "/usr/lib/${triplet}" /lib /usr/lib)
-needed() { readelf -dW "$1" 2>/dev/null | sed -n 's/.*(NEEDED).*Shared library: \[\(.*\)\]$/\1/p'; }
-declare -A in_base=()
-while read -r path; do
-  in_base[${path##*/}]=1
-done < <(cat /var/lib/monogres/target-dpkg/info/*.list \
-           | grep -E "^(/usr)?/lib(/${triplet})?/[^/]+$" || true)
-queue=()
-while read -r f; do
-  if [[ $(head -c 4 "$f" | od -An -c | tr -d ' ') == '177ELF' ]]; then queue+=("$f"); fi
-done < <(find /out -type f | sort)
-declare -A seen=()
-: > libs-outside.txt
-while (( ${#queue[@]} )); do
-  f=${queue[0]}
-  queue=("${queue[@]:1}")
-  for name in $(needed "$f"); do
-    if [[ -n ${seen[$name]:-} ]]; then continue; fi
-    seen[$name]=1
-    if [[ -e "/out${prefix}/lib/${name}" || -n ${in_base[$name]:-} ]]; then continue; fi
-    found=""
-    for d in "${dirs[@]}"; do
-      if [[ -e "$d/$name" ]]; then found="$d/$name"; break; fi
-    done
-    [[ -n $found ]] || { echo "$f needs $name, which is in none of ${dirs[*]}" >&2; exit 1; }
-    echo "$found" >> libs-outside.txt
-    queue+=("$(readlink -f "$found")")
-  done
-done
-sort -u -o libs-outside.txt libs-outside.txt
+# tree's own and the base's.
+source /usr/local/lib/monogres/elf.sh
+{ base_sonames /var/lib/monogres/target-dpkg/info; ls "/out${prefix}/lib"; } > provided.txt
+find /out -type f | sort | while read -r f; do if is_elf "$f"; then echo "$f"; fi; done \
+  | elf_closure provided.txt > libs-outside.txt
 
-# The Debian package owning each (usrmerge: try the path, its real path and the /usr twin).
+# The Debian package owning each.
 : > lib-packages.txt
-while read -r lib; do
-  real=$(readlink -f "$lib")
-  owner=""
-  for p in "$lib" "$real" "/usr$lib" "${lib#/usr}" "/usr$real" "${real#/usr}"; do
-    owner=$({ dpkg-query -S "$p" 2>/dev/null || true; } | sed -n '1{s/[:,].*//;p}')
-    if [[ -n $owner ]]; then break; fi
-  done
-  [[ -n $owner ]] || { echo "no Debian package owns $lib" >&2; exit 1; }
-  echo "$owner" >> lib-packages.txt
-done < libs-outside.txt
+while read -r lib; do owner_package "$lib" >> lib-packages.txt; done < libs-outside.txt
 sort -u lib-packages.txt > lib-packages.sorted
 cut -f1 /out-meta/base-packages.tsv | sed 's/:.*//' | sort -u > base-names.txt
 

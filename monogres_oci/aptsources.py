@@ -8,33 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from monogres_oci.deb822 import paragraphs
 from monogres_oci.errors import BuildError
 
 APT_ETC = Path("/etc/apt")
-
-
-def _deb822_entries(text: str) -> list[dict[str, str]]:
-    """Parse a deb822 ``.sources`` file into stanzas (comments dropped, keys lower-cased)."""
-    entries: list[dict[str, str]] = []
-    current: dict[str, str] = {}
-    key = ""
-    for raw in text.splitlines():
-        if raw.startswith("#"):
-            continue
-        if not raw.strip():
-            if current:
-                entries.append(current)
-            current, key = {}, ""
-            continue
-        if raw[0] in " \t" and key:
-            current[key] += " " + raw.strip()
-            continue
-        name, _, value = raw.partition(":")
-        key = name.strip().lower()
-        current[key] = value.strip()
-    if current:
-        entries.append(current)
-    return entries
 
 
 def _one_line_entries(text: str) -> list[dict[str, str]]:
@@ -63,7 +40,7 @@ def system_mirror(apt_etc: Path = APT_ETC) -> str:
     parts = apt_etc / "sources.list.d"
     if parts.is_dir():
         for path in sorted(parts.glob("*.sources")):
-            entries += _deb822_entries(path.read_text(encoding="utf-8"))
+            entries += paragraphs(path.read_text(encoding="utf-8"))
         for path in sorted(parts.glob("*.list")):
             entries += _one_line_entries(path.read_text(encoding="utf-8"))
     main_list = apt_etc / "sources.list"

@@ -1,9 +1,11 @@
-"""The build stage: fetch every source, compile each target once, package into an OCI layout.
+"""The build stage: fetch every source, compile each target once, package into an OCI layout,
+and gate every extension image before it is tagged.
 
 Order matters for the guarantees users rely on: all sources are fetched and verified before any
 compile starts (a checksum mismatch builds nothing); Postgres builds come before the extensions
-compiled against them; an extension that fails to build is reported with its log tail and does
-not stop the others; the layout's tags are written last, only for what was built.
+compiled against them, and an extension after those it requires; an extension that fails to
+build, or whose image fails the gate, is reported with its log tail and does not stop the
+others; the layout's tags are written last, only for what was built and passed the gate.
 """
 
 from __future__ import annotations
@@ -11,21 +13,32 @@ from __future__ import annotations
 import json
 import os
 import tarfile
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
-from monogres_oci.attest.buildinfo import BuildRecord, extension_record, postgres_record
+from monogres_oci.attest.buildinfo import (
+    BuildRecord,
+    extension_record,
+    postgres_record,
+    read_bundled,
+)
 from monogres_oci.catalog import Catalog, Source
 from monogres_oci.compile import (
     ExtensionBuildOutput,
+    ExtensionInvocation,
     PostgresBuildOutput,
     compile_extension,
     compile_postgres,
+    extension_invocation,
 )
-from monogres_oci.errors import BuildError, MonogresError
+from monogres_oci.errors import BuildError, MonogresError, UsageError
 from monogres_oci.fetch import Fetcher
+from monogres_oci.gate import GateResult, GateSubject, attach_result, gate_extension
+from monogres_oci.image_volume import stage_extension
+from monogres_oci.oci.model import Descriptor, Platform
 from monogres_oci.package import Packager
 from monogres_oci.plan import ExtensionTarget, Plan, PostgresTarget
 from monogres_oci.progress import Progress
@@ -76,6 +89,7 @@ class TargetResult:
     ok: bool
     cached: bool = False
     error: str = ""
+    gate: GateResult | None = None
 
 
 @dataclass
@@ -114,23 +128,27 @@ def run_build(
     progress: Progress,
     rebuild: bool = False,
     sandbox_hostname: str = "",
+    gate: bool = True,
 ) -> BuildReport:
-    """Fetch, compile and package the plan; return what happened to each target.
+    """Fetch, compile, package and gate the plan; return what happened to each target.
 
     ``rebuild`` compiles with BuildKit's cache off (with a fresh cache directory, everything is
     compiled from scratch: what reproducibility checks and benchmarks need).
-    ``sandbox_hostname`` is passed to every compile (see ``compile_postgres``).
+    ``sandbox_hostname`` is passed to every compile (see ``compile_postgres``). ``gate`` False
+    packages extension images without proving them (they then carry no test result, and
+    ``publish`` refuses them unless told otherwise).
     """
     report = BuildReport()
     progress.stage(f"fetching sources for {len(plan.postgres)} Postgres and "
                    f"{len(plan.extensions)} extension target(s)")
     paths = fetch_all(plan, fetcher, progress.stage)
+    catalog_dir = Path(catalog.path).parent
     for pg in plan.postgres:
         pg_epoch = source_date_epoch(paths[pg.release.source.sha256],
                                      pg.release.source_date_epoch)
         try:
             pg_out, cached = _compile_postgres(pg, paths, cache, progress, pg_epoch, rebuild,
-                                               sandbox_hostname, Path(catalog.path).parent)
+                                               sandbox_hostname, catalog_dir)
         except MonogresError as exc:
             report.results.append(TargetResult(pg.name, "postgres", ok=False, error=str(exc)))
             for ext in plan.extensions_of(pg):
@@ -139,24 +157,101 @@ def run_build(
             progress.stage(f"FAILED {pg.name}")
             continue
         pg_record = _record(postgres_record(pg, pg_out, pg_epoch), pg_out.meta_dir)
-        packager.add_postgres(pg, pg_out, pg_record)
+        runnable = packager.add_postgres(pg, pg_out, pg_record)
         report.results.append(TargetResult(pg.name, "postgres", ok=True, cached=cached))
-        for ext in plan.extensions_of(pg):
+        images: dict[str, Descriptor] = {}
+        for ext in requires_first(plan.extensions_of(pg)):
             try:
                 epoch = max(pg_epoch, source_date_epoch(paths[ext.version.source.sha256],
                                                          ext.version.source_date_epoch))
-                ext_out, cached = _compile_extension(ext, pg_out, paths, cache, progress, epoch,
-                                                     rebuild, sandbox_hostname)
-                record = _record(extension_record(ext, ext_out, epoch, pg_record),
-                                 ext_out.meta_dir)
-                packager.add_extension(ext, ext_out, record)
+                ext_out, invocation, cached = _compile_extension(
+                    ext, pg_out, paths, cache, progress, epoch, rebuild, sandbox_hostname,
+                    catalog_dir)
+                image = package_extension(ext, ext_out, pg_out, epoch, pg_record, packager)
             except BuildError as exc:
                 report.results.append(TargetResult(ext.name, "extension", ok=False, error=str(exc)))
                 progress.stage(f"FAILED {ext.name} (other targets go on)")
                 continue
-            report.results.append(TargetResult(ext.name, "extension", ok=True, cached=cached))
+            result = None
+            if gate:
+                try:
+                    result = _gate(ext, image, invocation, runnable, images, packager, progress,
+                                   cache.dir(ext.key) / "suite")
+                except MonogresError as exc:
+                    packager.withdraw(ext)
+                    report.results.append(TargetResult(
+                        ext.name, "extension", ok=False, cached=cached,
+                        error=f"the gate could not run: {exc}"))
+                    progress.stage(f"FAILED {ext.name}: the gate could not run (not tagged)")
+                    continue
+                if not result.ok:
+                    packager.withdraw(ext)
+                    report.results.append(TargetResult(
+                        ext.name, "extension", ok=False, cached=cached, gate=result,
+                        error=f"gate {result.summary()} (not tagged, so not published)\n"
+                              f"{result.output_tail}"))
+                    progress.stage(f"FAILED {ext.name}: gate {result.summary()}")
+                    continue
+            images[ext.extension.name] = image
+            report.results.append(TargetResult(ext.name, "extension", ok=True, cached=cached,
+                                               gate=result))
     report.refs = packager.finish()
     return report
+
+
+def requires_first(targets: Sequence[ExtensionTarget]) -> list[ExtensionTarget]:
+    """The targets in their order, but each after the extensions it requires (runtime.requires)."""
+    by_name: dict[str, list[ExtensionTarget]] = {}
+    for t in targets:
+        by_name.setdefault(t.extension.name, []).append(t)
+    done: set[str] = set()
+    ordered: list[ExtensionTarget] = []
+
+    def visit(name: str, chain: tuple[str, ...]) -> None:
+        if name in done or name not in by_name:
+            return
+        if name in chain:
+            raise UsageError(f"extensions require each other in a cycle: {' -> '.join((*chain, name))}")
+        for required in by_name[name][0].extension.runtime.requires:
+            visit(required, (*chain, name))
+        done.add(name)
+        ordered.extend(by_name[name])
+
+    for t in targets:
+        visit(t.extension.name, ())
+    return ordered
+
+
+def package_extension(ext: ExtensionTarget, out: ExtensionBuildOutput, pg_out: PostgresBuildOutput,
+                       epoch: int, pg_record: BuildRecord, packager: Packager) -> Descriptor:
+    """Lay the build output out for the image (checked and relocated), record it, package it."""
+    bundled = read_bundled(out.meta_dir, out.system_licenses_dir)
+    with tempfile.TemporaryDirectory(prefix="monogres-stage-") as scratch:
+        staged = stage_extension(ext.extension, out, major=ext.postgres.release.major,
+                                 postgres_tree=pg_out.prefix, bundled=bundled,
+                                 scratch=Path(scratch))
+        record = _record(extension_record(ext, out, epoch, pg_record, bundled=bundled,
+                                          relocations=staged.relocated.rewrites,
+                                          kept_paths=staged.kept), out.meta_dir)
+        return packager.add_extension(ext, staged, record)
+
+
+def _gate(ext: ExtensionTarget, image: Descriptor, invocation: ExtensionInvocation,
+          runnable: Descriptor, images: dict[str, Descriptor], packager: Packager,
+          progress: Progress, log_dir: Path) -> GateResult:
+    """Run the gate on a packaged image and attach its result to it in the layout."""
+    missing = [r for r in ext.extension.runtime.requires if r not in images]
+    if missing:
+        raise BuildError(f"{ext.name} requires {', '.join(missing)}, which this build did not "
+                         f"package for the same Postgres; add --extension {missing[0]}")
+    pg = ext.postgres
+    subject = GateSubject(ext.extension, ext.version.version, image,
+                          Platform(architecture=pg.arch, os="linux"), invocation, log_dir)
+    result = gate_extension(packager.layout, subject, runnable,
+                            [images[r] for r in ext.extension.runtime.requires], progress.stage)
+    attach_result(packager.layout, image, result, runnable, ext.recipe_digest)
+    progress.stage(f"gate {ext.name}: {result.summary()}")
+    return result
 
 
 def _record(record: BuildRecord, meta_dir: Path) -> BuildRecord:
@@ -195,25 +290,29 @@ def _compile_postgres(pg: PostgresTarget, paths: dict[str, Path], cache: BuildCa
 
 def _compile_extension(ext: ExtensionTarget, pg_out: PostgresBuildOutput, paths: dict[str, Path],
                        cache: BuildCache, progress: Progress, epoch: int, rebuild: bool,
-                       sandbox_hostname: str) -> tuple[ExtensionBuildOutput, bool]:
+                       sandbox_hostname: str, catalog_dir: Path
+                       ) -> tuple[ExtensionBuildOutput, ExtensionInvocation, bool]:
     cached = cache.has(ext.key)
     progress.stage(f"{'cached' if cached else 'compiling'} {ext.name} (input sha256:{ext.key[:12]})")
     pg = ext.postgres
-    out = compile_extension(
+    invocation = extension_invocation(
         base_image=pg.base_image,
         postgres=pg_out,
         pg_major=pg.release.major,
         source_tarball=paths[ext.version.source.sha256],
+        patches=[catalog_dir / p.file for p in ext.extension.build.patches],
         build_packages=pg.build_packages,
-        extra_packages=ext.extension.build_packages,
-        make_flags=ext.extension.make_flags,
+        recipe=ext.extension.build,
         platform=pg.platform,
         source_date_epoch=epoch,
+        compile_on=ext.compile_on,
+    )
+    out = compile_extension(
+        invocation,
         out_dir=cache.dir(ext.key),
         progress=progress.detail,
         cache_key=ext.key,
         no_cache=rebuild,
         sandbox_hostname=sandbox_hostname,
-        compile_on=ext.compile_on,
     )
-    return out, cached
+    return out, invocation, cached

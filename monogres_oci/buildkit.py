@@ -8,6 +8,7 @@ names the target and ends with the tail of the build log.
 from __future__ import annotations
 
 import collections
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import cast
@@ -15,6 +16,10 @@ from typing import cast
 from monogres_oci.errors import BuildError
 
 LOG_TAIL_LINES = 40
+# BuildKit ends a failed log with an excerpt of the Dockerfile around the failing RUN
+# ("extension.Dockerfile:268", a dashed rule, " 300 | >>> ..."); a long heredoc fills the tail
+# with it and pushes the compiler's error out, so the tail leaves it out (the full log keeps it).
+_EXCERPT_LINE = re.compile(r"^(\S*Dockerfile:\d+|-{20,}|\s*\d+ \|( .*)?)$")
 
 # Where this repository keeps its Dockerfiles. They are not package data (yet), so this only
 # works from a source checkout or an editable install.
@@ -42,6 +47,11 @@ def platform_arch(platform: str) -> str:
         ) from None
 
 
+def log_tail(lines: Sequence[str]) -> list[str]:
+    """The last lines of a build log that are build output, not BuildKit's Dockerfile excerpt."""
+    return [line for line in lines if not _EXCERPT_LINE.match(line)][-LOG_TAIL_LINES:]
+
+
 def buildx_build(
     *,
     what: str,
@@ -67,7 +77,7 @@ def buildx_build(
     from python_on_whales import docker
     from python_on_whales.exceptions import DockerException
 
-    tail: collections.deque[str] = collections.deque(maxlen=LOG_TAIL_LINES)
+    tail: collections.deque[str] = collections.deque(maxlen=10 * LOG_TAIL_LINES)
     lines: list[str] = []
     log = log_file.open("w", encoding="utf-8") if log_file else None
     try:
@@ -100,7 +110,7 @@ def buildx_build(
         where = f" (full log: {log_file})" if log_file else ""
         raise BuildError(
             f"build of {what} failed (exit {exc.return_code}){where}; "
-            "last lines of the build log:\n" + "\n".join(tail)
+            "last lines of the build log:\n" + "\n".join(log_tail(tail))
         ) from exc
     except FileNotFoundError as exc:  # no docker client on PATH
         raise BuildError(f"build of {what} failed: {exc}") from exc

@@ -117,6 +117,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rebuild", action="store_true",
                    help="compile with BuildKit's cache off (use with a fresh --cache-dir to "
                         "rebuild everything from scratch, e.g. to check reproducibility)")
+    p.add_argument("--no-gate", action="store_true",
+                   help="package extension images without proving them (CREATE EXTENSION and "
+                        "the upstream suite against the runnable image); publish then refuses "
+                        "them unless --allow-untested")
     p.add_argument("--json", action="store_true")
     _add_registry_opts(p)
 
@@ -138,6 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--by-digest", action="store_true",
                    help="push content and attachments but write no tag: one architecture's job "
                         "of a fan-out build; save --json's output for `monogres-oci merge`")
+    p.add_argument("--allow-untested", action="store_true",
+                   help="publish extension images that carry no passing gate result (built "
+                        "with --no-gate); without it, publish refuses them and pushes nothing")
     p.add_argument("--json", action="store_true")
     _add_registry_opts(p)
 
@@ -217,6 +224,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     _add_registry_opts(p)
 
+    p = sub.add_parser("test", help="run the gate on extension images of a layout or a registry",
+                       description="Prove extension images work: mount each in the runnable "
+                                   "Postgres image of its own build the CloudNativePG way, CREATE "
+                                   "EXTENSION (CASCADE) each of its extensions and run its own "
+                                   "upstream regression suite against that server (what `build` "
+                                   "does before it tags an image). The target is read from the "
+                                   "image's annotations and built again from the catalog (cached "
+                                   "compiles are reused; the digests must come out identical). "
+                                   "With --layout the results are attached to the images in that "
+                                   "layout; otherwise they go to a new layout (--out) that "
+                                   "`publish` can push. Exit 1 when an image fails.",
+                       epilog="examples:\n"
+                              "  monogres-oci test --layout oci --extension postgis\n"
+                              "  monogres-oci test 127.0.0.1:5000/monogres/unit:18-7.10-bookworm "
+                              "--out tested",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("references", nargs="*", metavar="REF",
+                   help="published extension images (HOST/REPO:TAG); or use --layout")
+    p.add_argument("--layout", metavar="DIR", help="test the extension images of this OCI layout")
+    p.add_argument("--extension", action="append", default=[], metavar="NAME",
+                   help="with --layout: only these extensions (default: all)")
+    p.add_argument("--out", metavar="DIR",
+                   help="for references: the layout that receives the images and their results "
+                        "(default: a new temporary directory, kept)")
+    _add_catalog(p)
+    _add_build_inputs(p)
+    p.add_argument("--distdir", metavar="DIR", help="pre-downloaded source files, by file name")
+    p.add_argument("--json", action="store_true")
+    _add_registry_opts(p)
+
     p = sub.add_parser("verify-blob", help="check a file signed by `cnpg --sign-key`",
                        description="Verify FILE against FILE.sigstore.json (or --bundle) with "
                                    "--key. `cosign verify-blob --key PUB --bundle BUNDLE "
@@ -260,6 +297,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sign-key", metavar="KEY",
                    help="with --output: sign FILE as a blob into FILE.sigstore.json")
     _add_registry_opts(p)
+
+    p = sub.add_parser("import", help="write catalog entries from Debian source packages",
+                       description="Add (or update) catalog entries from Debian source packages. "
+                                   "The version and the upstream tarball's sha256 are pinned from "
+                                   "the archive's signed Sources index; the tarball is read for "
+                                   "the build system, the SQL names (control files) and whether "
+                                   "_PG_init needs shared_preload_libraries; the licence comes from "
+                                   "a machine-readable debian/copyright (never guessed), the "
+                                   "supported releases from debian/pgversions. Comments and order "
+                                   "of the catalog are kept; the result is validated before it is "
+                                   "written. Prints every decision and its evidence, and what it "
+                                   "could not decide; exits 1 when a package was not imported.",
+                       epilog="examples:\n  monogres-oci import debian pgsphere postgresql-q3c=2.0.1-4\n"
+                              "  monogres-oci import debian pgsphere --dry-run --json\n"
+                              "  monogres-oci import debian --check --json   (for a scheduled job)\n"
+                              "  monogres-oci import debian --all --dry-run",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("origin", choices=["debian"], help="where the packages come from")
+    p.add_argument("packages", nargs="*", metavar="SOURCE[=VERSION]",
+                   help="source package names (the newest version whose tarball downloads here, "
+                        "unless =VERSION)")
+    _add_catalog(p)
+    p.add_argument("--all", action="store_true",
+                   help="every source package of the archive's suites that build-depends on "
+                        "postgresql-server-dev-all or postgresql-all; prints what it could not take")
+    p.add_argument("--check", action="store_true",
+                   help="write nothing: list entries whose Debian package has a newer upstream "
+                        "release in the archive, with the import command that takes it")
+    p.add_argument("--dry-run", action="store_true", help="print the entries, do not write")
+    p.add_argument("--cache-dir", metavar="DIR")
+    p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("base", help="make a base image from Debian packages",
                        description="Create a base image with debootstrap from this machine's Debian "

@@ -62,6 +62,13 @@ def _plan(args: argparse.Namespace, catalog: Catalog) -> Plan:
                   recipe_digests=recipe_digests())
 
 
+def cmd_import(args: argparse.Namespace, progress: Progress) -> int:
+    from monogres_oci.cli import _cache_dir
+    from monogres_oci.importer.command import run_import
+
+    return run_import(args, progress, _cache_dir(args.cache_dir))
+
+
 def cmd_validate(args: argparse.Namespace, progress: Progress) -> int:
     catalog = _catalog(args)
     summary = {
@@ -157,18 +164,21 @@ def cmd_build(args: argparse.Namespace, progress: Progress) -> int:
     layout = Layout.open(out) if (out / "index.json").exists() else Layout.create(out)
     packager = Packager(catalog, layout, _base_resolver(layout, args), progress.stage)
     report = run_build(catalog, plan, fetcher=fetcher, cache=BuildCache(cache_dir),
-                       packager=packager, progress=progress, rebuild=args.rebuild)
+                       packager=packager, progress=progress, rebuild=args.rebuild,
+                       gate=not args.no_gate)
     if args.json:
         _print_json({
             "layout": str(out),
             "refs": report.refs,
             "targets": [{"name": r.name, "kind": r.kind, "ok": r.ok, "cached": r.cached,
-                         "error": r.error} for r in report.results],
+                         "error": r.error, "gate": r.gate.to_json() if r.gate else None}
+                        for r in report.results],
         })
     else:
         for r in report.results:
             state = ("ok (cached)" if r.cached else "ok") if r.ok else "FAILED"
-            print(f"{state:<12} {r.kind:<9} {r.name}")
+            gate = f"  gate {r.gate.summary()}" if r.gate else ""
+            print(f"{state:<12} {r.kind:<9} {r.name}{gate}")
         print(f"{len(report.refs)} reference(s) written to the OCI layout {out}")
     for r in report.failed:
         print(f"\n{r.name} failed:\n{r.error}", file=sys.stderr)
@@ -190,6 +200,10 @@ def cmd_publish(args: argparse.Namespace, progress: Progress) -> int:
         key = load_signing_key(Path(args.sign_key))
         count = sign_layout(layout, key, progress=progress.detail)
         progress.stage(f"signed: {count} signature(s) and attestation(s) with key {key.public.hint}")
+    if not args.allow_untested:
+        from monogres_oci.gate import check_gated
+
+        check_gated(layout)
     client = None if args.dry_run else _client(host, args)
     if client is not None:
         client.ping()
@@ -325,7 +339,8 @@ def cmd_rebuild(args: argparse.Namespace, progress: Progress) -> int:
     from monogres_oci.cli import _cache_dir
     from monogres_oci.errors import BuildError, VerifyError
     from monogres_oci.fetch import Fetcher
-    from monogres_oci.rebuild import Published, compare, have_diffoscope, identify, selection_for
+    from monogres_oci.identify import Published, identify, selection_for
+    from monogres_oci.rebuild import compare, have_diffoscope
 
     catalog = _catalog(args)
     overrides = _base_overrides(args, catalog)
@@ -364,7 +379,7 @@ def cmd_rebuild(args: argparse.Namespace, progress: Progress) -> int:
                                f"({item.input_digest[:19]}) than this catalog and these recipes "
                                "plan; expect differences")
         report = run_build(catalog, plan, fetcher=fetcher, cache=BuildCache(work), packager=packager,
-                           progress=progress, rebuild=True,
+                           progress=progress, rebuild=True, gate=False,
                            sandbox_hostname=f"rebuild-{os.urandom(4).hex()}")
         if report.failed:
             raise BuildError("the rebuild failed: " + "; ".join(
@@ -384,6 +399,81 @@ def cmd_rebuild(args: argparse.Namespace, progress: Progress) -> int:
         raise VerifyError(f"not reproduced: {', '.join(different)} (details above; the rebuilt "
                           f"layout is {work / 'oci'})")
     return 0
+
+
+def cmd_test(args: argparse.Namespace, progress: Progress) -> int:
+    import tempfile
+    from collections import defaultdict
+
+    from monogres_oci.build import BuildCache, run_build
+    from monogres_oci.cli import _cache_dir
+    from monogres_oci.errors import VerifyError
+    from monogres_oci.fetch import Fetcher
+    from monogres_oci.identify import Published, identify, identify_in_layout, selection_for
+
+    catalog = _catalog(args)
+    overrides = _base_overrides(args, catalog)
+    if bool(args.layout) == bool(args.references):
+        raise UsageError("give either --layout DIR or published references, not both")
+    published: list[Published] = []
+    if args.layout:
+        layout = Layout.open(Path(args.layout))
+        seen: set[str] = set()
+        for name, desc in layout.refs().items():
+            item = identify_in_layout(layout, name)
+            if (item.get("artifact") != "extension" or desc.digest in seen
+                    or (args.extension and item.get("extension.name") not in args.extension)):
+                continue
+            seen.add(desc.digest)
+            published.append(item)
+    else:
+        out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="monogres-test-"))
+        layout = Layout.open(out) if (out / "index.json").exists() else Layout.create(out)
+        for text in args.references:
+            ref = parse_reference(text)
+            item = identify(_client(ref.host, args), ref)
+            if item.get("artifact") != "extension":
+                raise UsageError(f"{text} is not an extension image (it is a "
+                                 f"{item.get('artifact')} artifact): nothing to test")
+            published.append(item)
+    if not published:
+        raise UsageError(f"no extension image to test in {layout.root}")
+    cache_dir = _cache_dir(args.cache_dir)
+    fetcher = Fetcher(cache_dir, Path(args.distdir) if args.distdir else None, progress.stage)
+    packager = Packager(catalog, layout, _base_resolver(layout, args), progress.stage)
+    groups: dict[tuple[str, str, str, str], list[Published]] = defaultdict(list)
+    for item in published:
+        groups[item.group()].append(item)
+    results = []
+    for (_, _, distro, published_base), group in groups.items():
+        base = overrides.get(distro) or published_base
+        plan = expand(catalog, selection_for(group), base_overrides={distro: base} if base else {},
+                      recipe_digests=recipe_digests())
+        report = run_build(catalog, plan, fetcher=fetcher, cache=BuildCache(cache_dir),
+                           packager=packager, progress=progress)
+        results += [r for r in report.results if r.kind == "extension"]
+    refs = packager.finish()
+    # The images tested must be the very ones asked about: the catalog built them again.
+    for item in published:
+        repo = item.local_repository
+        now = {layout.resolve(n).digest for n in refs if n.startswith(f"{repo}:")}
+        if now and item.digest not in now:
+            raise VerifyError(f"{item}: this catalog builds {sorted(now)[0]}, not "
+                              f"{item.digest}; its result would say nothing about that image "
+                              "(check out the catalog and recipes it was built from)")
+    failed = [r for r in results if not r.ok]
+    if args.json:
+        _print_json({"layout": str(layout.root), "results": [
+            {"name": r.name, "ok": r.ok, "error": r.error,
+             "gate": r.gate.to_json() if r.gate else None} for r in results]})
+    else:
+        for r in results:
+            summary = r.gate.summary() if r.gate else r.error.splitlines()[0]
+            print(f"{'ok' if r.ok else 'FAILED':<7} {r.name}  {summary}")
+        print(f"results attached in the layout {layout.root}")
+    for r in failed:
+        print(f"\n{r.name} failed:\n{r.error}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def _print_rebuild(results: Sequence[RebuildResult], work: Path) -> None:
@@ -438,7 +528,13 @@ def _check_immutable_tags(layout: Layout, client: RegistryClient, namespace: str
 
 
 def cmd_install(args: argparse.Namespace, progress: Progress) -> int:
-    from monogres_oci.install import check_married, install_one, postgresql_conf
+    from monogres_oci.install import (
+        check_bundled,
+        check_married,
+        install_one,
+        postgresql_conf,
+        server_environment,
+    )
 
     platform = Platform.parse(args.platform) if args.platform else this_platform()
     dest = Path(args.dest).resolve()
@@ -449,13 +545,15 @@ def cmd_install(args: argparse.Namespace, progress: Progress) -> int:
         items.append(install_one(_client(ref.host, args), ref, dest, platform, progress.stage,
                                  check=check))
     check_married(items)
+    check_bundled(items)
     conf = postgresql_conf(items)
+    env = server_environment(items)
     if args.json:
         _print_json({"installed": [{"reference": i.reference, "digest": i.digest,
                                     "manifest_digest": i.manifest_digest, "kind": i.kind,
                                     "name": i.name, "path": str(i.path),
                                     "preload": list(i.preload)} for i in items],
-                     "postgresql_conf": conf})
+                     "postgresql_conf": conf, "environment": env})
     else:
         for item in items:
             if item.kind == "postgres":
@@ -465,6 +563,10 @@ def cmd_install(args: argparse.Namespace, progress: Progress) -> int:
             print("# add to postgresql.conf:")
             for line in conf:
                 print(line)
+        if env:
+            print("# environment of the postgres process (e.g. Environment= in its systemd unit):")
+            for key, value in env.items():
+                print(f"{key}={value}")
     return 0
 
 
@@ -488,7 +590,8 @@ def _install_check(args: argparse.Namespace, progress: Progress) -> Any:
 
 
 def cmd_cnpg(args: argparse.Namespace, progress: Progress) -> int:
-    from monogres_oci.cnpg import ExtensionRef, cluster, image_catalog
+    from monogres_oci.cnpg import ExtensionRef, cluster, image_catalog, with_required
+    from monogres_oci.contract import RuntimeContract
     from monogres_oci.tags import extension_tags, postgres_tags
 
     catalog = _catalog(args)
@@ -501,7 +604,8 @@ def cmd_cnpg(args: argparse.Namespace, progress: Progress) -> int:
         option_sets=(args.option_set or release.option_sets[0],),
         distros=(args.distro or release.distros[0],),
         archs=(this_platform().architecture,),
-        extensions=tuple(args.extension), postgres_only=not args.extension)
+        extensions=tuple(_with_requires(catalog, args.extension)),
+        postgres_only=not args.extension)
     plan = expand(catalog, selection, base_overrides={}, recipe_digests=recipe_digests())
     host, namespace = parse_target(args.registry)
     client = _client(host, args)
@@ -515,12 +619,15 @@ def cmd_cnpg(args: argparse.Namespace, progress: Progress) -> int:
     pg = plan.postgres[0]
     pg_tags = postgres_tags(pg, 0, runnable=True)
     postgres_image, _ = pinned(pg_tags.repository, pg_tags.rolling[0])
-    exts = []
+    resolved = []
     for ext in plan.extensions:
         tags = extension_tags(ext, 0)
         reference, labels = pinned(tags.repository, tags.rolling[0])
-        preload = tuple(p for p in labels.get("org.monogres.extension.preload", "").split(",") if p)
-        exts.append(ExtensionRef(ext.extension.name, reference, preload))
+        resolved.append(ExtensionRef(reference, RuntimeContract.from_labels(labels)))
+    # In the order asked for, each after the extensions it requires.
+    by_name = {e.name: e for e in resolved}
+    requested = [by_name[n] for n in dict.fromkeys(x.partition("=")[0] for x in args.extension)]
+    exts = with_required(requested, resolved)
     docs = [cluster(args.name, postgres_image, exts),
             image_catalog(args.name, release.major, postgres_image, exts)]
     text = (json.dumps(docs, indent=2, sort_keys=True) + "\n" if args.json
@@ -541,6 +648,20 @@ def cmd_cnpg(args: argparse.Namespace, progress: Progress) -> int:
         bundle.write_bytes(sign_blob(key, out.read_bytes()))
         print(f"signed {out} -> {bundle} (key {key.public.hint})", file=sys.stderr)
     return 0
+
+
+def _with_requires(catalog: Catalog, wanted: Sequence[str]) -> list[str]:
+    """``NAME[=VERSION]`` items plus the extensions they require (runtime.requires), by name."""
+    known = {e.name: e for e in catalog.extensions}
+    out = list(wanted)
+    names = [w.partition("=")[0] for w in wanted]
+    while names:
+        name = names.pop()
+        for required in known[name].runtime.requires if name in known else ():
+            if required not in {o.partition("=")[0] for o in out}:
+                out.append(required)
+                names.append(required)
+    return out
 
 
 def cmd_base(args: argparse.Namespace, progress: Progress) -> int:

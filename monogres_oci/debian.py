@@ -19,6 +19,14 @@ from monogres_oci.runner import run
 SUITES = ("sid", "trixie", "bookworm")
 
 
+def archive_mirror() -> str:
+    """This machine's Debian mirror, as fetching sees it: a FetchError when there is none."""
+    try:
+        return system_mirror()
+    except BuildError as exc:
+        raise FetchError(str(exc)) from None
+
+
 @dataclass(frozen=True)
 class SourceFileURI:
     """One file of a Debian source package as apt would download it."""
@@ -31,9 +39,13 @@ class SourceFileURI:
 class PrivateApt:
     """apt-get with our own sources list and state, so the host's apt setup is left alone."""
 
-    def __init__(self, state_dir: Path, suites: tuple[str, ...] = SUITES) -> None:
+    def __init__(self, state_dir: Path, suites: tuple[str, ...] = SUITES,
+                 binary_arch: str = "") -> None:
         self.state_dir = state_dir
         self.suites = suites
+        # With an architecture, the binary package indexes too (the importer reads their
+        # descriptions); source fetching needs only the Sources indexes.
+        self.binary_arch = binary_arch
         self._updated = False
 
     def _options(self) -> list[str]:
@@ -51,16 +63,34 @@ class PrivateApt:
         """Write the sources list and download the package indexes (once per instance)."""
         if self._updated:
             return
-        try:
-            mirror = system_mirror()
-        except BuildError as exc:
-            raise FetchError(str(exc)) from None
+        mirror = archive_mirror()
         (self.state_dir / "lists" / "partial").mkdir(parents=True, exist_ok=True)
         (self.state_dir / "cache" / "archives" / "partial").mkdir(parents=True, exist_ok=True)
         lines = [f"deb-src {mirror} {suite} main" for suite in self.suites]
+        if self.binary_arch:
+            lines += [f"deb [arch={self.binary_arch}] {mirror} {suite} main" for suite in self.suites]
         (self.state_dir / "sources.list").write_text("\n".join(lines) + "\n")
         run(["apt-get", *self._options(), "update"], what="apt-get update (private sources list)")
         self._updated = True
+
+    def indexes(self, kind: str) -> list[tuple[str, Path]]:
+        """(suite, file) of each downloaded index of ``kind`` ("Sources" or "Packages"), in the
+        order of the sources list; the files are as apt keeps them (compressed)."""
+        self.update()
+        listing = run(["apt-get", *self._options(), "indextargets", "--format",
+                       "$(CODENAME)\t$(FILENAME)", f"Created-By: {kind}"],
+                      what="apt-get indextargets (private sources list)").stdout
+        found = []
+        for line in listing.splitlines():
+            suite, _, name = line.partition("\t")
+            if name and Path(name).is_file():
+                found.append((suite, Path(name)))
+        return found
+
+    def read_index(self, path: Path) -> str:
+        """An index file's text, decompressed by apt's own helper (lz4, xz, ...)."""
+        return run(["/usr/lib/apt/apt-helper", "cat-file", str(path)],
+                   what=f"apt-helper cat-file {path.name}").stdout
 
     def source_uris(self, package: str) -> list[SourceFileURI]:
         """The files of source package ``NAME=VERSION`` as apt would fetch them."""

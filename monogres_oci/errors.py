@@ -66,6 +66,10 @@ class CommandError(MonogresError):
         super().__init__(f"{head} (exit {returncode})\n{tail}".rstrip())
 
 
+class ImporterError(MonogresError):
+    """A source package could not be turned into a catalog entry (or not without a person)."""
+
+
 class BuildError(MonogresError):
     """A compile step failed; the message ends with the tail of the build log."""
 
@@ -80,3 +84,7 @@ class AuthError(RegistryError):
 
 class VerifyError(MonogresError):
     """Pulled content does not match its digest or is not what was asked for."""
+
+
+class GateError(MonogresError):
+    """The gate could not run (the server did not start, the engine refused): not a test result."""

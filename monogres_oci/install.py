@@ -8,6 +8,7 @@ anything appears in place.
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
@@ -15,12 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, cast
 
+from monogres_oci.contract import RuntimeContract
 from monogres_oci.errors import UsageError, VerifyError
 from monogres_oci.oci.extract import extract_layer
 from monogres_oci.oci.model import Platform
 from monogres_oci.oci.reference import Reference
 from monogres_oci.oci.registry import RegistryClient
 from monogres_oci.pull import PulledImage, resolve
+from monogres_oci.relocate import is_text
 
 # The labels that tie an extension to the exact Postgres build it was compiled against.
 BUILD_KEYS = ("org.monogres.postgres.version", "org.monogres.postgres.option_set",
@@ -40,9 +43,12 @@ class Installed:
     labels: dict[str, str]
 
     @property
+    def contract(self) -> RuntimeContract:
+        return RuntimeContract.from_labels(self.labels)
+
+    @property
     def preload(self) -> tuple[str, ...]:
-        value = self.labels.get("org.monogres.extension.preload", "")
-        return tuple(v for v in value.split(",") if v)
+        return self.contract.shared_preload_libraries
 
 
 def install_one(client: RegistryClient, ref: Reference, dest: Path, platform: Platform,
@@ -69,6 +75,10 @@ def install_one(client: RegistryClient, ref: Reference, dest: Path, platform: Pl
     staging.chmod(0o755)
     try:
         _extract(client, image, staging, progress)
+        mount = RuntimeContract.from_labels(labels).mount
+        if kind == "extension" and mount and str(target) != mount:
+            moved = repoint(staging, mount, str(target))
+            progress(f"{ref}: its files name {mount}; rewrote {moved} file(s) for {target}")
         if kind == "extension":
             if target.exists():
                 shutil.rmtree(target)
@@ -89,6 +99,21 @@ def _extract(client: RegistryClient, image: PulledImage, into: Path,
         with client.open_blob(repo, layer.digest, layer.size) as blob:
             # BlobReader is a read-only stream: all that gzip needs of a BinaryIO.
             extract_layer(cast(BinaryIO, blob), into, digest=layer.digest, size=layer.size, diff_id=diff_id)
+
+
+def repoint(root: Path, mount: str, where: str) -> int:
+    """Rewrite the mount point an image's text files name (see relocate) to where it is
+    installed; return how many files changed. Only ``share/`` holds such files."""
+    changed = 0
+    old, new = f"{mount}/".encode(), f"{where}/".encode()
+    for path in sorted((root / "share").rglob("*")) if (root / "share").is_dir() else ():
+        if path.is_symlink() or not path.is_file():
+            continue
+        data = path.read_bytes()
+        if old in data and is_text(data):
+            path.write_bytes(data.replace(old, new))
+            changed += 1
+    return changed
 
 
 def _merge_into(source: Path, dest: Path) -> None:
@@ -112,6 +137,28 @@ def check_married(items: Sequence[Installed]) -> None:
                           "must not be loaded together:\n" + "\n".join(lines))
 
 
+def check_bundled(items: Sequence[Installed]) -> None:
+    """Two extensions loaded by one server must not bundle different files under one soname:
+    the dynamic loader keeps the first library of a soname a process loads, so the second
+    extension would run against the other's copy. (Builds in one base bundle the same package
+    versions, so this holds unless the archive moved between their builds.)"""
+    seen: dict[str, tuple[str, Installed]] = {}
+    clashes = []
+    for item in items:
+        system = item.path / "system"
+        if item.kind != "extension" or not system.is_dir():
+            continue
+        for lib in sorted(system.iterdir()):
+            digest = hashlib.sha256(lib.read_bytes()).hexdigest()
+            first = seen.setdefault(lib.name, (digest, item))
+            if first[0] != digest:
+                clashes.append(f"  {lib.name}: {first[1].reference} and {item.reference}")
+    if clashes:
+        raise VerifyError("these extensions bundle different builds of the same libraries and "
+                          "must not be loaded by one server (rebuild them against the same "
+                          "archive state):\n" + "\n".join(clashes))
+
+
 def postgresql_conf(items: Sequence[Installed]) -> list[str]:
     """The postgresql.conf lines that make Postgres find (and preload) the installed extensions."""
     exts = [i for i in items if i.kind == "extension"]
@@ -132,11 +179,29 @@ def postgresql_conf(items: Sequence[Installed]) -> list[str]:
             + "'",
             "dynamic_library_path = '$libdir:" + ":".join(f"{e.path}/lib" for e in exts) + "'",
         ]
-    preload = [lib for e in exts for lib in e.preload]
+    preload = list(dict.fromkeys(lib for e in exts for lib in e.preload))
     if preload:
         lines.append(f"shared_preload_libraries = '{','.join(preload)}'")
-    system = [e for e in exts if (e.path / "system").is_dir()]
-    if system:
-        lines.append("# bundled libraries: start postgres with LD_LIBRARY_PATH="
-                     + ":".join(f"{e.path}/system" for e in system))
     return lines
+
+
+def server_environment(items: Sequence[Installed]) -> dict[str, str]:
+    """The environment the postgres process needs for the installed extensions, as CloudNativePG
+    sets it: their ``env`` (``${image_root}`` = where each is), ``PATH`` with their ``bin_path``,
+    ``LD_LIBRARY_PATH`` with their ``ld_library_path`` (on bare metal the bundled libraries are
+    also found without it: the extension's objects carry an RPATH to ``system/``)."""
+    env: dict[str, str] = {}
+    ld: list[str] = []
+    bins: list[str] = []
+    for e in items:
+        if e.kind != "extension":
+            continue
+        contract = e.contract
+        env.update(contract.env_at(str(e.path)))
+        ld += contract.paths_at(str(e.path), contract.ld_library_path)
+        bins += contract.paths_at(str(e.path), contract.bin_path)
+    if ld:
+        env["LD_LIBRARY_PATH"] = ":".join(ld)
+    if bins:
+        env["PATH"] = ":".join(bins) + ":$PATH"
+    return env

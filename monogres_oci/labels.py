@@ -12,6 +12,7 @@ from typing import Any
 import jsonschema
 
 from monogres_oci.catalog.model import Catalog
+from monogres_oci.contract import RuntimeContract
 from monogres_oci.errors import MonogresError
 from monogres_oci.plan import ExtensionTarget, PostgresTarget
 
@@ -92,22 +93,22 @@ def postgres_labels(catalog: Catalog, pg: PostgresTarget, epoch: int, *, runnabl
 
 
 def extension_labels(catalog: Catalog, target: ExtensionTarget, epoch: int,
-                     postgres_image: str) -> dict[str, str]:
-    """Labels of an extension image; ``postgres_image`` is the repository:tag it was built for."""
+                     postgres_image: str, contract: RuntimeContract,
+                     license_expression: str) -> dict[str, str]:
+    """Labels of an extension image; ``postgres_image`` is the repository:tag it was built for,
+    ``license_expression`` covers the extension and every package it bundles."""
     ext, version, pg = target.extension, target.version, target.postgres
     labels = _base(catalog, pg, epoch, target.key, version.source.sha256)
     labels.update({
         "org.opencontainers.image.title": ext.name,
         "org.opencontainers.image.description": ext.description,
         "org.opencontainers.image.version": version.version,
-        "org.opencontainers.image.licenses": ext.license,
+        "org.opencontainers.image.licenses": license_expression,
         "org.opencontainers.image.url": ext.homepage,
         "io.cloudnativepg.image.base.name": postgres_image,
         "io.cloudnativepg.image.sql.version": version.sql_version,
         "org.monogres.artifact": "extension",
-        "org.monogres.extension.name": ext.name,
-        "org.monogres.extension.sql_name": ext.sql_name,
         "org.monogres.extension.version": version.version,
-        "org.monogres.extension.preload": ",".join(ext.shared_preload_libraries),
+        **contract.labels(),
     })
     return validate(labels)

@@ -24,8 +24,9 @@ from pathlib import Path
 from monogres_oci.attest.buildinfo import BuildRecord
 from monogres_oci.attest.image import attest_image
 from monogres_oci.catalog import Catalog
-from monogres_oci.compile import ExtensionBuildOutput, PostgresBuildOutput
+from monogres_oci.compile import PostgresBuildOutput
 from monogres_oci.errors import BuildError
+from monogres_oci.image_volume import StagedExtension
 from monogres_oci.labels import extension_labels, postgres_labels, rfc3339
 from monogres_oci.oci.digest import sha256_digest
 from monogres_oci.oci.layer import LayerEntry, LayerInfo, Override, tree_entries, write_layer
@@ -61,6 +62,7 @@ class PlatformImage:
 class _Group:
     tags: Tags
     images: list[PlatformImage] = field(default_factory=list)
+    withdrawn: bool = False  # failed the gate on some platform: never tagged
 
 
 class Packager:
@@ -98,12 +100,15 @@ class Packager:
 
     def _add(self, tags: Tags, image: PlatformImage) -> None:
         group = self._groups.setdefault((tags.repository, tags.immutable), _Group(tags))
-        group.images.append(image)
+        if not group.withdrawn:
+            group.images.append(image)
 
     # --- artifacts --------------------------------------------------------------------------
 
-    def add_postgres(self, pg: PostgresTarget, out: PostgresBuildOutput, record: BuildRecord) -> None:
-        """Package the install tree twice: scratch artifact and runnable image, one layer blob."""
+    def add_postgres(self, pg: PostgresTarget, out: PostgresBuildOutput,
+                     record: BuildRecord) -> Descriptor:
+        """Package the install tree twice: scratch artifact and runnable image, one layer blob.
+        Return the runnable image's manifest (what the gate runs extensions in)."""
         epoch = record.source_date_epoch
         platform = Platform(architecture=pg.arch, os="linux")
         prefix = f"usr/lib/postgresql/{pg.release.major}"
@@ -140,25 +145,26 @@ class Packager:
         self._pg_image_tags[pg.key] = image_tags
         self.progress(f"packaged {pg.name}: postgresql-dist and postgresql "
                       f"(layer {pg_layer.digest[:19]}, {pg_layer.size / 1e6:.1f} MB)")
+        return desc
 
-    def add_extension(self, ext: ExtensionTarget, out: ExtensionBuildOutput,
-                      record: BuildRecord) -> None:
-        """Package an extension in CloudNativePG's image-volume layout."""
+    def add_extension(self, ext: ExtensionTarget, staged: StagedExtension,
+                      record: BuildRecord) -> Descriptor:
+        """Package an extension in CloudNativePG's image-volume layout; return its manifest."""
         epoch = record.source_date_epoch
         pg = ext.postgres
         platform = Platform(architecture=pg.arch, os="linux")
-        entries, dropped = _extension_entries(out, pg.release.major, ext.extension.name)
-        if not any(e.path.startswith("share/extension/") and e.path.endswith(".control")
-                   for e in entries):
-            raise BuildError(f"{ext.name}: the build installed no control file under "
-                             "share/extension; is this a PGXS extension?")
-        if dropped:
-            self.progress(f"{ext.name}: not packaged (outside lib/ and share/): "
-                          f"{', '.join(sorted(dropped))}")
+        if staged.dropped:
+            self.progress(f"{ext.name}: not packaged (outside lib/, share/ and bin/): "
+                          f"{', '.join(staged.dropped)}")
+        for rewrite in staged.relocated.rewrites:
+            self.progress(f"{ext.name}: {rewrite.path}:{rewrite.line}: {rewrite.before} -> "
+                          f"{rewrite.after}")
+        entries = list(staged.entries)
         layer = self._layer(entries, epoch)
         pg_tags = self._pg_image_tags.get(pg.key) or postgres_tags(pg, epoch, runnable=True)
         labels = extension_labels(self.catalog, ext, epoch,
-                                  f"{pg_tags.repository}:{pg_tags.rolling[0]}")
+                                  f"{pg_tags.repository}:{pg_tags.rolling[0]}", staged.contract,
+                                  staged.license)
         desc = self._image(platform, [layer],
                            [layer.annotations["io.deis.oras.content.digest"]], labels, epoch)
         entry = {"extension": {k: v for k, v in dataclasses.asdict(ext.extension).items() if k != "versions"},
@@ -166,7 +172,21 @@ class Packager:
                  "distro": pg.distro}
         attest_image(self.layout, desc, labels, record, entries, entry, self.catalog.publisher)
         self._add(extension_tags(ext, epoch), PlatformImage(desc, labels))
-        self.progress(f"packaged {ext.name} ({layer.size / 1e3:.0f} kB)")
+        bundled = sum(1 for e in entries if e.path.startswith("system/") and e.source)
+        self.progress(f"packaged {ext.name} ({layer.size / 1e3:.0f} kB"
+                      + (f", {bundled} bundled libraries" if bundled else "") + ")")
+        return desc
+
+    def withdraw(self, ext: ExtensionTarget) -> None:
+        """Leave an artifact out of the tags (one of its images failed the gate), every platform
+        of it: a tag promises all of them. The blobs stay in the layout, named by no tag, so
+        nothing publishes them."""
+        epoch_free = extension_tags(ext, 0)
+        for group in self._groups.values():
+            if (group.tags.repository, group.tags.rolling) == (epoch_free.repository,
+                                                                 epoch_free.rolling):
+                group.images.clear()
+                group.withdrawn = True
 
     # --- indexes and tags -------------------------------------------------------------------
 
@@ -174,6 +194,13 @@ class Packager:
         """Write one index per artifact over its platforms, then every tag; return ref names."""
         names: list[str] = []
         for (repository, _), group in sorted(self._groups.items()):
+            if group.withdrawn:
+                # A tag an earlier build of this layout wrote must not stay on older content.
+                for tag in group.tags.all:
+                    if f"{repository}:{tag}" in self.layout.refs():
+                        self.layout.remove_ref(f"{repository}:{tag}")
+            if not group.images:
+                continue
             index = assemble_index([(i.descriptor, i.labels) for i in group.images])
             desc = self.layout.add_manifest(index)
             for tag in group.tags.all:
@@ -223,26 +250,3 @@ def _runnable_env(base_env: tuple[str, ...], bindir: str) -> tuple[str, ...]:
     env.setdefault("LANG", "C.UTF-8")
     env["PGDATA"] = "/var/lib/postgresql/data"
     return tuple(f"{k}={v}" for k, v in sorted(env.items()))
-
-
-def _extension_entries(out: ExtensionBuildOutput, major: int,
-                       name: str) -> tuple[list[LayerEntry], set[str]]:
-    """Map ``make install`` output onto the image-volume layout; report what is left out."""
-    prefix = out.install_root / f"usr/lib/postgresql/{major}"
-    entries: list[LayerEntry] = []
-    dropped: set[str] = set()
-    if not prefix.is_dir():
-        raise BuildError(f"{name}: make install put nothing under usr/lib/postgresql/{major}")
-    for child in sorted(prefix.iterdir()):
-        if child.name == "lib" and child.is_dir():
-            entries += tree_entries(child, "lib")
-        elif child.name == "share" and child.is_dir():
-            entries += tree_entries(child, "share")
-        else:
-            dropped.add(child.name + ("/" if child.is_dir() else ""))
-    for other in sorted(out.install_root.iterdir()):
-        if other.name != "usr":
-            dropped.add(other.name)
-    if out.licenses_dir.is_dir() and any(out.licenses_dir.iterdir()):
-        entries += tree_entries(out.licenses_dir, f"licenses/{name}")
-    return entries, dropped

@@ -9,6 +9,7 @@ compiled against, so a new Postgres build rebuilds its extensions.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import platform as host_platform
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from monogres_oci.catalog.model import (
+    BuildRecipe,
     Catalog,
     Distro,
     Extension,
@@ -42,6 +44,15 @@ def _method(arch: str, build_arch: str, emulate: bool) -> Method:
     if arch == build_arch:
         return "native"
     return "emulated" if emulate else "cross"
+
+
+def _recipe_json(recipe: BuildRecipe) -> dict[str, object]:
+    doc = dataclasses.asdict(recipe)
+    doc.pop("emulate")  # the method (below) is what it changes
+    doc["keep_paths"] = [glob for glob, _ in recipe.keep_paths]  # the reasons change nothing
+    # A patch is named by its content; where the file lies and why are not inputs.
+    doc["patches"] = [p.sha256 for p in recipe.patches]
+    return doc
 
 
 def _digest(doc: Mapping[str, object]) -> str:
@@ -147,9 +158,10 @@ class ExtensionTarget:
             "name": self.extension.name,
             "version": self.version.version,
             "source": self.version.source.sha256,
-            "build_system": self.extension.build_system,
-            "packages": list(self.extension.build_packages),
-            "make_flags": list(self.extension.make_flags),
+            # Every argument of the build and what the annotations say of the runtime contract.
+            "build": _recipe_json(self.extension.build),
+            "runtime": dataclasses.asdict(self.extension.runtime),
+            "sql_names": list(self.extension.sql_names),
             "postgres": self.postgres.key,
             "method": self.method,
             "recipe": self.recipe_digest,
@@ -231,6 +243,8 @@ def expand(
                 for pg in pg_targets:
                     # Extensions go with the default option set unless option sets were asked for.
                     if not (pg.default_option_set or selection.option_sets):
+                        continue
+                    if ext.distros and pg.distro.name not in ext.distros:
                         continue
                     if version.postgres.admits(pg.release.version):
                         ext_targets.append(ExtensionTarget(

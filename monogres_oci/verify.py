@@ -7,6 +7,8 @@ subject's referrers (API or fallback tag):
   and whose statement names that digest;
 * for platform manifests, signed SPDX and SLSA attestations about that digest, a provenance of
   this project's build type, and the published raw SBOM identical to the signed one;
+* for extension images also a signed test result of the gate that passed (the image worked in
+  its runnable Postgres image, its upstream suite passing but for known failures);
 * with ``blobs``, that config and layers download with the digests the manifest records.
 
 Bundles that do not verify with the key are skipped (someone else may have signed too); if none
@@ -25,6 +27,7 @@ from monogres_oci.attest.image import SPDX_PREDICATE
 from monogres_oci.attest.provenance import BUILD_TYPE
 from monogres_oci.attest.provenance import PREDICATE_TYPE as SLSA_PREDICATE
 from monogres_oci.errors import VerifyError
+from monogres_oci.gate.results import TEST_RESULT_PREDICATE
 from monogres_oci.oci.digest import CHUNK_SIZE
 from monogres_oci.oci.model import MANIFEST_TYPES, Platform, parse_index, parse_manifest
 from monogres_oci.oci.reference import Reference
@@ -40,6 +43,8 @@ from monogres_oci.sign import (
 )
 
 ATTESTATIONS = {"SPDX SBOM": SPDX_PREDICATE, "SLSA provenance": SLSA_PREDICATE}
+TEST_RESULT = "test result"
+PASSING = ("PASSED", "WARNED")
 
 
 @dataclass(frozen=True)
@@ -89,7 +94,7 @@ def _read_referrers(client: RegistryClient, repo: str, digest: str,
     return found
 
 
-def _problems(found: _Referrers, *, attestations: bool) -> list[str]:
+def _problems(found: _Referrers, *, attestations: bool, gated: bool = False) -> list[str]:
     problems = []
     if COSIGN_SIGN_PREDICATE not in found.statements:
         why = "; ".join(found.rejected) if found.rejected else "no signature is attached"
@@ -104,6 +109,13 @@ def _problems(found: _Referrers, *, attestations: bool) -> list[str]:
         build_type = provenance.get("predicate", {}).get("buildDefinition", {}).get("buildType")
         if build_type != BUILD_TYPE:
             problems.append(f"provenance has build type {build_type!r}, not {BUILD_TYPE}")
+    if gated:
+        result = found.statements.get(TEST_RESULT_PREDICATE)
+        verdict = result.get("predicate", {}).get("result") if result is not None else None
+        if verdict is None:
+            problems.append("no signed test result (the gate's): nothing proves the image works")
+        elif verdict not in PASSING:
+            problems.append(f"its signed test result says {verdict}")
     sbom = found.statements.get(SPDX_PREDICATE)
     if sbom is not None:
         if found.raw_sbom is None:
@@ -114,13 +126,20 @@ def _problems(found: _Referrers, *, attestations: bool) -> list[str]:
 
 
 def check_digest(client: RegistryClient, repo: str, digest: str, key: PublicKey, *,
-                 attestations: bool) -> tuple[str, ...]:
-    """Verify one digest's signature (and attestations); return the attestation kinds found."""
+                 attestations: bool, gated: bool = False) -> tuple[str, ...]:
+    """Verify one digest's signature (and attestations, and for an extension image its passing
+    test result); return the attestation kinds found."""
     found = _read_referrers(client, repo, digest, key)
-    problems = _problems(found, attestations=attestations)
+    problems = _problems(found, attestations=attestations, gated=gated)
     if problems:
         raise VerifyError(f"{client.host}/{repo}@{digest}: " + "; ".join(problems))
-    return tuple(name for name, p in ATTESTATIONS.items() if p in found.statements)
+    kinds = [name for name, p in ATTESTATIONS.items() if p in found.statements]
+    return tuple(kinds + ([TEST_RESULT] if TEST_RESULT_PREDICATE in found.statements else []))
+
+
+def _is_extension(client: RegistryClient, repo: str, manifest_digest: str) -> bool:
+    data, _, _ = client.get_manifest(repo, manifest_digest)
+    return parse_manifest(data).annotations.get("org.monogres.artifact") == "extension"
 
 
 def _check_blobs(client: RegistryClient, repo: str, manifest_digest: str) -> int:
@@ -142,7 +161,8 @@ def verify_pulled(client: RegistryClient, image: PulledImage, key: PublicKey) ->
     if image.digest != image.manifest_digest:
         check_digest(client, repo, image.digest, key, attestations=False)
         checked.append(Checked(image.digest, "", signed=True))
-    found = check_digest(client, repo, image.manifest_digest, key, attestations=True)
+    gated = image.config.labels.get("org.monogres.artifact") == "extension"
+    found = check_digest(client, repo, image.manifest_digest, key, attestations=True, gated=gated)
     checked.append(Checked(image.manifest_digest, "", signed=True, attestations=found))
     return checked
 
@@ -167,7 +187,8 @@ def verify_reference(client: RegistryClient, ref: Reference, key: PublicKey, *,
         if not manifests:
             raise VerifyError(f"{ref}: the index has no manifest for {platform}")
     for manifest_digest, plat in manifests:
-        found = check_digest(client, repo, manifest_digest, key, attestations=True)
+        found = check_digest(client, repo, manifest_digest, key, attestations=True,
+                             gated=_is_extension(client, repo, manifest_digest))
         count = _check_blobs(client, repo, manifest_digest) if blobs else 0
         progress(f"{plat or 'manifest'} {manifest_digest[:19]}: signature, "
                  f"{', '.join(found)} verified; {count} blob digest(s) checked")

@@ -58,7 +58,7 @@ echo "$BASE"
 
 say "building PostgreSQL 18.6 (regular) + pgaudit + rum for linux/amd64"
 "${M[@]}" build --postgres 18.6 --option-set regular --arch amd64 \
-  --extension pgaudit --extension rum --base "bookworm=$BASE" --out "$WORK/oci" "${CACHE[@]}"
+  --distro bookworm --extension pgaudit --extension rum --base "bookworm=$BASE" --out "$WORK/oci" "${CACHE[@]}"
 
 KEY=$WORK/monogres.key
 if [[ ! -f $KEY ]]; then

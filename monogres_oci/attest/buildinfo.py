@@ -8,11 +8,14 @@ always give the same record.
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from monogres_oci.attest.deb_license import package_license
 from monogres_oci.catalog.model import Source
 from monogres_oci.compile import (
     ExtensionBuildOutput,
@@ -22,6 +25,7 @@ from monogres_oci.compile import (
 )
 from monogres_oci.errors import BuildError
 from monogres_oci.plan import ExtensionTarget, PostgresTarget
+from monogres_oci.relocate import Rewrite
 
 BUILDINFO_FORMAT = "monogres-oci buildinfo 1"
 
@@ -38,6 +42,23 @@ class DebPackage:
         """The package URL (purl spec, type ``deb``), e.g. ``pkg:deb/debian/libssl3@3.0.20?...``."""
         return (f"pkg:deb/debian/{quote(self.name, safe='')}@{quote(self.version, safe='')}"
                 f"?arch={quote(self.arch, safe='')}&distro={quote(suite, safe='')}")
+
+
+@dataclass(frozen=True)
+class BundledPackage:
+    """A Debian package whose files an extension image ships (libraries in ``system/``, data
+    under ``share/``), exactly as installed in the build, with the .deb's sha256 from the
+    archive's index and the licence its copyright file states."""
+
+    name: str
+    version: str
+    arch: str
+    sha256: str
+    license: str  # SPDX expression
+
+    @property
+    def deb(self) -> DebPackage:
+        return DebPackage(self.name, self.version, self.arch)
 
 
 @dataclass(frozen=True)
@@ -73,6 +94,10 @@ class BuildRecord:
     base_packages: tuple[DebPackage, ...] = ()  # in the base image (postgres builds)
     runtime_packages: tuple[DebPackage, ...] = ()  # bundled into the runnable image
     postgres: BuildRecord | None = None  # the Postgres build an extension was compiled against
+    bundled: tuple[BundledPackage, ...] = ()  # shipped in an extension image's system/, share/
+    rpaths: tuple[tuple[str, str], ...] = ()  # ELF file -> its RPATH, as shipped
+    relocations: tuple[Rewrite, ...] = ()  # absolute paths rewritten to the mount point
+    kept_paths: tuple[str, ...] = ()  # files shipped as built, as the catalog's keep_paths say
 
     def to_json(self) -> dict[str, Any]:
         """A JSON form, stable key order and lists as recorded (sorted by package name)."""
@@ -98,6 +123,12 @@ class BuildRecord:
         if self.postgres is not None:
             doc["postgres"] = {"target": self.postgres.target,
                                "input_digest": self.postgres.input_digest}
+        if self.kind == "extension":
+            doc["bundled_packages"] = [{**_pkg_json(p.deb), "sha256": p.sha256,
+                                        "license": p.license} for p in self.bundled]
+            doc["rpaths"] = dict(self.rpaths)
+            doc["relocations"] = [dataclasses.asdict(r) for r in self.relocations]
+            doc["kept_paths"] = list(self.kept_paths)
         return doc
 
 
@@ -120,6 +151,37 @@ def read_packages(path: Path, *, required: bool = True) -> tuple[DebPackage, ...
             raise BuildError(f"build record: {path}:{number}: expected NAME<TAB>VERSION<TAB>ARCH")
         packages.append(DebPackage(*fields))
     return tuple(sorted(packages, key=lambda p: (p.name, p.arch)))
+
+
+def read_bundled(meta_dir: Path, licenses_dir: Path) -> tuple[BundledPackage, ...]:
+    """The bundled packages an extension build recorded (``NAME VERSION ARCH SHA256``), each
+    with the licence of the copyright file it copied."""
+    path = meta_dir / "bundled-packages.tsv"
+    if not path.is_file():
+        raise BuildError(f"build record: {path} is missing; rebuild the target (--rebuild)")
+    packages = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        fields = line.split("\t")
+        if len(fields) != 4:
+            raise BuildError(f"build record: {path}:{number}: expected NAME VERSION ARCH SHA256")
+        name, version, arch, sha256 = fields
+        copyright_file = licenses_dir / name / "copyright"
+        if not copyright_file.is_file():
+            raise BuildError(f"build record: {name} is bundled without {copyright_file}")
+        text = copyright_file.read_text(encoding="utf-8", errors="replace")
+        packages.append(BundledPackage(name, version, arch, sha256,
+                                       package_license(name, text).expression))
+    return tuple(sorted(packages, key=lambda p: (p.name, p.arch)))
+
+
+def _rpaths(meta: Path) -> tuple[tuple[str, str], ...]:
+    path = meta / "rpaths.tsv"
+    if not path.is_file():
+        return ()
+    pairs = [tuple(line.split("\t", 1)) for line in path.read_text().splitlines() if line]
+    return tuple(sorted((a, b) for a, b in pairs))
 
 
 def _compilers(meta: Path) -> tuple[str, ...]:
@@ -163,14 +225,15 @@ def postgres_record(pg: PostgresTarget, out: PostgresBuildOutput, epoch: int) ->
 
 
 def extension_record(ext: ExtensionTarget, out: ExtensionBuildOutput, epoch: int,
-                     postgres: BuildRecord) -> BuildRecord:
+                     postgres: BuildRecord, *, bundled: Sequence[BundledPackage],
+                     relocations: Sequence[Rewrite] = (),
+                     kept_paths: Sequence[str] = ()) -> BuildRecord:
     """The build record of an extension target, linked to the Postgres build it used."""
     pg = ext.postgres
     source = ext.version.source
     args = extension_build_args(
         base_image=pg.base_image, pg_major=pg.release.major, tarball=source.sha256,
-        build_packages=pg.build_packages, extra_packages=ext.extension.build_packages,
-        make_flags=ext.extension.make_flags, source_date_epoch=epoch,
+        build_packages=pg.build_packages, recipe=ext.extension.build, source_date_epoch=epoch,
         compile_on=ext.compile_on)
     return BuildRecord(
         kind="extension", target=ext.name, input_digest=_sha256(ext.key), platform=pg.platform,
@@ -183,4 +246,8 @@ def extension_record(ext: ExtensionTarget, out: ExtensionBuildOutput, epoch: int
         compilers=_compilers(out.meta_dir),
         source_date_epoch=epoch,
         postgres=postgres,
+        bundled=tuple(bundled),
+        rpaths=_rpaths(out.meta_dir),
+        relocations=tuple(relocations),
+        kept_paths=tuple(kept_paths),
     )

@@ -48,6 +48,20 @@ def _dependencies(record: BuildRecord) -> list[dict[str, Any]]:
     return deps
 
 
+def _packaging(record: BuildRecord) -> dict[str, Any]:
+    """What packaging did to an extension's build output: the libraries it bundled, the RPATHs
+    it set, the paths it rewrote to the mount point and the files it shipped as built."""
+    if record.kind != "extension":
+        return {}
+    return {
+        "bundledPackages": [{"name": b.name, "uri": b.deb.purl(record.suite),
+                             "digest": {"sha256": b.sha256}} for b in record.bundled],
+        "rpaths": dict(record.rpaths),
+        "relocations": [dataclasses.asdict(r) for r in record.relocations],
+        "keptPaths": list(record.kept_paths),
+    }
+
+
 def provenance_predicate(record: BuildRecord, catalog_entry: dict[str, Any]) -> dict[str, Any]:
     """The SLSA v1 predicate for a target's build record and its catalog entry."""
     return {
@@ -62,6 +76,7 @@ def provenance_predicate(record: BuildRecord, catalog_entry: dict[str, Any]) -> 
                 "buildArgs": dict(record.build_args),
                 "sourceDateEpoch": record.source_date_epoch,
                 "compilers": list(record.compilers),
+                **_packaging(record),
             },
             "resolvedDependencies": _dependencies(record),
         },

@@ -34,6 +34,9 @@ from monogres_oci.oci.digest import CHUNK_SIZE, encoded
 from monogres_oci.oci.layer import LayerEntry, archive_path
 
 SPDX_MEDIA_TYPE = "application/spdx+json"
+# The licence reference an image's annotation uses for its bundled packages when their
+# expression is too long for an annotation (see image_volume).
+BUNDLED_LICENSE_REF = "LicenseRef-bundled-debian-packages"
 SPDX_VERSION = "SPDX-2.3"
 NOASSERTION = "NOASSERTION"
 DOCUMENT_ID = "SPDXRef-DOCUMENT"
@@ -216,6 +219,9 @@ def _deb_packages(record: BuildRecord, bundled: bool) -> list[tuple[DebPackage, 
             purposes[pkg] = "OPERATING-SYSTEM"
         for pkg in record.runtime_packages:
             purposes[pkg] = "LIBRARY"
+    # An extension image's system/ libraries and share/ data, from these exact packages.
+    for shipped in record.bundled:
+        purposes[shipped.deb] = "LIBRARY"
     toolchain = set(record.toolchain)
     every = set(purposes) | toolchain
     return [(pkg, purposes.get(pkg, ""), pkg in purposes, pkg in toolchain)
@@ -226,9 +232,19 @@ def _extracted_licenses(packages: Iterable[dict[str, Any]]) -> list[dict[str, st
     """Declare every ``LicenseRef-`` the expressions use, which SPDX requires of a document."""
     refs = sorted({ref for package in packages
                    for ref in _LICENSE_REF.findall(str(package.get("licenseDeclared", "")))})
-    return [{"licenseId": ref, "name": ref,
-             "extractedText": f"{ref}: see the license files in the package's source distribution."}
-            for ref in refs]
+    return [{"licenseId": ref, "name": ref, "extractedText": _extracted_text(ref)} for ref in refs]
+
+
+def _extracted_text(ref: str) -> str:
+    if ref == BUNDLED_LICENSE_REF:
+        return ("The licences of the Debian packages this image bundles (system/, share/): each "
+                "package's licenseDeclared in this document, and its copyright file under "
+                "licenses/<package>/ in the image.")
+    if ref.startswith("LicenseRef-deb-"):
+        name = ref.removeprefix("LicenseRef-deb-")
+        return (f"The licence stated in the Debian copyright file of {name}, which is not "
+                f"machine-readable; the image holds it as licenses/{name}/copyright.")
+    return f"{ref}: see the license files in the package's source distribution."
 
 
 def spdx_document(subject: ImageSubject, record: BuildRecord, files: Sequence[FileRecord], *,
@@ -295,13 +311,20 @@ def spdx_document(subject: ImageSubject, record: BuildRecord, files: Sequence[Fi
         if bundled:
             relationships.append(_relationship(IMAGE_ID, "CONTAINS", base_id))
 
+    shipped = {b.deb: b for b in record.bundled}
     for pkg, purpose, contained, built_with in _deb_packages(record, bundled):
         pkg_id = ids.new("deb", pkg.name, pkg.arch)
         fields = {"versionInfo": pkg.version, "externalRefs": [_purl_ref(pkg.purl(record.suite))]}
         if purpose:
             fields["primaryPackagePurpose"] = purpose
+        if pkg in shipped:
+            # The .deb as the archive's signed index names it; its licence from its copyright
+            # file, which the image carries under licenses/<package>/.
+            fields["checksums"] = [{"algorithm": "SHA256", "checksumValue": shipped[pkg].sha256}]
+            fields["licenseDeclared"] = shipped[pkg].license
+            fields["packageFileName"] = f"{pkg.name}_{pkg.version.split(':')[-1]}_{pkg.arch}.deb"
         packages.append(_unanalyzed(pkg_id, pkg.name, **fields))
-        if contained:
+        if contained or pkg in shipped:
             relationships.append(_relationship(IMAGE_ID, "CONTAINS", pkg_id))
         if built_with:
             relationships.append(_relationship(pkg_id, "BUILD_DEPENDENCY_OF", IMAGE_ID))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -17,17 +18,23 @@ import jsonschema
 import yaml
 
 from monogres_oci.catalog.model import (
+    DEFAULT_RESULT_PATTERN,
+    BuildRecipe,
     Catalog,
     Conditional,
+    DataDir,
     Distro,
     Extension,
+    ExtensionPatch,
     ExtensionVersion,
     OptionSet,
     Origin,
     Patch,
     PostgresRelease,
     Publisher,
+    Runtime,
     Source,
+    UpstreamSuite,
 )
 from monogres_oci.catalog.ranges import ANY, VersionRange, majors_range, parse_range
 from monogres_oci.errors import CatalogError
@@ -195,6 +202,47 @@ def _option_sets(raw: dict[str, Any], text: str, shown: str) -> tuple[OptionSet,
     return tuple(resolve(name, ()) for name in sorted(raw))
 
 
+def _extension(name: str, e: dict[str, Any]) -> Extension:
+    b, r, s = e["build"], e.get("runtime", {}), e.get("test", {})
+    sql = e["sql_name"]
+    return Extension(
+        name=name, sql_names=tuple(sql) if isinstance(sql, list) else (sql,),
+        description=e["description"], homepage=e["homepage"], license=e["license"],
+        distros=tuple(e.get("distros", [])),
+        build=BuildRecipe(
+            system=b["system"], packages=tuple(b.get("packages", [])), subdir=b.get("subdir", "."),
+            configure_flags=tuple(b.get("configure_flags", [])),
+            cmake_options=tuple(b.get("cmake_options", [])),
+            make_flags=tuple(b.get("make_flags", [])), cflags=tuple(b.get("cflags", [])),
+            patches=tuple(ExtensionPatch(p["file"], p["sha256"], p["reason"])
+                          for p in b.get("patches", [])),
+            data=tuple(DataDir(d["from"], d["to"]) for d in b.get("data", [])),
+            keep_paths=tuple((k["file"], k["reason"]) for k in b.get("keep_paths", [])),
+            emulate=b.get("emulate", "")),
+        runtime=Runtime(
+            shared_preload_libraries=tuple(r.get("shared_preload_libraries", [])),
+            requires=tuple(r.get("requires", [])),
+            env=tuple(sorted(r.get("env", {}).items())),
+            modules=tuple(r.get("modules", []))),
+        test=UpstreamSuite(
+            command=tuple(s.get("command", [])), regress=tuple(s.get("regress", [])),
+            inputdir=s.get("inputdir", "."), options=tuple(s.get("options", [])),
+            result_pattern=s.get("result_pattern", DEFAULT_RESULT_PATTERN),
+            passed=s.get("passed", "ok"),
+            known_failures=tuple(sorted(s.get("known_failures", {}).items())),
+            server_dirs=tuple(s.get("server_dirs", [])), setup=tuple(s.get("setup", [])),
+            shared_dirs=tuple(s.get("shared_dirs", [])),
+            tree_on_server=tuple(s.get("tree_on_server", [])),
+            skip=s.get("skip", "")),
+        versions=tuple(
+            ExtensionVersion(version=v["version"], sql_version=v.get("sql_version", v["version"]),
+                             source=_source(v["source"]), postgres=_versions(v["postgres"]),
+                             source_date_epoch=v.get("source_date_epoch"))
+            for v in e["versions"]
+        ),
+    )
+
+
 def _to_model(data: dict[str, Any], text: str, shown: str) -> Catalog:
     pub = data["publisher"]
     return Catalog(
@@ -214,26 +262,7 @@ def _to_model(data: dict[str, Any], text: str, shown: str) -> Catalog:
                             source_date_epoch=p.get("source_date_epoch"))
             for p in data["postgres"]
         ),
-        extensions=tuple(
-            Extension(
-                name=name, sql_name=e["sql_name"], description=e["description"],
-                homepage=e["homepage"], license=e["license"],
-                shared_preload_libraries=tuple(e.get("shared_preload_libraries", [])),
-                build_system=e["build"]["system"],
-                build_packages=tuple(e["build"].get("packages", [])),
-                make_flags=tuple(e["build"].get("make_flags", [])),
-                emulate=e["build"].get("emulate", ""),
-                versions=tuple(
-                    ExtensionVersion(version=v["version"],
-                                     sql_version=v.get("sql_version", v["version"]),
-                                     source=_source(v["source"]),
-                                     postgres=_versions(v["postgres"]),
-                                     source_date_epoch=v.get("source_date_epoch"))
-                    for v in e["versions"]
-                ),
-            )
-            for name, e in sorted(data["extensions"].items())
-        ),
+        extensions=tuple(_extension(name, e) for name, e in sorted(data["extensions"].items())),
         patches=tuple(
             Patch(file=p["file"], sha256=p["sha256"], postgres=_versions(p["postgres"]),
                   reason=p["reason"])
@@ -282,16 +311,58 @@ def _check_references(catalog: Catalog, text: str, shown: str) -> None:
                     f"in the catalog is in that range (releases: "
                     f"{', '.join(pg.version for pg in catalog.postgres)})",
                     "widen the range, or add a release it admits under postgres")
-    base = Path(shown).parent
+    names = {e.name for e in catalog.extensions}
+    for ext in catalog.extensions:
+        _check_extension(ext, names, text, shown, distros)
     for i, patch in enumerate(catalog.patches):
-        where = _with_line(f"/patches/{i}/file", text)
-        try:
-            data = (base / patch.file).read_bytes()
-        except OSError as exc:
-            raise CatalogError(shown, where, f"cannot read patch {patch.file}: {exc.strerror}",
-                               "paths are relative to the catalog file") from None
-        if hashlib.sha256(data).hexdigest() != patch.sha256:
-            raise CatalogError(shown, _with_line(f"/patches/{i}/sha256", text),
-                               f"{patch.file} does not match its sha256",
-                               f"if the change is intended, set sha256 to "
-                               f"{hashlib.sha256(data).hexdigest()}")
+        _check_patch(patch.file, patch.sha256, f"/patches/{i}", text, shown)
+
+
+def _check_extension(ext: Extension, names: set[str], text: str, shown: str,
+                     distros: set[str]) -> None:
+    """An extension's references: distros, required extensions, patches, the result pattern."""
+    where = f"/extensions/{ext.name}"
+    for j, distro in enumerate(ext.distros):
+        if distro not in distros:
+            raise CatalogError(shown, _with_line(f"{where}/distros/{j}", text),
+                               f"unknown distro {distro!r}",
+                               f"define it under distros (known: {', '.join(sorted(distros))})")
+    for j, required in enumerate(ext.runtime.requires):
+        if required == ext.name or required not in names:
+            raise CatalogError(shown, _with_line(f"{where}/runtime/requires/{j}", text),
+                               f"{ext.name} requires {required!r}, which is "
+                               + ("itself" if required == ext.name else "not in the catalog"),
+                               f"name another extension of the catalog (known: "
+                               f"{', '.join(sorted(names - {ext.name}))})")
+    for j, patch in enumerate(ext.build.patches):
+        _check_patch(patch.file, patch.sha256, f"{where}/build/patches/{j}", text, shown)
+    suite = ext.test
+    if suite.command and suite.regress:
+        raise CatalogError(shown, _with_line(f"{where}/test", text),
+                           "test has both command and regress", "keep one: a harness command, or "
+                           "the pg_regress tests to run")
+    try:
+        groups = re.compile(suite.result_pattern).groupindex
+    except re.error as exc:
+        raise CatalogError(shown, _with_line(f"{where}/test/result_pattern", text),
+                           f"not a regular expression: {exc}", "") from None
+    if not {"name", "status"} <= set(groups):
+        raise CatalogError(shown, _with_line(f"{where}/test/result_pattern", text),
+                           "the pattern has no (?P<name>...) and (?P<status>...) groups",
+                           "name the test and its status, e.g. "
+                           r"'^(?P<status>ok|not ok)\s+\d+\s+-\s+(?P<name>\S+)'")
+
+
+def _check_patch(file: str, sha256: str, pointer: str, text: str, shown: str) -> None:
+    """A patch file exists beside the catalog and has the pinned sha256."""
+    try:
+        data = (Path(shown).parent / file).read_bytes()
+    except OSError as exc:
+        raise CatalogError(shown, _with_line(f"{pointer}/file", text),
+                           f"cannot read patch {file}: {exc.strerror}",
+                           "paths are relative to the catalog file") from None
+    got = hashlib.sha256(data).hexdigest()
+    if got != sha256:
+        raise CatalogError(shown, _with_line(f"{pointer}/sha256", text),
+                           f"{file} does not match its sha256",
+                           f"if the change is intended, set sha256 to {got}")

@@ -139,20 +139,106 @@ class ExtensionVersion:
 
 
 @dataclass(frozen=True)
+class ExtensionPatch:
+    """A build-system patch of an extension's source, applied before it is configured."""
+
+    file: str  # relative to the catalog's directory
+    sha256: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class DataDir:
+    """A directory of the build container that a bundled library reads at run time."""
+
+    source: str  # absolute path in the build container, e.g. /usr/share/proj
+    dest: str  # under share/ in the image, e.g. proj
+
+
+@dataclass(frozen=True)
+class BuildRecipe:
+    """How an extension is compiled: its build system and every argument it is given.
+
+    Lists, never shell strings: each item is one argument.
+    """
+
+    system: str  # pgxs | cmake | configure
+    packages: tuple[str, ...] = ()
+    subdir: str = "."  # where the build system is, relative to the source root
+    configure_flags: tuple[str, ...] = ()
+    cmake_options: tuple[str, ...] = ()
+    make_flags: tuple[str, ...] = ()
+    cflags: tuple[str, ...] = ()
+    patches: tuple[ExtensionPatch, ...] = ()
+    data: tuple[DataDir, ...] = ()
+    keep_paths: tuple[tuple[str, str], ...] = ()  # file glob -> why its paths stay as built
+    emulate: str = ""  # why it cannot be cross-compiled; empty: it can
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """What an extension needs at run time, beyond its files (CloudNativePG's contract).
+
+    ``ld_library_path`` and ``bin_path`` are not here: they follow from what the image holds
+    (``system/``, ``bin/``), so they cannot disagree with it.
+    """
+
+    shared_preload_libraries: tuple[str, ...] = ()
+    requires: tuple[str, ...] = ()  # catalog extensions that must be mounted too (CASCADE)
+    env: tuple[tuple[str, str], ...] = ()  # values may use ${image_root}
+    modules: tuple[str, ...] = ()  # libraries without a control file (LOAD, preload)
+
+
+DEFAULT_RESULT_PATTERN = r"^(?P<status>ok|not ok)\s+\d+\s+[-+]\s+(?P<name>\S+)"
+
+
+@dataclass(frozen=True)
+class UpstreamSuite:
+    """How the gate runs an extension's own upstream regression suite against its image."""
+
+    command: tuple[str, ...] = ()  # argv in the build tree; default PGXS `make installcheck`
+    regress: tuple[str, ...] = ()  # or: these pg_regress tests, from inputdir
+    inputdir: str = "."
+    options: tuple[str, ...] = ()  # extra pg_regress arguments with ``regress``
+    result_pattern: str = DEFAULT_RESULT_PATTERN  # a regex with groups 'name' and 'status'
+    passed: str = "ok"  # the status that means passed; any other is a failure
+    known_failures: tuple[tuple[str, str], ...] = ()  # test name -> why it fails
+    server_dirs: tuple[str, ...] = ()  # directories the suite expects on the server
+    shared_dirs: tuple[str, ...] = ()  # directories the client and the server share
+    tree_on_server: tuple[str, ...] = ()  # build tree directories the server reads
+    setup: tuple[str, ...] = ()  # SQL run as the superuser before the suite
+    skip: str = ""  # why the suite cannot run against an image (CREATE EXTENSION still does)
+
+    def known_failure(self, name: str) -> str:
+        return dict(self.known_failures).get(name, "")
+
+
+@dataclass(frozen=True)
 class Extension:
     """An extension: how to build it and what a client needs to know to load it."""
 
     name: str
-    sql_name: str
+    sql_names: tuple[str, ...]  # CREATE EXTENSION names; the first is the main one
     description: str
     homepage: str
     license: str
-    shared_preload_libraries: tuple[str, ...]
-    build_system: str
-    build_packages: tuple[str, ...]
-    make_flags: tuple[str, ...]
+    build: BuildRecipe
     versions: tuple[ExtensionVersion, ...]
-    emulate: str = ""  # why it cannot be cross-compiled; empty: it can
+    runtime: Runtime = Runtime()
+    test: UpstreamSuite = UpstreamSuite()
+    distros: tuple[str, ...] = ()  # empty: every distro of the release
+
+    @property
+    def sql_name(self) -> str:
+        return self.sql_names[0]
+
+    @property
+    def shared_preload_libraries(self) -> tuple[str, ...]:
+        return self.runtime.shared_preload_libraries
+
+    @property
+    def emulate(self) -> str:
+        return self.build.emulate
 
 
 @dataclass(frozen=True)

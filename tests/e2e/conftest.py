@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,9 +76,20 @@ def base_image(registry: RunningRegistry) -> str:
 def source_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, str]]]:
     """The fixture extensions as tarballs on a local HTTP server: fetched like any other source."""
     www = tmp_path_factory.mktemp("www")
-    sums = {name: fixture_tarball(name, "1.0", www)[1] for name in ("hello", "broken", "unstable")}
+    sums = {name: fixture_tarball(name, "1.0", www)[1]
+            for name in ("hello", "broken", "unstable", *KIND_FIXTURES)}
     with http_server(www) as url:
         yield url, sums
+
+
+# Fixtures for the kinds of extension: greet is built with CMake and tested with pg_regress
+# tests the catalog names; sour's own suite fails; badpath's SQL names a file nothing ships.
+KIND_FIXTURES = {
+    "greet": {"build": {"system": "cmake"},
+              "test": {"regress": ["greet"], "inputdir": "test"}},
+    "sour": {},
+    "badpath": {},
+}
 
 
 def fixture_extension(name: str, url: str, sha256: str) -> dict[str, Any]:
@@ -90,6 +102,7 @@ def fixture_extension(name: str, url: str, sha256: str) -> dict[str, Any]:
         "versions": [{"version": "1.0", "postgres": [18], "source": {
             "file": f"{name}-1.0.tar.gz", "sha256": sha256,
             "origins": [{"url": f"{url}/{name}-1.0.tar.gz"}]}}],
+        **KIND_FIXTURES.get(name, {}),
     }
 
 
@@ -99,6 +112,10 @@ def catalog(tmp_path_factory: pytest.TempPathFactory,
     """The shipped catalog plus the fixture extensions served over HTTP."""
     url, sums = source_server
     data = yaml.safe_load((REPO / "extensions.yaml").read_text())
+    # Patch files are named relative to the catalog: this copy lives elsewhere.
+    for ext in data["extensions"].values():
+        for patch in ext["build"].get("patches", []):
+            patch["file"] = str(REPO / patch["file"])
     for name, sha in sums.items():
         data["extensions"][name] = fixture_extension(name, url, sha)
     path = tmp_path_factory.mktemp("catalog") / "extensions.yaml"
@@ -109,10 +126,20 @@ def catalog(tmp_path_factory: pytest.TempPathFactory,
 def build_args(catalog: Path, base_image: str, out: Path, *extensions: str) -> list[str]:
     args = ["build", "--catalog", str(catalog), "--postgres", PG_VERSION,
             "--option-set", "regular", "--arch", "amd64", "--base", f"bookworm={base_image}",
+            "--distro", "bookworm",
             "--cache-dir", str(CACHE), "--out", str(out), "--json"]
     for ext in extensions:
         args += ["--extension", ext]
     return args
+
+
+@pytest.fixture
+def world_dir() -> Iterator[Path]:
+    """A directory the unprivileged postgres process can reach (pytest's tmp is root-only)."""
+    path = Path(tempfile.mkdtemp(prefix="monogres-bare-metal-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @dataclass(frozen=True)
@@ -189,7 +216,7 @@ def rolling(repo: str) -> str:
 # --- one clean build in unusual conditions, shared by the reproducibility and option-set tests ---
 
 CLEAN_OPTION_SET = "barebones"
-CLEAN_EXTENSIONS = ("pgaudit", "rum", "unstable")
+CLEAN_EXTENSIONS = ("pgaudit", "rum", "greet", "unstable")
 
 
 def fresh_cache(root: Path) -> Path:
@@ -223,9 +250,27 @@ def clean_build(tmp_path_factory: pytest.TempPathFactory, catalog: Path, base_im
     one = tmp_path_factory.mktemp("first")
     args = ["build", "--catalog", str(catalog), "--postgres", PG_VERSION,
             "--option-set", CLEAN_OPTION_SET, "--arch", "amd64", "--base", f"bookworm={base_image}",
+            "--distro", "bookworm",
             "--rebuild", "--cache-dir", str(fresh_cache(one)), "--out", str(one / "oci"), "--json"]
     for ext in CLEAN_EXTENSIONS:
         args += ["--extension", ext]
     first = monogres_in(args, cwd=one, tz="America/Los_Angeles", umask=0o077, tmpdir=one / "tmp")
     assert first.returncode == 0, first.stderr[-5000:]
     return PublishedLayout(one / "oci", publish_signed(one / "oci", registry, "repro", keys))
+
+
+# --- every kind of extension (configure, cmake, pgxs; bundled libraries; a client program; a
+# relocated data file; a failing suite; a path nothing ships), against the shared Postgres build ---
+
+KINDS = ("postgis", "greet", "pg_repack", "unit", "sour", "badpath")
+
+
+@pytest.fixture(scope="session")
+def kinds(tmp_path_factory: pytest.TempPathFactory, catalog: Path, base_image: str,
+          registry: RunningRegistry, keys: Keys) -> tuple[Built, Published]:
+    """One build of KINDS (the failures are expected: build exits 1), signed and published."""
+    out = tmp_path_factory.mktemp("kinds") / "oci"
+    proc = cli(*build_args(catalog, base_image, out, *KINDS), check=False, timeout=5400)
+    assert proc.returncode == 1 and proc.stdout, proc.stderr[-5000:]  # sour and badpath fail
+    built = Built(out, json.loads(proc.stdout), catalog, base_image)
+    return built, publish_signed(out, registry, "kinds", keys)

@@ -1,7 +1,8 @@
 """arm64: cross-compiled artifacts, one index per tag over both architectures, fan-out merges.
 
-PostgreSQL 18.6 (barebones) with pgaudit and rum is built for amd64 and arm64 in one invocation
-(the arm64 half cross-compiled: BuildKit runs the compiler on this amd64 machine), published and
+PostgreSQL 18.6 (barebones) with pgaudit, rum (PGXS) and the greet fixture (CMake, through a
+toolchain file) is built for amd64 and arm64 in one invocation (the arm64 half cross-compiled:
+BuildKit runs the compiler on this amd64 machine), each image gated, published and
 signed; then checked the ways its users meet it: every ELF file is aarch64, the arm64 server runs
 (under QEMU user emulation through binfmt_misc, as docker runs a foreign image), `install
 --platform` and `oras pull --platform` pick the asked architecture, docker on amd64 gets amd64.
@@ -40,10 +41,10 @@ from tests.support.registry import RunningRegistry
 pytestmark = pytest.mark.e2e
 
 OPTION_SET = "barebones"
-EXTENSIONS = ("pgaudit", "rum")
+EXTENSIONS = ("pgaudit", "rum", "greet")
 ARTIFACTS = ("postgresql-dist", "postgresql", *EXTENSIONS)
 ELF_MACHINE = {"amd64": 62, "arm64": 183}  # EM_X86_64, EM_AARCH64
-VERSIONS = {"pgaudit": "18.0", "rum": "1.3.15"}
+VERSIONS = {"pgaudit": "18.0", "rum": "1.3.15", "greet": "1.0"}
 
 
 def tag(repo: str) -> str:
@@ -54,7 +55,7 @@ def tag(repo: str) -> str:
 
 def build_args(catalog: Path, base_image: str, cache: Path, out: Path, *archs: str) -> list[str]:
     args = ["build", "--catalog", str(catalog), "--postgres", PG_VERSION, "--option-set",
-            OPTION_SET, "--base", f"bookworm={base_image}", "--cache-dir", str(cache),
+            OPTION_SET, "--base", f"bookworm={base_image}", "--distro", "bookworm", "--cache-dir", str(cache),
             "--out", str(out), "--json"]
     for arch in archs:
         args += ["--arch", arch]
@@ -235,6 +236,7 @@ def test_arm64_postgres_runs_under_qemu(multiarch: PublishedLayout, arm64_extens
         "CREATE INDEX ON docs USING rum (t rum_tsvector_ops)",
         "SET enable_seqscan = off; SELECT count(*) FROM docs WHERE t @@ to_tsquery('simple', 'volume')",
         "SELECT setting FROM pg_settings WHERE name = 'pgaudit.log'",
+        "CREATE EXTENSION greet", "SELECT greet('arm', 2)",
     ]
     commands = " ".join(f'-c "{sql}"' for sql in statements)
     script = ("set -e; uname -m; initdb -D /tmp/data -U postgres --no-sync >/dev/null; "
@@ -249,7 +251,7 @@ def test_arm64_postgres_runs_under_qemu(multiarch: PublishedLayout, arm64_extens
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = proc.stdout.split()
     assert lines[0] == "aarch64"
-    assert lines[-2:] == ["100", "none"]
+    assert proc.stdout.splitlines()[-3:] == ["100", "none", "hi arm, hi arm"]
 
 
 def test_fan_out_builds_merge_into_the_same_indexes(

@@ -12,7 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from monogres_oci.attach import INTOTO_TYPE, SPDX_TYPE, attachments
+from monogres_oci.attach import INTOTO_TYPE, PREDICATE_ANNOTATION, SPDX_TYPE, attachments
+from monogres_oci.attest.image import SPDX_PREDICATE
+from monogres_oci.attest.provenance import PREDICATE_TYPE as SLSA_PREDICATE
+from monogres_oci.gate.results import TEST_RESULT_PREDICATE
 from monogres_oci.oci.layout import Layout
 from monogres_oci.oci.model import INDEX_TYPES
 from tests.e2e.conftest import EXTENSIONS, Built, Published, rolling
@@ -151,15 +154,19 @@ def test_tags_are_multi_arch_indexes_and_rebuilds_give_the_same_digests(
     for name, desc in first.items():
         assert desc.media_type in INDEX_TYPES, name
         assert second[name].digest == desc.digest, name
-    # SBOM and provenance too: same build outputs, same bytes (the first layout may also hold
-    # signatures by now; those are compared in test_supply_chain).
+    # SBOM, provenance and the gate's test result too: same build outputs, same bytes (the first
+    # layout may also hold signatures by now; those are compared in test_supply_chain).
     def documents(layout: Layout) -> set[tuple[str, str, str]]:
-        return {(a.subject_digest, str(a.descriptor.artifact_type), a.descriptor.digest)
+        return {(a.subject_digest, a.descriptor.annotations.get(PREDICATE_ANNOTATION, ""),
+                 a.descriptor.digest)
                 for a in attachments(layout)
                 if a.descriptor.artifact_type in (SPDX_TYPE, INTOTO_TYPE)}
 
     docs = documents(Layout.open(again))
     assert docs == documents(Layout.open(built.layout))
-    platform_manifests = {d.digest for desc in second.values()
+    platform_manifests = {d.digest: name for name, desc in second.items()
                           for d in Layout.open(again).read_index(desc.digest).manifests}
-    assert len(docs) == 2 * len(platform_manifests)
+    for digest, name in platform_manifests.items():
+        kinds = sorted(kind for subject, kind, _ in docs if subject == digest)
+        gated = [TEST_RESULT_PREDICATE] if not name.startswith("postgresql") else []
+        assert kinds == sorted([SPDX_PREDICATE, SLSA_PREDICATE, *gated]), name

@@ -77,7 +77,7 @@ def test_every_option_set_has_its_features(
 ) -> None:
     out = tmp_path / "oci"
     cli("build", "--catalog", str(catalog), "--postgres", version, "--option-set", option_set,
-        "--arch", "amd64", "--postgres-only", "--base", f"bookworm={base_image}",
+        "--arch", "amd64", "--postgres-only", "--base", f"bookworm={base_image}", "--distro", "bookworm",
         "--cache-dir", str(CACHE), "--out", str(out), "--json")
     published = publish_signed(out, registry, f"options-{option_set}", keys)
     tag = f"postgresql:{version}-{option_set}-bookworm"

@@ -4,10 +4,10 @@ The first build is made with `build --rebuild` in one set of conditions and publ
 is `monogres-oci rebuild --verify` of those published tags in other conditions: another cache and
 work directory (so other build-context paths), another time zone, umask and TMPDIR, a different
 host name inside the build containers, and a later wall-clock time. Both start from nothing
-(fresh build directories, BuildKit's cache off). Postgres, the runnable image and two C
-extensions must come out bit for bit identical. A third extension, the `unstable` fixture, is
-non-reproducible on purpose (a random nonce compiled in): the rebuild must fail `--verify`, name
-the differing file and show diffoscope's explanation.
+(fresh build directories, BuildKit's cache off). Postgres, the runnable image and three C
+extensions (two PGXS, one CMake) must come out bit for bit identical. A fourth extension, the
+`unstable` fixture, is non-reproducible on purpose (a random nonce compiled in): the rebuild must
+fail `--verify`, name the differing file and show diffoscope's explanation.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from tests.e2e.conftest import PublishedLayout, fresh_cache, monogres_in
 
 pytestmark = pytest.mark.e2e
 
-REPRODUCIBLE = ("postgresql-dist", "postgresql", "pgaudit", "rum")
+REPRODUCIBLE = ("postgresql-dist", "postgresql", "pgaudit", "rum", "greet")
 
 
 @dataclass(frozen=True)

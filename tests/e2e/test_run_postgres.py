@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -51,15 +48,6 @@ def _wait(psql: list[str], log: Path | None = None) -> None:
             return
         time.sleep(1)
     raise AssertionError("postgres did not start" + (f":\n{log.read_text()}" if log else ""))
-
-
-@pytest.fixture
-def world_dir() -> Iterator[Path]:
-    """A directory the unprivileged postgres process can reach (pytest's tmp is root-only)."""
-    path = Path(tempfile.mkdtemp(prefix="monogres-bare-metal-"))
-    path.chmod(0o755)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def test_bare_metal_install_and_run(published: Published, world_dir: Path) -> None:

@@ -18,8 +18,10 @@ import requests
 from spdx_tools.spdx.parser.parse_anything import parse_file
 from spdx_tools.spdx.validation.document_validator import validate_full_spdx_document
 
-from monogres_oci.attach import INTOTO_TYPE, SPDX_TYPE, attachments_by_subject
+from monogres_oci.attach import INTOTO_TYPE, PREDICATE_ANNOTATION, SPDX_TYPE, attachments_by_subject
+from monogres_oci.attest.image import SPDX_PREDICATE
 from monogres_oci.attest.provenance import BUILD_TYPE
+from monogres_oci.attest.provenance import PREDICATE_TYPE as SLSA_PREDICATE
 from monogres_oci.oci.layout import Layout
 from monogres_oci.sign import BUNDLE_MEDIA_TYPE
 from tests.e2e.conftest import (
@@ -32,6 +34,8 @@ from tests.e2e.conftest import (
     rolling,
 )
 from tests.support.registry import RunningRegistry, start_registry
+
+pytestmark = pytest.mark.e2e
 
 COSIGN_OFFLINE = ("--insecure-ignore-tlog", "--allow-insecure-registry")
 
@@ -59,8 +63,9 @@ def test_oras_discover_lists_sbom_provenance_and_signatures(built: Built,
     assert proc.returncode == 0, proc.stderr
     referrers = json.loads(proc.stdout)["referrers"]
     types = sorted(r["artifactType"] for r in referrers)
-    # raw SBOM, raw provenance, and three bundles: signature, SPDX and SLSA attestations
-    assert types == sorted([SPDX_TYPE, INTOTO_TYPE] + [BUNDLE_MEDIA_TYPE] * 3), types
+    # raw SBOM, raw provenance and test result, and four bundles: the signature and the SPDX,
+    # SLSA and test-result attestations
+    assert types == sorted([SPDX_TYPE, INTOTO_TYPE, INTOTO_TYPE] + [BUNDLE_MEDIA_TYPE] * 4), types
 
 
 def test_cosign_verifies_every_index_and_platform_manifest(built: Built,
@@ -103,19 +108,21 @@ def test_cosign_rejects_signatures_made_with_another_key(built: Built, published
 def test_verify_checks_signatures_attestations_and_blobs(published: Published) -> None:
     refs = [published.tag_ref(rolling(r)) for r in ("hello", "postgresql")]
     out = json.loads(cli("verify", *refs, "--key", str(published.keys.public), "--json").stdout)
-    for result in out["results"]:
+    expected = {"hello": ["SLSA provenance", "SPDX SBOM", "test result"],  # gated extension
+                "postgresql": ["SLSA provenance", "SPDX SBOM"]}
+    for result, repo in zip(out["results"], ("hello", "postgresql"), strict=True):
         index, *manifests = result["verified"]
         assert index["platform"] == "" and index["signed"]
         assert manifests, result
         for item in manifests:
             assert item["platform"] == "linux/amd64"
-            assert sorted(item["attestations"]) == ["SLSA provenance", "SPDX SBOM"]
+            assert sorted(item["attestations"]) == expected[repo]
             assert item["blobs_checked"] >= 2  # config + every layer
 
 
-def _attachment(layout: Layout, manifest: str, artifact_type: str) -> bytes:
+def _attachment(layout: Layout, manifest: str, predicate_type: str) -> bytes:
     items = [a for a in attachments_by_subject(layout)[manifest]
-             if a.descriptor.artifact_type == artifact_type]
+             if a.descriptor.annotations.get(PREDICATE_ANNOTATION) == predicate_type]
     assert len(items) == 1, [a.descriptor for a in items]
     return layout.read_blob(items[0].payload.digest)
 
@@ -125,7 +132,7 @@ def test_sbom_is_valid_spdx_and_lists_every_file_of_the_layer(built: Built, repo
                                                               tmp_path: Path) -> None:
     layout = Layout.open(built.layout)
     manifest_digest = _platform_manifests(built, rolling(repo))[0]
-    raw = _attachment(layout, manifest_digest, SPDX_TYPE)
+    raw = _attachment(layout, manifest_digest, SPDX_PREDICATE)
     path = tmp_path / "sbom.spdx.json"
     path.write_bytes(raw)
     messages = validate_full_spdx_document(parse_file(str(path)))
@@ -160,7 +167,7 @@ def test_provenance_names_the_pushed_digest_and_the_pinned_inputs(built: Built,
     layout = Layout.open(built.layout)
     tag = rolling("pgaudit")
     manifest_digest = _platform_manifests(built, tag)[0]
-    stmt = json.loads(_attachment(layout, manifest_digest, INTOTO_TYPE))
+    stmt = json.loads(_attachment(layout, manifest_digest, SLSA_PREDICATE))
     assert stmt["_type"] == "https://in-toto.io/Statement/v1"
     assert stmt["subject"][0]["digest"] == {"sha256": manifest_digest.split(":")[1]}
     # what was pushed is what the provenance names

@@ -11,6 +11,7 @@ import pytest
 
 from monogres_oci import buildkit, compile
 from monogres_oci.aptsources import system_mirror
+from monogres_oci.catalog.model import BuildRecipe, DataDir, ExtensionPatch
 from monogres_oci.errors import BuildError
 
 BASE = "127.0.0.1:5000/base@sha256:" + "a" * 64
@@ -135,7 +136,11 @@ def test_shell_words_rejects_what_would_split_or_expand(word: str) -> None:
 
 
 def test_extension_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(buildkit, "buildx_build", fake_build(PG_FILES))
+    monkeypatch.setattr(buildkit, "buildx_build", fake_build({
+        **PG_FILES,
+        "install/usr/lib/postgresql/18/lib/libpq.so.5": X86_64_ELF,
+        "runtime/usr/lib/x86_64-linux-gnu/libicuuc.so.72": X86_64_ELF,
+    }))
     pg = compile.compile_postgres(**pg_kwargs(tmp_path), cache_key="pg")
     build = fake_build({
         "install/usr/lib/postgresql/18/lib/ext.so": X86_64_ELF,
@@ -146,23 +151,58 @@ def test_extension_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setattr(buildkit, "buildx_build", build)
     tarball = tmp_path / "ext-1.0.tar.gz"
     tarball.write_bytes(b"ext")
-    out = compile.compile_extension(
-        base_image=BASE, postgres=pg, pg_major=18, source_tarball=tarball,
-        build_packages=["libicu-dev"], extra_packages=["libcurl4-openssl-dev"],
-        make_flags=["NO_PGXS_FOO=1"], platform="linux/amd64", source_date_epoch=1,
-        out_dir=tmp_path / "ext", progress=lambda _: None,
-    )
+    patch = tmp_path / "build.patch"
+    patch.write_text("--- a\n+++ b\n")
+    recipe = BuildRecipe(system="cmake", packages=("libcurl4-openssl-dev",),
+                         cmake_options=("-DFOO=ON",), cflags=("-I/usr/include/h3",),
+                         patches=(ExtensionPatch("build.patch", "0" * 64, "why"),),
+                         data=(DataDir("/usr/share/proj", "proj"),))
+    invocation = compile.extension_invocation(
+        base_image=BASE, postgres=pg, pg_major=18, source_tarball=tarball, patches=[patch],
+        build_packages=["libicu-dev"], recipe=recipe, platform="linux/amd64",
+        source_date_epoch=1)
+    out = compile.compile_extension(invocation, out_dir=tmp_path / "ext", progress=lambda _: None)
     assert (out.licenses_dir / "LICENSE").read_text() == "MIT"
     (call,) = build.calls
     assert call["build_contexts"] == {"postgres": pg.install_root}
-    assert call["build_args"]["EXTRA_PACKAGES"] == "libcurl4-openssl-dev"
-    assert call["build_args"]["MAKE_FLAGS"] == "NO_PGXS_FOO=1"
+    args = call["build_args"]
+    assert (args["BUILD_SYSTEM"], args["EXTRA_PACKAGES"], args["CMAKE_OPTIONS"]) == (
+        "cmake", "libcurl4-openssl-dev", "-DFOO=ON")
+    assert (args["EXTRA_CFLAGS"], args["EXT_PATCHES"], args["DATA_DIRS"]) == (
+        "-I/usr/include/h3", "build.patch", "/usr/share/proj=proj")
+    # What the runnable image already has is never bundled: Postgres's tree and the overlay.
+    assert invocation.context_text()["provided-libs.txt"].split() == ["libicuuc.so.72", "libpq.so.5"]
     with pytest.raises(BuildError, match="Postgres 17"):
-        compile.compile_extension(
-            base_image=BASE, postgres=pg, pg_major=17, source_tarball=tarball,
-            build_packages=[], extra_packages=[], make_flags=[], platform="linux/amd64",
-            source_date_epoch=1, out_dir=tmp_path / "ext17", progress=lambda _: None,
-        )
+        compile.extension_invocation(
+            base_image=BASE, postgres=pg, pg_major=17, source_tarball=tarball, patches=[],
+            build_packages=[], recipe=recipe, platform="linux/amd64", source_date_epoch=1)
+
+
+def test_build_tree_image_reuses_the_build_arguments(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    # The suite must run in the tree the compile made: the same arguments (so BuildKit's cached
+    # build stage), the build stage exported as an image.
+    monkeypatch.setattr(buildkit, "buildx_build", fake_build(PG_FILES))
+    pg = compile.compile_postgres(**pg_kwargs(tmp_path), cache_key="pg")
+    calls: list[dict[str, Any]] = []
+
+    def record(**kwargs: Any) -> list[str]:
+        calls.append(kwargs)
+        return []
+
+    monkeypatch.setattr(buildkit, "buildx_build", record)
+    tarball = tmp_path / "ext-1.0.tar.gz"
+    tarball.write_bytes(b"ext")
+    invocation = compile.extension_invocation(
+        base_image=BASE, postgres=pg, pg_major=18, source_tarball=tarball, patches=[],
+        build_packages=[], recipe=BuildRecipe(system="pgxs"), platform="linux/amd64",
+        source_date_epoch=1)
+    compile.export_build_image(invocation, "monogres-gate/build:x", progress=lambda _: None)
+    (call,) = calls
+    assert (call["target"], call["output"]["type"], call["output"]["name"]) == (
+        "build", "image", "monogres-gate/build:x")
+    assert call["build_args"] == dict(invocation.build_args)
+    assert call["build_contexts"] == {"postgres": pg.install_root}
 
 
 def test_dockerfiles_use_only_the_builtin_frontend() -> None:
@@ -210,3 +250,21 @@ def test_system_mirror_reads_deb822_and_one_line(tmp_path: Path) -> None:
     (tmp_path / "sources.list").unlink()
     with pytest.raises(BuildError, match="cannot choose a mirror"):
         system_mirror(tmp_path)
+
+
+def test_log_tail_keeps_the_error_and_leaves_out_the_dockerfile_excerpt() -> None:
+    # The end of a real failed log: the compiler's error, BuildKit's summary, then its excerpt of
+    # the Dockerfile (a long heredoc would fill the whole tail).
+    log = ["#28 0.124 broken.c:3:2: error: #error \"broken on purpose\"",
+           "#28 0.124     3 | #error \"broken on purpose\"",
+           "#28 ERROR: process \"/bin/sh -c /dev/pipes/SCRIPT\" did not complete successfully",
+           "------", "extension.Dockerfile:268", "-" * 20,
+           " 267 |     # stand-in pg_config", " 268 | >>> RUN <<'SCRIPT'",
+           *[f" {n} | >>>     make install" for n in range(269, 340)],
+           " 340 |", "-" * 20,
+           "ERROR: failed to build: failed to solve: exit code: 2"]
+    tail = buildkit.log_tail(log)
+    assert tail[0] == log[0] and tail[1] == log[1]  # the source excerpt of the compiler stays
+    assert not any(">>>" in line for line in tail)
+    assert tail[-1].startswith("ERROR: failed to build")
+    assert len(buildkit.log_tail([f"line {n}" for n in range(100)])) == buildkit.LOG_TAIL_LINES

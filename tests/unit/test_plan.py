@@ -17,12 +17,14 @@ RECIPES = {"postgres": "p" * 64, "extension": "e" * 64}
 
 def test_one_postgres_build_shared_by_its_extensions() -> None:
     catalog = load_catalog(CATALOG)
-    plan = expand(catalog, Selection(postgres=("18",), option_sets=("regular",), archs=("amd64",)),
+    plan = expand(catalog, Selection(postgres=("18",), option_sets=("regular",), archs=("amd64",),
+                                     distros=("bookworm",)),
                   base_overrides={}, recipe_digests=RECIPES)
     assert [t.name for t in plan.postgres] == ["postgres-18.6-regular-bookworm-amd64"]
     # pgvector 0.8.0 is limited to <18 in the catalog; pgtap comes in two versions
     assert {(e.extension.name, e.version.version) for e in plan.extensions} == {
-        ("pgaudit", "18.0"), ("rum", "1.3.15"), ("pgtap", "1.3.4"), ("pgtap", "1.3.3")}
+        ("pgaudit", "18.0"), ("rum", "1.3.15"), ("pgtap", "1.3.4"),
+        ("pg_repack", "1.5.3"), ("unit", "7.10"), ("postgis", "3.6.4")}
     assert all(e.postgres is plan.postgres[0] for e in plan.extensions)
 
 
@@ -128,3 +130,17 @@ def test_build_method_per_target() -> None:
     assert on_arm64["postgres-18.6-barebones-bookworm-amd64"][0] == "cross"
     assert on_arm64["postgres-18.6-barebones-bookworm-amd64"][1] != on_amd64[
         "postgres-18.6-barebones-bookworm-amd64"][1]
+
+
+def test_required_extensions_build_first_and_distros_are_honoured() -> None:
+    from monogres_oci.build import requires_first
+
+    catalog = load_catalog(CATALOG)
+    plan = expand(catalog, Selection(postgres=("18",), option_sets=("regular",), archs=("amd64",),
+                                     distros=("trixie",), extensions=("h3-pg", "postgis")),
+                  base_overrides={}, recipe_digests=RECIPES)
+    assert [e.extension.name for e in requires_first(plan.extensions)] == ["postgis", "h3-pg"]
+    bookworm = expand(catalog, Selection(postgres=("18",), option_sets=("regular",),
+                                         archs=("amd64",), distros=("bookworm",)),
+                      base_overrides={}, recipe_digests=RECIPES)
+    assert "h3-pg" not in {e.extension.name for e in bookworm.extensions}  # no libh3 there

@@ -1,0 +1,203 @@
+"""The gate for one extension image: mount it in its runnable Postgres, create it, run its suite.
+
+1. The runnable Postgres image of the extension's own build is loaded from the layout, and the
+   extension's layer (and those of the extensions it requires) extracted from the layout, each
+   checked against its digest, to be mounted read-only at ``/extensions/<name>``.
+2. The server starts as CloudNativePG would start it (see ``server``), and each of the image's
+   extensions is created with ``CREATE EXTENSION ... CASCADE`` in a database of its own.
+3. The upstream suite runs from the build tree (the ``build`` stage of extension.Dockerfile,
+   which BuildKit has cached, exported as an image and run as a container) against that server,
+   over 127.0.0.1, with the directories the catalog says the harness shares with the server.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import socket
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from monogres_oci.attach import INTOTO_TYPE, PREDICATE_ANNOTATION, attach
+from monogres_oci.catalog.model import Extension
+from monogres_oci.compile import ExtensionInvocation, export_build_image
+from monogres_oci.contract import RuntimeContract
+from monogres_oci.errors import GateError
+from monogres_oci.gate.results import (
+    OUTPUT_TAIL,
+    TEST_RESULT_PREDICATE,
+    Created,
+    GateResult,
+    parse_cases,
+    result_statement,
+)
+from monogres_oci.gate.server import BUILD_IMAGE, Mounted, Server, load_image
+from monogres_oci.oci.extract import extract_layer
+from monogres_oci.oci.layout import Layout
+from monogres_oci.oci.model import Blob, Descriptor, Platform, parse_image_config
+from monogres_oci.runner import run
+from monogres_oci.sign import canonical, digest_set
+
+
+@dataclass(frozen=True)
+class GateSubject:
+    """An extension image to gate, with how it was built (the suite runs in that build)."""
+
+    extension: Extension
+    version: str
+    image: Descriptor  # platform manifest in the layout
+    platform: Platform
+    invocation: ExtensionInvocation
+    log_dir: Path | None = None  # where to keep the suite's output (beside the build's log)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 nothing listened on a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _extract(layout: Layout, image: Descriptor, into: Path) -> Mounted:
+    manifest = layout.read_manifest(image.digest)
+    config = parse_image_config(layout.read_blob(manifest.config.digest))
+    for layer, diff_id in zip(manifest.layers, config.diff_ids, strict=True):
+        with layout.open_blob(layer.digest) as blob:
+            extract_layer(blob, into, digest=layer.digest, size=layer.size, diff_id=diff_id)
+    into.chmod(0o755)
+    return Mounted(RuntimeContract.from_labels(config.labels), into)
+
+
+def gate_extension(layout: Layout, subject: GateSubject, postgres_image: Descriptor,
+                   required: Sequence[Descriptor], progress: Callable[[str], None]) -> GateResult:
+    """Run the gate on ``subject`` in ``postgres_image`` (both in ``layout``), with the images of
+    the extensions it requires mounted beside it."""
+    ext = subject.extension
+    progress(f"gate {ext.name} {subject.version} ({subject.platform}): loading the runnable "
+             "Postgres image")
+    image_name = load_image(layout, postgres_image, subject.platform)
+    with tempfile.TemporaryDirectory(prefix=f"monogres-gate-{ext.name}-") as tmp:
+        work = Path(tmp)
+        mounted = [_extract(layout, d, work / "images" / str(i))
+                   for i, d in enumerate((subject.image, *required))]
+        port = free_port()
+        shared = {}
+        for i, path in enumerate(ext.test.shared_dirs):
+            shared[path] = work / "shared" / str(i)
+            shared[path].mkdir(parents=True)
+            shared[path].chmod(0o1777)  # the server (UID 26) and the client (root) write there
+        tree = work / "tree"
+        for directory in ext.test.tree_on_server:
+            (tree / directory).mkdir(parents=True)
+        server = Server(image_name, subject.platform, mounted, port, work, shared,
+                        {f"/build/src/{d}": tree / d for d in ext.test.tree_on_server})
+        server.start()
+        try:
+            progress(f"gate {ext.name}: server up on 127.0.0.1:{port}, "
+                     f"{' '.join(server.settings)}")
+            server.psql("postgres", "CREATE DATABASE monogres_gate")
+            created = []
+            for sql_name in ext.sql_names:
+                out = server.psql("monogres_gate", f'CREATE EXTENSION "{sql_name}" CASCADE')
+                error = (out.stdout + out.stderr).strip()
+                created.append(Created(sql_name, out.returncode == 0,
+                                       "" if out.returncode == 0 else error[-2000:]))
+                progress(f"gate {ext.name}: CREATE EXTENSION {sql_name} CASCADE: "
+                         + ("ok" if out.returncode == 0 else f"FAILED: {error[-500:]}"))
+            base = GateResult(extension=ext.name, version=subject.version,
+                              platform=str(subject.platform), image_digest=subject.image.digest,
+                              postgres_image=postgres_image.digest, created=tuple(created))
+            if not all(c.ok for c in created):
+                return dataclasses.replace(base, skipped="CREATE EXTENSION failed",
+                                           output_tail=server.logs())
+            if ext.test.skip:
+                return dataclasses.replace(base, skipped=ext.test.skip)
+            _setup(server, ext, progress)
+            return _suite(subject, server, port, work, base, progress)
+        finally:
+            server.stop()
+
+
+def _setup(server: Server, ext: Extension, progress: Callable[[str], None]) -> None:
+    """The environment the suite expects on the server, as the catalog describes it."""
+    for directory in ext.test.server_dirs:
+        out = server.exec(["mkdir", "-p", directory])
+        if out.returncode != 0:
+            raise GateError(f"{ext.name}: cannot make {directory} in the server: {out.stderr}")
+    for sql in ext.test.setup:
+        out = server.psql("postgres", sql)
+        if out.returncode != 0:
+            raise GateError(f"{ext.name}: test.setup statement {sql!r} failed: "
+                            f"{(out.stdout + out.stderr).strip()}")
+        progress(f"gate {ext.name}: setup: {sql}")
+
+
+SUITE_SCRIPT = "/usr/local/lib/monogres/run-suite.sh"
+SUITE_TIMEOUT = 4 * 3600.0  # PostGIS's whole suite under QEMU takes hours
+
+
+def _suite(subject: GateSubject, server: Server, port: int, work: Path, base: GateResult,
+           progress: Callable[[str], None]) -> GateResult:
+    """Run the suite script of the build tree (exported as an image) against ``server``."""
+    ext, build = subject.extension, subject.invocation
+    image = f"{BUILD_IMAGE}:{subject.image.digest.removeprefix('sha256:')[:24]}"
+    progress(f"gate {ext.name}: exporting its build tree as {image}")
+    export_build_image(build, image, progress=lambda _: None)
+    dest = work / "results"
+    dest.mkdir()
+    suite = ext.test
+    env = {"PGHOST": "127.0.0.1", "PGPORT": str(port), "PGUSER": "postgres",
+           "TEST_COMMAND": " ".join(suite.command), "TEST_REGRESS": " ".join(suite.regress),
+           "TEST_INPUTDIR": suite.inputdir, "TEST_OPTIONS": " ".join(suite.options),
+           "TEST_TREE_ON_SERVER": " ".join(suite.tree_on_server)}
+    progress(f"gate {ext.name}: running the upstream suite in the build tree")
+    try:
+        # The image is recorded for the target's platform whatever ran the compiler: a cross
+        # build's tree holds the build machine's programs, which the kernel runs as they are.
+        run(["docker", "run", "--rm", "--network", "host", "--platform", build.platform,
+             *(a for k, v in sorted(env.items()) for a in ("-e", f"{k}={v}")),
+             "-v", f"{dest}:/results", "-v", f"{work / 'tree'}:/monogres/tree",
+             *server.shared_mounts, image, SUITE_SCRIPT],
+            what=f"the upstream suite of {ext.name}", timeout=SUITE_TIMEOUT)
+    finally:
+        run(["docker", "image", "rm", image], check=False)
+    output = (dest / "output.txt").read_text(errors="replace")
+    exit_code = int((dest / "exit-code").read_text().strip() or "0")
+    if subject.log_dir is not None:
+        # The harness's own files (diffs, logs in its shared directories) beside its output.
+        shutil.rmtree(subject.log_dir, ignore_errors=True)
+        shutil.copytree(dest, subject.log_dir)
+        for i in range(len(suite.shared_dirs)):
+            shutil.copytree(work / "shared" / str(i), subject.log_dir / f"shared-{i}",
+                            ignore_dangling_symlinks=True)
+    command_file = dest / "command.txt"
+    if not command_file.is_file():  # the script found no suite to run
+        return dataclasses.replace(base, skipped=output.strip(), exit_code=exit_code)
+    cases = parse_cases(output, suite)
+    tail = "\n".join(output.splitlines()[-OUTPUT_TAIL:])
+    diffs = sorted(dest.glob("*regression.diffs"))
+    if diffs:
+        tail += "\n" + "\n".join(diffs[0].read_text(errors="replace").splitlines()[:OUTPUT_TAIL])
+    if subject.log_dir is not None:
+        tail += f"\n(the suite's whole output: {subject.log_dir})"
+    return dataclasses.replace(base, cases=cases,
+                               command=tuple(command_file.read_text().split("\n")[:-1]),
+                               exit_code=exit_code, output_tail=tail + "\n" + server.logs())
+
+
+def attach_result(layout: Layout, image: Descriptor, result: GateResult, runnable: Descriptor,
+                  recipe_digest: str) -> None:
+    """Attach the gate's result to the image it tested, as the SBOM and provenance are
+    (signed with them by ``publish --sign-key``)."""
+    configuration = [
+        {"name": "postgresql (runnable image)", "digest": digest_set(runnable.digest)},
+        {"name": "dockerfiles/extension.Dockerfile (test stage)",
+         "digest": digest_set(f"sha256:{recipe_digest}")},
+    ]
+    stmt = result_statement(result, configuration)
+    config = layout.read_manifest(image.digest).config
+    created = parse_image_config(layout.read_blob(config.digest)).created or ""
+    attach(layout, image, INTOTO_TYPE, Blob(canonical(stmt), INTOTO_TYPE),
+           {PREDICATE_ANNOTATION: TEST_RESULT_PREDICATE, "org.opencontainers.image.created": created})

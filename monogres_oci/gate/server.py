@@ -1,0 +1,188 @@
+"""The runnable Postgres image of a build, started the way CloudNativePG runs it.
+
+Extension images are mounted read-only at ``/extensions/<name>``; the server gets
+``extension_control_path`` and ``dynamic_library_path`` over them, ``LD_LIBRARY_PATH`` from
+their ``ld_library_path``, ``PATH`` from their ``bin_path``, their ``env`` with ``${image_root}``
+replaced by the mount point, and the libraries they need preloaded, as the operator would set
+them. The data directory is a fresh ``initdb`` owned by UID 26. It listens on 127.0.0.1 only
+(the host network, for the suite's client) and on a socket for ``psql`` inside the container.
+
+The image comes out of the OCI layout: loaded into the engine's image store once per manifest
+digest (``docker load`` of an OCI archive), so the very bytes about to be published are run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tarfile
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from monogres_oci.contract import MOUNT_ROOT, RuntimeContract
+from monogres_oci.errors import CommandError, GateError
+from monogres_oci.oci.layout import Layout
+from monogres_oci.oci.model import Descriptor, Index, Platform
+from monogres_oci.runner import Result, run
+
+POSTGRES_UID = 26
+SOCKET_DIR = "/tmp"
+DATA_DIR = "/var/lib/postgresql/data"
+READY_TIMEOUT = 300.0  # an emulated (QEMU) server starts slowly
+IMAGE_NAME = "monogres-gate/postgresql"
+BUILD_IMAGE = "monogres-gate/build"
+
+
+def load_image(layout: Layout, image: Descriptor, platform: Platform) -> str:
+    """Load one platform image of the layout into the engine's image store; return its name.
+
+    Skipped when an image of that name (named by the manifest digest) is already there.
+    """
+    name = f"{IMAGE_NAME}:{image.digest.removeprefix('sha256:')[:24]}"
+    present = run(["docker", "image", "inspect", name], check=False)
+    if present.returncode == 0:
+        return name
+    manifest = layout.read_manifest(image.digest)
+    blobs = [image.digest, manifest.config.digest, *(layer.digest for layer in manifest.layers)]
+    entry = Descriptor(image.media_type, image.digest, image.size,
+                       {"io.containerd.image.name": f"docker.io/{name}",
+                        "org.opencontainers.image.ref.name": name.rpartition(":")[2]},
+                       platform=platform)
+    with tempfile.TemporaryDirectory(prefix="monogres-gate-load-") as tmp:
+        archive = Path(tmp) / "image.tar"
+        with tarfile.open(archive, "w") as tar:
+            _add_bytes(tar, "oci-layout", b'{"imageLayoutVersion":"1.0.0"}')
+            _add_bytes(tar, "index.json", Index(manifests=(entry,)).to_json())
+            for digest in dict.fromkeys(blobs):
+                tar.add(layout.blob_path(digest), f"blobs/sha256/{digest.removeprefix('sha256:')}")
+        run(["docker", "load", "--input", str(archive)], what=f"docker load of {name}")
+    return name
+
+
+def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    with tempfile.TemporaryFile() as f:
+        f.write(data)
+        f.seek(0)
+        tar.addfile(info, f)
+
+
+@dataclass(frozen=True)
+class Mounted:
+    """An extension image's files on the host, to be mounted at /extensions/<name>."""
+
+    contract: RuntimeContract
+    root: Path
+
+    @property
+    def mount(self) -> str:
+        return f"{MOUNT_ROOT}/{self.contract.name}"
+
+
+def server_settings(mounted: Sequence[Mounted], base_path: str) -> tuple[dict[str, str], list[str]]:
+    """The environment and the ``-c`` settings CloudNativePG gives a server for these images."""
+    env: dict[str, str] = {}
+    ld, bins = [], []
+    for m in mounted:
+        ld += m.contract.paths_at(m.mount, m.contract.ld_library_path)
+        bins += m.contract.paths_at(m.mount, m.contract.bin_path)
+        env.update(m.contract.env_at(m.mount))
+    if ld:
+        env["LD_LIBRARY_PATH"] = ":".join(ld)
+    env["PATH"] = ":".join([base_path, *bins])
+    preload = [lib for m in mounted for lib in m.contract.shared_preload_libraries]
+    settings = [
+        "extension_control_path=" + ":".join(["$system", *(f"{m.mount}/share" for m in mounted)]),
+        "dynamic_library_path=" + ":".join(["$libdir", *(f"{m.mount}/lib" for m in mounted)]),
+    ]
+    if preload:
+        settings.append("shared_preload_libraries=" + ",".join(dict.fromkeys(preload)))
+    return env, settings
+
+
+class Server:
+    """A Postgres server in a container of the runnable image; stop() removes the container."""
+
+    def __init__(self, image: str, platform: Platform, mounted: Sequence[Mounted], port: int,
+                 workdir: Path, shared: Mapping[str, Path] | None = None,
+                 readonly: Mapping[str, Path] | None = None) -> None:
+        self.image = image
+        self.platform = platform
+        self.port = port
+        self.name = f"monogres-gate-{os.getpid()}-{port}"
+        # Host directories mounted in the server and in the suite's client at the same path.
+        self.shared_mounts = [a for path, host in sorted((shared or {}).items())
+                              for a in ("-v", f"{host}:{path}")]
+        # Host directories only the server mounts, read-only (files of the build tree).
+        self.readonly_mounts = [a for path, host in sorted((readonly or {}).items())
+                                for a in ("-v", f"{host}:{path}:ro")]
+        self.data = workdir / "data"
+        self.data.mkdir(parents=True)
+        os.chown(self.data, POSTGRES_UID, POSTGRES_UID)
+        self.mounts = [arg for m in mounted for arg in ("-v", f"{m.root}:{m.mount}:ro")]
+        base_path = _image_path(image)
+        self.env, self.settings = server_settings(mounted, base_path)
+
+    def start(self) -> None:
+        common = ["--platform", str(self.platform), "--network", "host",
+                  "--user", f"{POSTGRES_UID}:{POSTGRES_UID}", "-v", f"{self.data}:{DATA_DIR}"]
+        run(["docker", "run", "--rm", *common, self.image, "initdb", "-D", DATA_DIR,
+             "-U", "postgres", "--auth=trust", "--no-sync"],
+            what=f"initdb in {self.image}", timeout=READY_TIMEOUT)
+        env_args = [arg for k, v in sorted(self.env.items()) for arg in ("-e", f"{k}={v}")]
+        gucs = [arg for s in [f"port={self.port}", "listen_addresses=127.0.0.1",
+                              f"unix_socket_directories={SOCKET_DIR}", "fsync=off",
+                              *self.settings] for arg in ("-c", s)]
+        run(["docker", "run", "-d", "--name", self.name, *common, *self.mounts,
+             *self.shared_mounts, *self.readonly_mounts, *env_args, self.image, "postgres",
+             "-D", DATA_DIR, *gucs],
+            what=f"starting {self.image}")
+        deadline = time.monotonic() + READY_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.exec(["pg_isready", "-q", "-h", SOCKET_DIR, "-p", str(self.port)]).returncode == 0:
+                return
+            if not self._running():
+                break
+            time.sleep(1)
+        raise GateError(f"the server in {self.image} did not start; its log:\n{self.logs()}")
+
+    def _running(self) -> bool:
+        state = run(["docker", "inspect", "-f", "{{.State.Running}}", self.name], check=False)
+        return state.stdout.strip() == "true"
+
+    def exec(self, argv: Sequence[str], env: Mapping[str, str] | None = None,
+             timeout: float = 600) -> Result:
+        env_args = [arg for k, v in sorted((env or {}).items()) for arg in ("-e", f"{k}={v}")]
+        try:
+            return run(["docker", "exec", *env_args, self.name, *argv], check=False,
+                       timeout=timeout)
+        except CommandError as exc:  # a timeout: the server hangs
+            return Result(tuple(argv), exc.returncode, "", exc.output)
+
+    def psql(self, database: str, sql: str) -> Result:
+        """Run ``sql`` as the superuser, with the server's own environment (as its backends)."""
+        return self.exec(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", SOCKET_DIR,
+                          "-p", str(self.port), "-U", "postgres", "-d", database, "-c", sql])
+
+    def logs(self) -> str:
+        out = run(["docker", "logs", "--tail", "60", self.name], check=False)
+        return (out.stdout + out.stderr).strip()
+
+    def stop(self) -> None:
+        run(["docker", "rm", "-f", self.name], check=False)
+        shutil.rmtree(self.data, ignore_errors=True)
+
+
+def _image_path(image: str) -> str:
+    """The PATH the runnable image sets (its Postgres bin first)."""
+    out = run(["docker", "image", "inspect", "-f", "{{json .Config.Env}}", image],
+              what=f"inspecting {image}")
+    for item in json.loads(out.stdout) or []:
+        if item.startswith("PATH="):
+            return str(item[5:])
+    return "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"

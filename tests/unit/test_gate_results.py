@@ -1,0 +1,78 @@
+"""The gate's verdict: tests found in the harness output, known failures, a broken harness."""
+
+from __future__ import annotations
+
+from monogres_oci.catalog.model import UpstreamSuite
+from monogres_oci.gate.results import (
+    TEST_RESULT_PREDICATE,
+    Created,
+    GateResult,
+    parse_cases,
+    result_statement,
+)
+
+PG_REGRESS = """# using postmaster on 127.0.0.1, port 40121
+ok 1         - extension                                  21 ms
+not ok 2     - tables                                     35 ms
+# parallel group (2 tests):  binary unit
+ok 3         + unit                                       40 ms
+not ok 4     + binary                                     12 ms
+1..4
+# 2 of 4 tests failed.
+"""
+POSTGIS = """Running tests
+
+ regress/core/affine .. ok in 95 ms
+ regress/core/bestsrid ... failed (diff expected obtained: /tmp/x.diff)
+ raster/test/regress/rt_gdalwarp .. skipped
+"""
+
+
+def result(cases: tuple, exit_code: int = 1, created: tuple = (Created("unit", True),)) -> GateResult:  # type: ignore[type-arg]
+    return GateResult(extension="unit", version="7.10", platform="linux/amd64",
+                      image_digest="sha256:" + "1" * 64, postgres_image="sha256:" + "2" * 64,
+                      created=created, cases=cases, command=("make", "installcheck"),
+                      exit_code=exit_code)
+
+
+def test_pg_regress_tap_lines_and_known_failures() -> None:
+    suite = UpstreamSuite(known_failures=(("binary", "needs the build tree's data files"),))
+    cases = parse_cases(PG_REGRESS, suite)
+    assert [(c.name, c.passed) for c in cases] == [
+        ("extension", True), ("tables", False), ("unit", True), ("binary", False)]
+    r = result(cases)
+    assert [c.name for c in r.failed] == ["tables"] and [c.name for c in r.warned] == ["binary"]
+    assert r.verdict == "FAILED"
+    assert r.summary() == ("FAILED: upstream suite 2/4 passed, 1 known failure(s), failed: tables")
+    passing = parse_cases(PG_REGRESS, UpstreamSuite(known_failures=(
+        ("binary", "needs the build tree's data files"), ("tables", "another reason given"))))
+    assert result(passing).verdict == "WARNED"
+
+
+def test_a_harness_pattern_from_the_catalog() -> None:
+    suite = UpstreamSuite(result_pattern=r"^ (?P<name>\S+) \.*\s*(?P<status>ok|failed|skipped)")
+    cases = parse_cases(POSTGIS, suite)
+    assert [(c.name, c.status) for c in cases] == [("regress/core/affine", "ok"),
+                                                  ("regress/core/bestsrid", "failed"),
+                                                  ("raster/test/regress/rt_gdalwarp", "skipped")]
+
+
+def test_a_harness_that_breaks_before_reporting_fails_the_gate() -> None:
+    cases = parse_cases("ok 1 - extension\n", UpstreamSuite())
+    assert result(cases, exit_code=0).verdict == "PASSED"
+    broken = result(cases, exit_code=2)
+    assert broken.verdict == "FAILED" and "exited 2 without naming a failed test" in broken.summary()
+    assert result((), exit_code=0, created=(Created("unit", False, "ERROR: x"),)).verdict == "FAILED"
+
+
+def test_the_attestation_names_the_image_and_every_test() -> None:
+    suite = UpstreamSuite(known_failures=(("binary", "needs the build tree's data files"),))
+    stmt = result_statement(result(parse_cases(PG_REGRESS, suite)), [])
+    assert stmt["predicateType"] == TEST_RESULT_PREDICATE
+    assert stmt["subject"][0]["digest"] == {"sha256": "1" * 64}
+    predicate = stmt["predicate"]
+    assert predicate["result"] == "FAILED"
+    assert predicate["passedTests"] == ["extension", "unit"]
+    assert predicate["failedTests"] == ["tables"]
+    assert predicate["warnedTests"] == ["binary: needs the build tree's data files"]
+    assert predicate["monogres"]["suite"]["total"] == 4
