@@ -184,6 +184,27 @@ check_tool 'Crane is a tool' crane --help
 check_tool 'GitVersion' cosign version
 
 # ---------------------------------------------------------------------------------------------
+phase "OCI image-spec 1.1.1 JSON schemas (for the conformance tests)"
+# Debian packages the spec's schemas with its Go module; only the schema files are needed, so the
+# package is unpacked, not installed (its Go dependencies are not in bookworm).
+SCHEMA_DIR=$APT_DIR/oci-image-spec-v1.1.1
+if [[ ! -f $SCHEMA_DIR/image-manifest-schema.json ]]; then
+  work=$(mktemp -d)
+  (cd "$work" && apt-get "${PRIVATE_APT[@]}" download golang-github-opencontainers-image-spec-dev/sid)
+  deb=$(echo "$work"/*.deb)
+  version=$(dpkg-deb -f "$deb" Version)
+  [[ $version == 1.1.1* ]] || die "golang-github-opencontainers-image-spec-dev is $version, expected 1.1.1"
+  dpkg-deb -x "$deb" "$work/x"
+  mkdir -p "$SCHEMA_DIR.new"
+  cp "$work/x/usr/share/gocode/src/github.com/opencontainers/image-spec/schema/"*.json "$SCHEMA_DIR.new/"
+  cp "$work/x/usr/share/doc/golang-github-opencontainers-image-spec-dev/copyright" "$SCHEMA_DIR.new/"
+  echo "$version" >"$SCHEMA_DIR.new/VERSION"
+  rm -rf "$SCHEMA_DIR" "$work"
+  mv "$SCHEMA_DIR.new" "$SCHEMA_DIR"
+fi
+log "$(ls "$SCHEMA_DIR"/*.json | wc -l) schemas in $SCHEMA_DIR (package $(cat "$SCHEMA_DIR/VERSION"))"
+
+# ---------------------------------------------------------------------------------------------
 phase "buildx plugin for the docker client first on PATH"
 # docker-buildx installs to /usr/libexec/docker/cli-plugins. A client elsewhere on PATH (e.g. a
 # newer /usr/local/bin/docker) may not search that directory: link it where every client looks.

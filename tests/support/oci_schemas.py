@@ -1,11 +1,12 @@
-"""Validation against the official OCI image-spec JSON schemas kept in ``shared/conformance``.
+"""Validation against the official OCI image-spec 1.1.1 JSON schemas, as Debian packages them.
 
 The schemas are draft-04 and refer to each other by relative file name (``defs-descriptor.json``)
 resolved against their ``id`` URLs, which point at nested paths that do not exist as files.
 Every URL is therefore served by file name from the one schema directory.
 
-The directory is found beside the repository (``<repo>/../shared/conformance``), as CI clones
-it, or through ``MONOGRES_CONFORMANCE``.
+``.ci/setup-host.sh`` unpacks them from ``golang-github-opencontainers-image-spec-dev`` into
+``$MONOGRES_APT_DIR/oci-image-spec-v1.1.1``, so the tests need nothing beside the repository;
+``MONOGRES_OCI_SCHEMAS`` names another directory of the same files.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import jsonschema
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT4
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 SPEC_DIR_NAME = "oci-image-spec-v1.1.1"
 
 SCHEMAS = {
@@ -32,20 +32,20 @@ SCHEMAS = {
 }
 
 
-def conformance_dir() -> Path:
-    """Return the shared conformance directory."""
-    override = os.environ.get("MONOGRES_CONFORMANCE")
-    return Path(override) if override else REPO_ROOT.parent / "shared" / "conformance"
-
-
 def schema_dir() -> Path:
     """Return the directory of the OCI image-spec schemas."""
-    return conformance_dir() / SPEC_DIR_NAME
+    if override := os.environ.get("MONOGRES_OCI_SCHEMAS"):
+        return Path(override)
+    return Path(os.environ.get("MONOGRES_APT_DIR", "/var/cache/monogres-apt")) / SPEC_DIR_NAME
 
 
 @cache
 def _load(name: str) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((schema_dir() / name).read_text())
+    path = schema_dir() / name
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no OCI image-spec schema here; run .ci/setup-host.sh "
+                                "(it unpacks them) or set MONOGRES_OCI_SCHEMAS")
+    data: dict[str, Any] = json.loads(path.read_text())
     return data
 
 
