@@ -182,11 +182,20 @@ class Selection:
 
 
 @dataclass(frozen=True)
+class DisabledTarget:
+    """A target the catalog says cannot be built, and why; it is planned but never built."""
+
+    target: ExtensionTarget
+    reason: str
+
+
+@dataclass(frozen=True)
 class Plan:
-    """The targets to build, Postgres builds first."""
+    """The targets to build, Postgres builds first, and those the catalog disables."""
 
     postgres: tuple[PostgresTarget, ...]
     extensions: tuple[ExtensionTarget, ...]
+    disabled: tuple[DisabledTarget, ...] = ()
 
     def extensions_of(self, pg: PostgresTarget) -> tuple[ExtensionTarget, ...]:
         return tuple(e for e in self.extensions if e.postgres.key == pg.key)
@@ -232,6 +241,7 @@ def expand(
                         force_emulation=selection.emulate,
                     ))
     ext_targets: list[ExtensionTarget] = []
+    disabled: list[DisabledTarget] = []
     if not selection.postgres_only:
         wanted = _wanted_extensions(selection.extensions)
         for ext in catalog.extensions:
@@ -244,16 +254,20 @@ def expand(
                     # Extensions go with the default option set unless option sets were asked for.
                     if not (pg.default_option_set or selection.option_sets):
                         continue
-                    if ext.distros and pg.distro.name not in ext.distros:
+                    if not version.postgres.admits(pg.release.version):
                         continue
-                    if version.postgres.admits(pg.release.version):
-                        ext_targets.append(ExtensionTarget(
-                            extension=ext, version=version, postgres=pg,
-                            recipe_digest=recipe_digests["extension"],
-                        ))
+                    target = ExtensionTarget(extension=ext, version=version, postgres=pg,
+                                             recipe_digest=recipe_digests["extension"])
+                    reason = ext.disabled_for(version, pg.release.version, pg.distro.name,
+                                              pg.arch)
+                    if reason:
+                        disabled.append(DisabledTarget(target, reason))
+                    else:
+                        ext_targets.append(target)
     if not pg_targets:
         raise UsageError("the selection matches no Postgres build; `monogres-oci plan` lists them")
-    return Plan(postgres=tuple(pg_targets), extensions=tuple(ext_targets))
+    return Plan(postgres=tuple(pg_targets), extensions=tuple(ext_targets),
+                disabled=tuple(disabled))
 
 
 def _wanted_extensions(items: Sequence[str]) -> dict[str, str]:

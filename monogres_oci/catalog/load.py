@@ -23,6 +23,7 @@ from monogres_oci.catalog.model import (
     Catalog,
     Conditional,
     DataDir,
+    Disabled,
     Distro,
     Extension,
     ExtensionPatch,
@@ -160,6 +161,16 @@ def _versions(raw: str | list[int]) -> VersionRange:
     return parse_range(raw) if isinstance(raw, str) else majors_range(tuple(raw))
 
 
+def _disabled(raw: str | list[dict[str, Any]]) -> tuple[Disabled, ...]:
+    """A string disables every target; each rule of a list those its scope matches."""
+    if isinstance(raw, str):
+        return (Disabled(reason=raw),)
+    return tuple(Disabled(reason=r["reason"],
+                          postgres=_versions(r["postgres"]) if "postgres" in r else ANY,
+                          distro=r.get("distro", ""), arch=r.get("arch", ""))
+                 for r in raw)
+
+
 def _conditionals(items: list[Any], key: str) -> tuple[Conditional, ...]:
     """Plain strings apply to every release; {KEY: value, postgres: range} to those admitted."""
     return tuple(
@@ -208,7 +219,7 @@ def _extension(name: str, e: dict[str, Any]) -> Extension:
     return Extension(
         name=name, sql_names=tuple(sql) if isinstance(sql, list) else (sql,),
         description=e["description"], homepage=e["homepage"], license=e["license"],
-        distros=tuple(e.get("distros", [])),
+        disabled=_disabled(e.get("disabled", [])),
         build=BuildRecipe(
             system=b["system"], packages=tuple(b.get("packages", [])), subdir=b.get("subdir", "."),
             configure_flags=tuple(b.get("configure_flags", [])),
@@ -237,7 +248,8 @@ def _extension(name: str, e: dict[str, Any]) -> Extension:
         versions=tuple(
             ExtensionVersion(version=v["version"], sql_version=v.get("sql_version", v["version"]),
                              source=_source(v["source"]), postgres=_versions(v["postgres"]),
-                             source_date_epoch=v.get("source_date_epoch"))
+                             source_date_epoch=v.get("source_date_epoch"),
+                             disabled=_disabled(v.get("disabled", [])))
             for v in e["versions"]
         ),
     )
@@ -322,10 +334,13 @@ def _check_extension(ext: Extension, names: set[str], text: str, shown: str,
                      distros: set[str]) -> None:
     """An extension's references: distros, required extensions, patches, the result pattern."""
     where = f"/extensions/{ext.name}"
-    for j, distro in enumerate(ext.distros):
-        if distro not in distros:
-            raise CatalogError(shown, _with_line(f"{where}/distros/{j}", text),
-                               f"unknown distro {distro!r}",
+    rules = [(f"{where}/disabled/{j}", r) for j, r in enumerate(ext.disabled)] + [
+        (f"{where}/versions/{i}/disabled/{j}", r)
+        for i, v in enumerate(ext.versions) for j, r in enumerate(v.disabled)]
+    for pointer, rule in rules:
+        if rule.distro and rule.distro not in distros:
+            raise CatalogError(shown, _with_line(f"{pointer}/distro", text),
+                               f"unknown distro {rule.distro!r}",
                                f"define it under distros (known: {', '.join(sorted(distros))})")
     for j, required in enumerate(ext.runtime.requires):
         if required == ext.name or required not in names:

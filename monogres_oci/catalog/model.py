@@ -128,6 +128,28 @@ class PostgresRelease:
 
 
 @dataclass(frozen=True)
+class Disabled:
+    """Targets that cannot be built, kept in the catalog with the reason so status shows them.
+
+    Each empty scope matches everything: a rule with only a reason disables every target.
+    """
+
+    reason: str
+    postgres: VersionRange = ANY
+    distro: str = ""
+    arch: str = ""
+
+    def matches(self, version: str, distro: str, arch: str) -> bool:
+        return ((not self.distro or self.distro == distro) and (not self.arch or self.arch == arch)
+                and self.postgres.admits(version))
+
+
+def disabled_reason(rules: tuple[Disabled, ...], version: str, distro: str, arch: str) -> str:
+    """The reason of the first rule that matches the target; empty when none does."""
+    return next((r.reason for r in rules if r.matches(version, distro, arch)), "")
+
+
+@dataclass(frozen=True)
 class ExtensionVersion:
     """One version of an extension and the Postgres versions it builds against."""
 
@@ -136,6 +158,7 @@ class ExtensionVersion:
     source: Source
     postgres: VersionRange
     source_date_epoch: int | None = None
+    disabled: tuple[Disabled, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -226,7 +249,13 @@ class Extension:
     versions: tuple[ExtensionVersion, ...]
     runtime: Runtime = Runtime()
     test: UpstreamSuite = UpstreamSuite()
-    distros: tuple[str, ...] = ()  # empty: every distro of the release
+    disabled: tuple[Disabled, ...] = ()
+
+    def disabled_for(self, version: ExtensionVersion, pg_version: str, distro: str,
+                     arch: str) -> str:
+        """Why this version cannot be built for the target; empty when it can."""
+        return (disabled_reason(version.disabled, pg_version, distro, arch)
+                or disabled_reason(self.disabled, pg_version, distro, arch))
 
     @property
     def sql_name(self) -> str:

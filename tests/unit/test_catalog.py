@@ -210,8 +210,13 @@ def test_extension_references_are_checked(tmp_path: Path) -> None:
     assert "/extensions/rum/runtime/requires/0" in str(err.value)
     assert "rum requires 'postgres-gis', which is not in the catalog" in str(err.value)
     data = _raw()
-    data["extensions"]["rum"]["distros"] = ["forky"]
-    with pytest.raises(CatalogError, match="unknown distro 'forky'"):
+    data["extensions"]["rum"]["disabled"] = [{"distro": "forky", "reason": "no such distro"}]
+    with pytest.raises(CatalogError, match="unknown distro 'forky'") as err:
+        load_catalog(_write(tmp_path, data))
+    assert "/extensions/rum/disabled/0/distro" in str(err.value)
+    data = _raw()
+    data["extensions"]["rum"]["disabled"] = [{"arch": "arm64"}]
+    with pytest.raises(CatalogError, match="reason"):
         load_catalog(_write(tmp_path, data))
     data = _raw()
     data["extensions"]["rum"]["test"] = {"result_pattern": "^(?P<name>\\S+) ok$"}
@@ -229,5 +234,6 @@ def test_every_kind_of_recipe_loads() -> None:
     assert postgis.build.system == "configure" and postgis.sql_name == "postgis"
     assert [d.dest for d in postgis.build.data] == ["proj", "gdal"]
     assert dict(postgis.runtime.env)["PROJ_DATA"] == "${image_root}/share/proj"
-    assert (h3.build.system, h3.distros, h3.runtime.requires) == ("cmake", ("trixie",), ("postgis",))
+    assert (h3.build.system, h3.runtime.requires) == ("cmake", ("postgis",))
+    assert [(d.distro, d.arch) for d in h3.disabled] == [("bookworm", "")]
     assert h3.build.patches[0].file == "patches/h3-pg-4.2.3-system-libh3.patch"

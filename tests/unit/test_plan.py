@@ -132,7 +132,7 @@ def test_build_method_per_target() -> None:
         "postgres-18.6-barebones-bookworm-amd64"][1]
 
 
-def test_required_extensions_build_first_and_distros_are_honoured() -> None:
+def test_required_extensions_build_first_and_disabled_targets_are_kept_with_why() -> None:
     from monogres_oci.build import requires_first
 
     catalog = load_catalog(CATALOG)
@@ -140,7 +140,40 @@ def test_required_extensions_build_first_and_distros_are_honoured() -> None:
                                      distros=("trixie",), extensions=("h3-pg", "postgis")),
                   base_overrides={}, recipe_digests=RECIPES)
     assert [e.extension.name for e in requires_first(plan.extensions)] == ["postgis", "h3-pg"]
+    assert plan.disabled == ()
     bookworm = expand(catalog, Selection(postgres=("18",), option_sets=("regular",),
                                          archs=("amd64",), distros=("bookworm",)),
                       base_overrides={}, recipe_digests=RECIPES)
     assert "h3-pg" not in {e.extension.name for e in bookworm.extensions}  # no libh3 there
+    assert [(d.target.name, "libh3" in d.reason) for d in bookworm.disabled] == [
+        ("h3-pg-4.2.3-pg18.6-regular-bookworm-amd64", True)]
+
+
+def test_disabled_rules_match_by_scope_and_versions_win(tmp_path: Path) -> None:
+    import yaml
+
+    data = yaml.safe_load(CATALOG.read_text())
+    rum = data["extensions"]["rum"]
+    rum["disabled"] = [{"reason": "no arm64 here", "arch": "arm64"},
+                       {"reason": "17 is broken", "postgres": "17", "distro": "trixie"}]
+    rum["versions"][0]["disabled"] = [{"reason": "this version on bookworm 18",
+                                       "postgres": ">=18", "distro": "bookworm"}]
+    data["extensions"]["pgaudit"]["disabled"] = "everything"
+    path = tmp_path / "extensions.yaml"
+    path.write_text(yaml.safe_dump(data))
+    for patch in {p["file"] for e in data["extensions"].values()
+                  for p in e["build"].get("patches", [])}:
+        (tmp_path / patch).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / patch).write_bytes((CATALOG.parent / patch).read_bytes())
+    plan = expand(load_catalog(path), Selection(option_sets=("regular",),
+                                                extensions=("rum", "pgaudit")),
+                  base_overrides={}, recipe_digests=RECIPES)
+    why = {d.target.name: d.reason for d in plan.disabled}
+    built = {t.name for t in plan.extensions}
+    assert why["rum-1.3.15-pg18.6-regular-bookworm-amd64"] == "this version on bookworm 18"
+    assert why["rum-1.3.15-pg18.6-regular-bookworm-arm64"] == "this version on bookworm 18"
+    assert why["rum-1.3.15-pg18.6-regular-trixie-arm64"] == "no arm64 here"
+    assert why["rum-1.3.15-pg17.11-regular-trixie-amd64"] == "17 is broken"
+    assert why["pgaudit-18.0-pg18.6-regular-trixie-amd64"] == "everything"
+    assert built == {"rum-1.3.15-pg18.6-regular-trixie-amd64",
+                     "rum-1.3.15-pg17.11-regular-bookworm-amd64"}
