@@ -4,13 +4,16 @@
         --base trixie=HOST/base/trixie@sha256:... \\
         --target 18.6:regular:bookworm:amd64 --target 17.11:regular:bookworm:amd64 \\
         --target 18.6:regular:trixie:amd64 --target 18.6:barebones:bookworm:arm64 \\
-        [--cache-dir DIR] [--work DIR] [--extension NAME ...]
+        [--cache-dir DIR] [--work DIR] [--extension NAME ...] [--jobs N] [--rebuild]
 
 Each --target is one `monogres-oci build` (with its gate) of every extension the catalog admits
 for that release, option set, distro and architecture; a build that fails is reported, not fatal.
 The table: build system, compile seconds (the build marker's), image size (the compressed
 layer), bundled libraries (count and MB, uncompressed), the upstream suite's passed/total, and
-why anything failed. ``--report-only`` reprints the table of an earlier run from its --work.
+why anything failed; then each target's wall time. ``--jobs N`` compiles N extensions at once
+(measure scaling by running 1 and 2 against the same cached Postgres build with ``--rebuild``,
+which turns BuildKit's cache off, in fresh --work and --cache-dir holding only that build).
+``--report-only`` reprints the table of an earlier run from its --work.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +43,7 @@ def build(target: str, args: argparse.Namespace, work: Path) -> Path:
             "--arch", arch, "--cache-dir", args.cache_dir, "--out", str(out / "oci"), "--json"]
     argv += [a for b in args.base for a in ("--base", b)]
     argv += [a for e in args.extension for a in ("--extension", e)]
+    argv += ["--jobs", str(args.jobs)] + (["--rebuild"] if args.rebuild else [])
     print(f"== {target}", file=sys.stderr, flush=True)
     plan = [a for a in argv if a not in ("--json",)]
     plan[plan.index("build")] = "plan"
@@ -46,8 +51,11 @@ def build(target: str, args: argparse.Namespace, work: Path) -> Path:
     plan = [*plan[:drop], *plan[drop + 2:], "--json"]
     (out / "plan.json").write_text(subprocess.run(plan, cwd=REPO, capture_output=True,
                                                   text=True, check=True).stdout)
+    start = time.monotonic()
     with open(out / "build.log", "w") as log:
         proc = subprocess.run(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=log, text=True)
+    (out / "wall.json").write_text(json.dumps({"seconds": time.monotonic() - start,
+                                               "jobs": args.jobs}))
     (out / "report.json").write_text(proc.stdout or '{"targets": []}')
     return out
 
@@ -109,6 +117,8 @@ def main() -> int:
     parser.add_argument("--catalog", default=str(REPO / "extensions.yaml"))
     parser.add_argument("--cache-dir", default=str(Path.home() / ".cache" / "monogres-oci"))
     parser.add_argument("--work", metavar="DIR", help="keep the layouts and logs here")
+    parser.add_argument("--jobs", type=int, default=1, help="extension compiles at once")
+    parser.add_argument("--rebuild", action="store_true", help="BuildKit's cache off")
     parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args()
     work = Path(args.work or tempfile.mkdtemp(prefix="monogres-bench-ext-"))
@@ -130,6 +140,10 @@ def main() -> int:
             bundled = f"{r['bundled']} / {r['bundled_mb']:.1f} MB" if r["bundled"] else "0"
             print(f"{r['target']:<58} {r['system']:<9} {seconds:>8} {size:>9} {bundled:>12} "
                   f"{r['tests']:>9}  {r['why']}")
+    for out in outs:
+        if (out / "wall.json").is_file():
+            wall = json.loads((out / "wall.json").read_text())
+            print(f"{out.name}: {wall['seconds']:.0f} s wall, --jobs {wall['jobs']}")
     print(f"(work directory: {work})")
     return 0
 

@@ -24,7 +24,8 @@ sys.path.insert(0, str(REPO))
 
 from monogres_oci.attest.buildinfo import postgres_record  # noqa: E402
 from monogres_oci.base import create_base_image  # noqa: E402
-from monogres_oci.build import BuildCache, package_extension, source_date_epoch  # noqa: E402
+from monogres_oci.build import package_extension, source_date_epoch  # noqa: E402
+from monogres_oci.build_state import BuildCache  # noqa: E402
 from monogres_oci.catalog import load_catalog  # noqa: E402
 from monogres_oci.compile import (  # noqa: E402
     compile_extension,

@@ -14,7 +14,8 @@ import json
 import os
 import tarfile
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -25,6 +26,7 @@ from monogres_oci.attest.buildinfo import (
     postgres_record,
     read_bundled,
 )
+from monogres_oci.build_state import BuildCache, Outcome, Outcomes, Stage
 from monogres_oci.catalog import Catalog, Source
 from monogres_oci.compile import (
     ExtensionBuildOutput,
@@ -42,19 +44,6 @@ from monogres_oci.oci.model import Descriptor, Platform
 from monogres_oci.package import Packager
 from monogres_oci.plan import ExtensionTarget, Plan, PostgresTarget
 from monogres_oci.progress import Progress
-
-
-class BuildCache:
-    """Finished compile outputs, one directory per input digest."""
-
-    def __init__(self, cache_dir: Path) -> None:
-        self.root = cache_dir / "builds"
-
-    def dir(self, key: str) -> Path:
-        return self.root / key
-
-    def has(self, key: str) -> bool:
-        return (self.dir(key) / ".done").is_file()
 
 
 def source_date_epoch(tarball: Path, pinned: int | None = None) -> int:
@@ -129,6 +118,7 @@ def run_build(
     rebuild: bool = False,
     sandbox_hostname: str = "",
     gate: bool = True,
+    jobs: int = 1,
 ) -> BuildReport:
     """Fetch, compile, package and gate the plan; return what happened to each target.
 
@@ -136,13 +126,18 @@ def run_build(
     compiled from scratch: what reproducibility checks and benchmarks need).
     ``sandbox_hostname`` is passed to every compile (see ``compile_postgres``). ``gate`` False
     packages extension images without proving them (they then carry no test result, and
-    ``publish`` refuses them unless told otherwise).
+    ``publish`` refuses them unless told otherwise). ``jobs`` extension compiles of one Postgres
+    build run at once (BuildKit runs them side by side); packaging and gating stay in plan order.
+    How each target ended is recorded in the cache directory's outcomes (``status`` reads them).
     """
     report = BuildReport()
+    outcomes = Outcomes(cache.root.parent)
     progress.stage(f"fetching sources for {len(plan.postgres)} Postgres and "
                    f"{len(plan.extensions)} extension target(s)")
     paths = fetch_all(plan, fetcher, progress.stage)
     catalog_dir = Path(catalog.path).parent
+    for item in plan.disabled:
+        progress.stage(f"skipping {item.target.name}: disabled in the catalog ({item.reason})")
     for pg in plan.postgres:
         pg_epoch = source_date_epoch(paths[pg.release.source.sha256],
                                      pg.release.source_date_epoch)
@@ -150,53 +145,125 @@ def run_build(
             pg_out, cached = _compile_postgres(pg, paths, cache, progress, pg_epoch, rebuild,
                                                sandbox_hostname, catalog_dir)
         except MonogresError as exc:
+            outcomes.record(pg.key, Outcome(pg.name, "compile", ok=False, summary=_first(exc)))
             report.results.append(TargetResult(pg.name, "postgres", ok=False, error=str(exc)))
             for ext in plan.extensions_of(pg):
                 report.results.append(TargetResult(ext.name, "extension", ok=False,
                                                    error=f"not built: {pg.name} failed"))
             progress.stage(f"FAILED {pg.name}")
             continue
+        outcomes.record(pg.key, Outcome(pg.name, "compile", ok=True))
         pg_record = _record(postgres_record(pg, pg_out, pg_epoch), pg_out.meta_dir)
         runnable = packager.add_postgres(pg, pg_out, pg_record)
         report.results.append(TargetResult(pg.name, "postgres", ok=True, cached=cached))
         images: dict[str, Descriptor] = {}
-        for ext in requires_first(plan.extensions_of(pg)):
+        targets = requires_first(plan.extensions_of(pg))
+
+        def compile_one(ext: ExtensionTarget, pg_out: PostgresBuildOutput = pg_out,
+                        pg_epoch: int = pg_epoch) -> _Compiled:
+            epoch = max(pg_epoch, source_date_epoch(paths[ext.version.source.sha256],
+                                                     ext.version.source_date_epoch))
+            out, invocation, cached = _compile_extension(
+                ext, pg_out, paths, cache, progress, epoch, rebuild, sandbox_hostname,
+                catalog_dir)
+            return _Compiled(out, invocation, cached, epoch)
+
+        for ext, compiled in _compiled_in_order(targets, compile_one, jobs):
+            if isinstance(compiled, BuildError):
+                _failed(report, outcomes, ext, "compile", compiled, progress)
+                continue
             try:
-                epoch = max(pg_epoch, source_date_epoch(paths[ext.version.source.sha256],
-                                                         ext.version.source_date_epoch))
-                ext_out, invocation, cached = _compile_extension(
-                    ext, pg_out, paths, cache, progress, epoch, rebuild, sandbox_hostname,
-                    catalog_dir)
-                image = package_extension(ext, ext_out, pg_out, epoch, pg_record, packager)
+                image = package_extension(ext, compiled.out, pg_out, compiled.epoch, pg_record,
+                                          packager)
             except BuildError as exc:
-                report.results.append(TargetResult(ext.name, "extension", ok=False, error=str(exc)))
-                progress.stage(f"FAILED {ext.name} (other targets go on)")
+                _failed(report, outcomes, ext, "package", exc, progress)
                 continue
             result = None
             if gate:
                 try:
-                    result = _gate(ext, image, invocation, runnable, images, packager, progress,
-                                   cache.dir(ext.key) / "suite")
+                    result = _gate(ext, image, compiled.invocation, runnable, images, packager,
+                                   progress, cache.dir(ext.key) / "suite")
                 except MonogresError as exc:
                     packager.withdraw(ext)
+                    outcomes.record(ext.key, Outcome(ext.name, "gate", ok=False,
+                                                     summary=f"the gate could not run: {_first(exc)}"))
                     report.results.append(TargetResult(
-                        ext.name, "extension", ok=False, cached=cached,
+                        ext.name, "extension", ok=False, cached=compiled.cached,
                         error=f"the gate could not run: {exc}"))
                     progress.stage(f"FAILED {ext.name}: the gate could not run (not tagged)")
                     continue
+                outcomes.record(ext.key, _gate_outcome(ext, result))
                 if not result.ok:
                     packager.withdraw(ext)
                     report.results.append(TargetResult(
-                        ext.name, "extension", ok=False, cached=cached, gate=result,
+                        ext.name, "extension", ok=False, cached=compiled.cached, gate=result,
                         error=f"gate {result.summary()} (not tagged, so not published)\n"
                               f"{result.output_tail}"))
                     progress.stage(f"FAILED {ext.name}: gate {result.summary()}")
                     continue
+            else:
+                outcomes.record(ext.key, Outcome(ext.name, "package", ok=True,
+                                                 summary="packaged without the gate"))
             images[ext.extension.name] = image
-            report.results.append(TargetResult(ext.name, "extension", ok=True, cached=cached,
-                                               gate=result))
+            report.results.append(TargetResult(ext.name, "extension", ok=True,
+                                               cached=compiled.cached, gate=result))
     report.refs = packager.finish()
     return report
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    out: ExtensionBuildOutput
+    invocation: ExtensionInvocation
+    cached: bool
+    epoch: int
+
+
+def _compiled_in_order(targets: Sequence[ExtensionTarget],
+                       compile_one: Callable[[ExtensionTarget], _Compiled], jobs: int,
+                       ) -> Iterator[tuple[ExtensionTarget, _Compiled | BuildError]]:
+    """Each target with its compile output (or the error), in the targets' order.
+
+    With ``jobs`` > 1 up to that many compiles run in threads (each is a BuildKit build, so the
+    threads only wait) while the caller packages and gates the ones before; with 1, each compile
+    waits for the caller to finish the previous target, as a plain loop would.
+    """
+    def attempt(ext: ExtensionTarget) -> _Compiled | BuildError:
+        try:
+            return compile_one(ext)
+        except BuildError as exc:
+            return exc
+
+    if jobs <= 1:
+        for ext in targets:
+            yield ext, attempt(ext)
+        return
+    with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="compile") as pool:
+        futures = [pool.submit(attempt, ext) for ext in targets]
+        try:
+            for ext, future in zip(targets, futures, strict=True):
+                yield ext, future.result()
+        finally:
+            for future in futures:
+                future.cancel()  # interrupted: start no new compile; running ones finish
+
+
+def _failed(report: BuildReport, outcomes: Outcomes, ext: ExtensionTarget, stage: Stage,
+            exc: BuildError, progress: Progress) -> None:
+    outcomes.record(ext.key, Outcome(ext.name, stage, ok=False, summary=_first(exc)))
+    report.results.append(TargetResult(ext.name, "extension", ok=False, error=str(exc)))
+    progress.stage(f"FAILED {ext.name} (other targets go on)")
+
+
+def _gate_outcome(ext: ExtensionTarget, result: GateResult) -> Outcome:
+    return Outcome(ext.name, "gate", ok=result.ok, summary=result.summary(),
+                   tests_passed=len(result.passed_cases), tests_total=len(result.cases),
+                   suite_skipped=result.skipped)
+
+
+def _first(exc: Exception) -> str:
+    """The first line of an error: what status shows (the log tail stays in the report)."""
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
 def requires_first(targets: Sequence[ExtensionTarget]) -> list[ExtensionTarget]:

@@ -22,16 +22,17 @@ EPILOG = """\
 typical session:
   monogres-oci validate                                   check extensions.yaml
   monogres-oci plan --postgres 18 --arch amd64            what would be built
+  monogres-oci status                                     every target: built? tested? failed?
   monogres-oci build --postgres 18 --option-set regular --arch amd64 \\
       --extension pgaudit --base bookworm=127.0.0.1:5000/base/bookworm@sha256:...
   monogres-oci keygen --out monogres.key                  signing key pair (.key and .pub)
   monogres-oci publish --registry 127.0.0.1:5000/monogres --sign-key monogres.key
   monogres-oci verify 127.0.0.1:5000/monogres/pgaudit:18-18.0-bookworm --key monogres.pub
-  monogres-oci rebuild --verify 127.0.0.1:5000/monogres/pgaudit:18-18.0-bookworm \
+  monogres-oci rebuild --verify 127.0.0.1:5000/monogres/pgaudit:18-18.0-bookworm \\
       --base bookworm=127.0.0.1:5000/base/bookworm@sha256:...   same digests from scratch?
-  monogres-oci install 127.0.0.1:5000/monogres/pgaudit:18-18.0-bookworm --dest /extensions \
+  monogres-oci install 127.0.0.1:5000/monogres/pgaudit:18-18.0-bookworm --dest /extensions \\
       --key monogres.pub
-  monogres-oci cnpg --registry 127.0.0.1:5000/monogres --postgres 18.6 --extension pgaudit \
+  monogres-oci cnpg --registry 127.0.0.1:5000/monogres --postgres 18.6 --extension pgaudit \\
       --output cluster.yaml --sign-key monogres.key
 
 Every command takes --help. Exit status: 0 ok, 1 failure, 2 usage error.
@@ -43,6 +44,16 @@ def _cache_dir(value: str | None) -> Path:
         return Path(value)
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "monogres-oci"
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return value
 
 
 def _add_catalog(p: argparse.ArgumentParser) -> None:
@@ -103,6 +114,33 @@ def build_parser() -> argparse.ArgumentParser:
     _add_build_inputs(p)
     p.add_argument("--json", action="store_true")
 
+    p = sub.add_parser("status", help="the whole catalog as one table: built, tested, published",
+                       description="One row per target (extension version x Postgres release x "
+                                   "option set x distro x architecture, and each Postgres build): "
+                                   "disabled (the catalog says why), not built, failed (the stage "
+                                   "and the error), built, tested (the upstream suite's passed/"
+                                   "total) or, with --registry, published from the same inputs. "
+                                   "Reads the build cache and the registry; builds nothing.",
+                       epilog="examples:\n"
+                              "  monogres-oci status --distro trixie --arch amd64\n"
+                              "  monogres-oci status --registry 127.0.0.1:5000/monogres --json\n"
+                              "  monogres-oci status --update README.md   "
+                              "(the table between README's status markers)",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_catalog(p)
+    _add_selection(p)
+    _add_build_inputs(p)
+    p.add_argument("--registry", metavar="HOST[:PORT]/NAMESPACE",
+                   help="also check what is published there (the rolling tag of each target and "
+                        "the input digest its manifest records)")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="counts and one object per target")
+    out.add_argument("--markdown", action="store_true",
+                     help="a matrix (artifact x release/distro/arch) with reasons as footnotes")
+    out.add_argument("--update", metavar="FILE",
+                     help="write the --markdown table between the status markers of FILE")
+    _add_registry_opts(p)
+
     p = sub.add_parser("build", help="fetch, compile and package into an OCI image layout",
                        description="Fetch every source (verified by sha256 before anything is "
                                    "built), compile Postgres once per target and each extension "
@@ -121,6 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="package extension images without proving them (CREATE EXTENSION and "
                         "the upstream suite against the runnable image); publish then refuses "
                         "them unless --allow-untested")
+    p.add_argument("--jobs", type=_positive, default=1, metavar="N",
+                   help="compile up to N extensions of one Postgres build at once (default 1; "
+                        "a rerun resumes: finished compiles are cached)")
     p.add_argument("--json", action="store_true")
     _add_registry_opts(p)
 
@@ -370,6 +411,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("monogres-oci: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`plan --json | head`): stop quietly, as cat would. Python would
+        # complain again when it flushes stdout at exit, so point stdout at nothing first.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 128 + 13  # killed by SIGPIPE, as the shell reports it
 
 
 __all__ = ["main", "build_parser", "UsageError"]

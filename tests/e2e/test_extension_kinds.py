@@ -304,3 +304,31 @@ def test_test_runs_the_gate_on_published_images(kinds: tuple[Built, Published],
     refused = cli("test", published.tag_ref("postgresql:18.6-regular-bookworm"), "--catalog",
                   str(built.catalog), "--cache-dir", str(CACHE), check=False)
     assert refused.returncode == 2 and "is not an extension image" in refused.stderr
+
+
+def test_status_shows_what_each_target_came_to(kinds: tuple[Built, Published]) -> None:
+    built, published = kinds
+    args = ["status", "--catalog", str(built.catalog), "--postgres", "18.6", "--option-set",
+            "regular", "--arch", "amd64", "--distro", "bookworm",
+            "--base", f"bookworm={built.base_image}", "--cache-dir", str(CACHE)]
+    for name in ("postgis", "greet", "pg_repack", "unit", "sour", "badpath"):
+        args += ["--extension", name]
+    registry = f"{published.registry.host}/{published.namespace}"
+    rows = {r["name"]: r for r in json.loads(cli(*args, "--registry", registry, "--json").stdout)[
+        "targets"]}
+    suite = targets(built)["postgis"]["gate"]["suite"]
+    assert rows["postgis"]["state"] == "published"
+    assert rows["postgis"]["tests"] == f"{suite['passed']}/{suite['total']}"
+    assert rows["postgis"]["detail"].startswith(tag("postgis"))
+    assert rows["postgresql"]["state"] == "published"
+    assert rows["sour"]["state"] == "failed" and rows["sour"]["detail"].startswith("gate: FAILED")
+    assert rows["badpath"]["state"] == "failed"
+    assert rows["badpath"]["detail"].startswith("package: ")
+    # Without the registry the same targets are tested, not published; other namespaces hold none.
+    local = {r["name"]: r["state"] for r in json.loads(cli(*args, "--json").stdout)["targets"]}
+    assert local["postgis"] == local["greet"] == "tested" and local["sour"] == "failed"
+    elsewhere = json.loads(cli(*args, "--registry", f"{published.registry.host}/nothing-here",
+                               "--json").stdout)
+    assert "published" not in elsewhere["counts"]
+    table = cli(*args, "--markdown").stdout
+    assert "| postgis | 3.6.4 | passed " in table and "| sour | 1.0 | FAILED [" in table

@@ -1,0 +1,74 @@
+"""What the build stage leaves behind per target, keyed by input digest: compile outputs, and how
+the last attempt ended (compiled, failed and why, gated with what result).
+
+Both live in the cache directory, so ``status`` and a resumed ``build`` see the same facts: a
+finished compile is never repeated, and a failure is shown until an attempt succeeds. Writes are
+atomic (a temporary file renamed), so an interrupted build leaves the previous record or the new
+one, never half of one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+Stage = Literal["compile", "package", "gate"]
+
+
+class BuildCache:
+    """Finished compile outputs, one directory per input digest."""
+
+    def __init__(self, cache_dir: Path) -> None:
+        self.root = cache_dir / "builds"
+
+    def dir(self, key: str) -> Path:
+        return self.root / key
+
+    def has(self, key: str) -> bool:
+        return (self.dir(key) / ".done").is_file()
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How the last attempt at one target ended."""
+
+    target: str  # the target's name, for a person reading the file
+    stage: Stage  # the last stage it reached
+    ok: bool
+    summary: str = ""  # the gate's one-line summary, or the first line of the error
+    tests_passed: int = 0
+    tests_total: int = 0
+    suite_skipped: str = ""  # why the upstream suite did not run
+
+    def to_json(self) -> dict[str, object]:
+        return asdict(self)
+
+
+class Outcomes:
+    """The outcome records of a cache directory, one JSON file per input digest."""
+
+    def __init__(self, cache_dir: Path) -> None:
+        self.root = cache_dir / "outcomes"
+
+    def _path(self, key: str) -> Path:
+        return self.root / f"{key}.json"
+
+    def record(self, key: str, outcome: Outcome) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-")
+        with os.fdopen(fd, "w") as f:
+            json.dump(outcome.to_json(), f, indent=2, sort_keys=True)
+            f.write("\n")
+        os.replace(tmp, self._path(key))
+
+    def get(self, key: str) -> Outcome | None:
+        try:
+            doc = json.loads(self._path(key).read_text())
+            return Outcome(**doc)
+        except (OSError, ValueError, TypeError):
+            # Missing, or written by another version: as if never attempted.
+            return None

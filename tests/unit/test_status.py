@@ -1,0 +1,135 @@
+"""status: what the build cache, the outcome records and a registry say of every target."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from monogres_oci.build import _Compiled, _compiled_in_order
+from monogres_oci.build_state import BuildCache, Outcome, Outcomes
+from monogres_oci.catalog import Catalog, load_catalog
+from monogres_oci.errors import BuildError
+from monogres_oci.plan import ExtensionTarget, Plan, Selection, expand
+from monogres_oci.status import collect, counts, to_markdown
+
+CATALOG = Path(__file__).resolve().parents[2] / "extensions.yaml"
+RECIPES = {"postgres": "p" * 64, "extension": "e" * 64}
+
+
+def _plan(**fields: Any) -> tuple[Catalog, Plan, Selection]:
+    catalog = load_catalog(CATALOG)
+    selection = Selection(option_sets=("regular",), archs=("amd64",), **fields)
+    return catalog, expand(catalog, selection, base_overrides={},
+                           recipe_digests=RECIPES), selection
+
+
+def _done(cache: BuildCache, key: str) -> None:
+    cache.dir(key).mkdir(parents=True)
+    (cache.dir(key) / ".done").write_text("")
+
+
+def test_each_state_comes_from_the_cache_and_the_outcome_records(tmp_path: Path) -> None:
+    catalog, plan, selection = _plan(
+        postgres=("18.6",), distros=("bookworm",),
+        extensions=("pgaudit", "rum", "pgtap", "unit", "h3-pg", "pgvector"))
+    cache, outcomes = BuildCache(tmp_path), Outcomes(tmp_path)
+    by_name = {t.extension.name: t for t in plan.extensions}
+    _done(cache, plan.postgres[0].key)
+    _done(cache, by_name["pgaudit"].key)
+    outcomes.record(by_name["pgaudit"].key, Outcome("x", "gate", ok=True, summary="PASSED: 5/5",
+                                                    tests_passed=5, tests_total=5))
+    _done(cache, by_name["rum"].key)  # compiled, never gated (--no-gate or interrupted)
+    outcomes.record(by_name["pgtap"].key, Outcome("x", "compile", ok=False,
+                                                  summary="make: *** [all] Error 2"))
+    rows = {r.name: r for r in collect(catalog, plan, cache, outcomes, selection=selection)}
+    assert (rows["pgaudit"].state, rows["pgaudit"].tests) == ("tested", "5/5")
+    assert rows["rum"].state == "built"
+    assert (rows["pgtap"].state, rows["pgtap"].detail) == ("failed",
+                                                           "compile: make: *** [all] Error 2")
+    assert rows["unit"].state == "not built"
+    assert rows["postgresql"].state == "built"
+    assert rows["h3-pg"].state == "disabled" and "libh3" in rows["h3-pg"].detail
+    # pgvector 0.8.0 is for PostgreSQL <18: a row that says so, not a silent gap
+    assert rows["pgvector"].state == "no release" and "<18" in rows["pgvector"].detail
+    assert counts(rows.values()) == {"tested": 1, "built": 2, "failed": 1, "not built": 1,
+                                     "disabled": 1, "no release": 1}
+    # A later success replaces the failure: status never shows a stale one.
+    outcomes.record(by_name["pgtap"].key, Outcome("x", "gate", ok=True, summary="ok",
+                                                  tests_passed=2, tests_total=3))
+    _done(cache, by_name["pgtap"].key)
+    again = {r.name: r for r in collect(catalog, plan, cache, outcomes, selection=selection)}
+    assert (again["pgtap"].state, again["pgtap"].tests) == ("tested", "2/3")
+
+
+def test_published_only_when_the_registry_holds_the_same_inputs(tmp_path: Path) -> None:
+    catalog, plan, _ = _plan(postgres=("18.6",), distros=("bookworm",), extensions=("pgaudit",))
+    cache, outcomes = BuildCache(tmp_path), Outcomes(tmp_path)
+    ext = plan.extensions[0]
+    asked: list[tuple[str, str, str]] = []
+
+    def registry(repo: str, tag: str, arch: str) -> str | None:
+        asked.append((repo, tag, arch))
+        return {"pgaudit": f"sha256:{ext.key}", "postgresql-dist": "sha256:" + "0" * 64}.get(repo)
+
+    rows = {r.name: r for r in collect(catalog, plan, cache, outcomes, registry)}
+    assert ("pgaudit", "18.6-18.0-bookworm", "amd64") in asked
+    assert ("postgresql-dist", "18.6-regular-bookworm", "amd64") in asked
+    assert rows["pgaudit"].state == "published"
+    assert rows["pgaudit"].detail == "pgaudit:18.6-18.0-bookworm"
+    # Published from other inputs: not this target, and the row says what is out there.
+    assert rows["postgresql"].state == "not built"
+    assert "published from other inputs" in rows["postgresql"].detail
+
+
+def test_markdown_is_a_matrix_with_reasons_as_footnotes(tmp_path: Path) -> None:
+    catalog, plan, selection = _plan(extensions=("h3-pg", "pgvector", "rum"))
+    rows = collect(catalog, plan, BuildCache(tmp_path), Outcomes(tmp_path), selection=selection)
+    table = to_markdown(rows)
+    header = table.splitlines()[0]
+    assert header.startswith("| artifact | version | 18.6 bookworm amd64 | 18.6 trixie amd64 |")
+    h3 = next(line for line in table.splitlines() if line.startswith("| h3-pg |"))
+    assert h3.count("disabled [1]") == 2 and h3.count("·") == 2  # bookworm x 2 releases; trixie
+    assert "\n1. libh3 is packaged in trixie" in table
+    # every line has as many cells as the header
+    widths = {line.count("|") for line in table.splitlines() if line.startswith("|")}
+    assert len(widths) == 1
+
+
+def test_outcome_records_are_whole_or_absent(tmp_path: Path) -> None:
+    outcomes = Outcomes(tmp_path)
+    assert outcomes.get("a" * 64) is None
+    outcomes.record("a" * 64, Outcome("t", "gate", ok=True, tests_passed=1, tests_total=1))
+    assert outcomes.get("a" * 64) == Outcome("t", "gate", ok=True, tests_passed=1, tests_total=1)
+    (tmp_path / "outcomes" / f"{'b' * 64}.json").write_text('{"target": "t", "stage": ')
+    assert outcomes.get("b" * 64) is None  # torn or foreign: as if never attempted
+    assert not list((tmp_path / "outcomes").glob(".tmp-*"))
+    assert json.loads((tmp_path / "outcomes" / f"{'a' * 64}.json").read_text())["ok"] is True
+
+
+@pytest.mark.parametrize("jobs", [1, 3])
+def test_compiles_come_back_in_plan_order_with_failures_in_place(jobs: int) -> None:
+    _, plan, _ = _plan(postgres=("18.6",), distros=("bookworm",))
+    targets = list(plan.extensions)
+    running, peak, lock = [0], [0], threading.Lock()
+
+    def compile_one(t: ExtensionTarget) -> _Compiled:
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        time.sleep(0.05 if t is targets[0] else 0.01)  # the first finishes last
+        with lock:
+            running[0] -= 1
+        if t.extension.name == "rum":
+            raise BuildError("rum: does not compile")
+        return _Compiled(None, None, False, 0)  # type: ignore[arg-type]
+
+    got = list(_compiled_in_order(targets, compile_one, jobs))
+    assert [t for t, _ in got] == targets
+    errors = {t.extension.name: str(r) for t, r in got if isinstance(r, BuildError)}
+    assert errors == {"rum": "rum: does not compile"}
+    assert peak[0] == min(jobs, len(targets))
