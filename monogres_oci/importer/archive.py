@@ -140,6 +140,12 @@ class Archive:
         return sorted((r for r in found if r.builds_extension),
                       key=lambda r: (r.package, DebianVersion(r.version)), reverse=True)
 
+    def newest_postgres_major(self) -> int:
+        """The newest PostgreSQL major the suites hold a server source package of (0: none)."""
+        majors = [int(m.group(1)) for name in self._chunks("Sources")
+                  if (m := re.fullmatch(r"postgresql-(\d+)", name))]
+        return max(majors, default=0)
+
     def binary(self, package: str) -> Source | None:
         """The newest ``.deb`` of a binary package, as a pinned source (the Packages index's
         SHA256 and the archive's URL); None when no index lists it."""

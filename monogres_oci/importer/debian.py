@@ -108,6 +108,16 @@ def pg_range(pgversions: str) -> str:
     return f">={majors[0]},<={majors[-1]}" if len(majors) > 1 else majors[0]
 
 
+def _binaries_range(majors: Sequence[int], newest: int) -> str:
+    """The range of the majors Debian builds binaries for: open above when the newest major of
+    the archive is among them, closed otherwise (pgaudit-1.7 is built for 15 alone: ``15``)."""
+    if not majors:
+        return ""
+    if majors[-1] >= newest:
+        return f">={majors[0]}"
+    return str(majors[0]) if majors[0] == majors[-1] else f">={majors[0]},<={majors[-1]}"
+
+
 def _major(text: str) -> float:
     return float(text) if re.fullmatch(r"\d+(\.\d+)?", text) else 0.0
 
@@ -216,9 +226,10 @@ class DebianImporter:
         if pgversions is None:
             majors = sorted({int(m) for b in self._all_binaries(record.package)
                              for m in re.findall(r"^postgresql-(\d+)-", b)})
-            postgres = f">={majors[0]}" if majors else ""
-            undecided.append("postgres: debian/pgversions could not be read; the range starts at "
-                             f"the oldest release Debian builds it for ({postgres or 'none'})")
+            postgres = _binaries_range(majors, self.archive.newest_postgres_major())
+            undecided.append("postgres: debian/pgversions could not be read; the range is the "
+                             f"releases Debian builds it for ({postgres or 'none'}), open above "
+                             "when it builds for the newest one")
         evidence = "debian/pgversions" if pgversions is not None else "binary packages"
         if not postgres:
             evidence += " (no lower bound given; >=13 written)"

@@ -17,7 +17,14 @@ from monogres_oci.deb822 import paragraphs
 from monogres_oci.importer.archive import Archive, SourceRecord, _record
 from monogres_oci.importer.catalog_edit import Change, apply
 from monogres_oci.importer.check import outdated
-from monogres_oci.importer.debian import Finding, Imported, build_packages, catalog_name, pg_range
+from monogres_oci.importer.debian import (
+    Finding,
+    Imported,
+    _binaries_range,
+    build_packages,
+    catalog_name,
+    pg_range,
+)
 from monogres_oci.importer.detect import inspect
 from monogres_oci.importer.versions import DebianVersion, upstream
 
@@ -97,6 +104,15 @@ def test_pgversions_and_names() -> None:
     assert catalog_name("pgaudit-1.7", ["pgaudit"]) == "pgaudit"
     assert catalog_name("postgresql-unit", ["unit"]) == "unit"
     assert catalog_name("pgvector", ["vector"]) == "pgvector"
+
+
+def test_without_pgversions_the_range_is_what_debian_builds_it_for() -> None:
+    # pgaudit-1.7 has binaries for 15 alone while the archive holds 18: it stops at 15
+    assert _binaries_range([15], newest=18) == "15"
+    assert _binaries_range([13, 14, 15], newest=18) == ">=13,<=15"
+    # built for the newest release: open above, as new releases get it too
+    assert _binaries_range([15, 16, 17, 18], newest=18) == ">=15"
+    assert _binaries_range([], newest=18) == ""
 
 
 def _tarball(tmp_path: Path, files: dict[str, str]) -> Path:
@@ -250,3 +266,4 @@ def test_archive_lookups_by_name(tmp_path: Path) -> None:
         "reorganize tables")
     assert {r.package for r in archive.extension_sources()} == {"pg-repack", "pgsphere",
                                                                  "timescaledb"}
+    assert archive.newest_postgres_major() == 18  # postgresql-18 in sid, postgresql-17 in trixie
