@@ -1,0 +1,37 @@
+"""The command line as a user meets it: help that renders as written, quiet ends of a pipe."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "monogres_oci", *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_help_examples_keep_their_line_continuations() -> None:
+    text = _run("--help").stdout
+    examples = text[text.index("typical session:"):].splitlines()
+    for i, line in enumerate(examples):
+        if line.rstrip().endswith("\\"):
+            assert examples[i + 1].startswith("      "), line  # the continued line follows
+    assert sum(line.rstrip().endswith("\\") for line in examples) >= 4
+
+
+def test_a_closed_pipe_ends_quietly_with_sigpipe_status(tmp_path: Path) -> None:
+    # status --json of the whole catalog is larger than a pipe's buffer, so the writer meets
+    # the closed end; like `cat`, it stops without a traceback and reports SIGPIPE (128 + 13).
+    proc = subprocess.Popen([sys.executable, "-m", "monogres_oci", "status", "--json",
+                             "--cache-dir", str(tmp_path)], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.read(10) == b'{\n  "count'
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141, err
+    assert "Traceback" not in err and "BrokenPipe" not in err
