@@ -43,7 +43,6 @@ def build(target: str, args: argparse.Namespace, work: Path) -> Path:
             "--arch", arch, "--cache-dir", args.cache_dir, "--out", str(out / "oci"), "--json"]
     argv += [a for b in args.base for a in ("--base", b)]
     argv += [a for e in args.extension for a in ("--extension", e)]
-    argv += ["--jobs", str(args.jobs)] + (["--rebuild"] if args.rebuild else [])
     print(f"== {target}", file=sys.stderr, flush=True)
     plan = [a for a in argv if a not in ("--json",)]
     plan[plan.index("build")] = "plan"
@@ -51,6 +50,7 @@ def build(target: str, args: argparse.Namespace, work: Path) -> Path:
     plan = [*plan[:drop], *plan[drop + 2:], "--json"]
     (out / "plan.json").write_text(subprocess.run(plan, cwd=REPO, capture_output=True,
                                                   text=True, check=True).stdout)
+    argv += ["--jobs", str(args.jobs)] + (["--rebuild"] if args.rebuild else [])  # build only
     start = time.monotonic()
     with open(out / "build.log", "w") as log:
         proc = subprocess.run(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=log, text=True)
