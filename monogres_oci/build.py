@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tarfile
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
@@ -261,9 +262,20 @@ def _gate_outcome(ext: ExtensionTarget, result: GateResult) -> Outcome:
                    suite_skipped=result.skipped)
 
 
+# A compiler's or linker's own words in a build log line, after BuildKit's "#12 3.456 " prefix.
+_CAUSE = re.compile(r"(: (fatal )?error: |: undefined reference to |cannot find -l|"
+                    r"No such file or directory|configure: error: |CMake Error)")
+_BUILDKIT_PREFIX = re.compile(r"^#\d+ [\d.]+ ")
+
+
 def _first(exc: Exception) -> str:
-    """The first line of an error: what status shows (the log tail stays in the report)."""
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    """What status shows of an error: its first line, and for a failed compile the first line of
+    the log tail where the compiler says what broke (the whole tail stays in the report)."""
+    lines = str(exc).strip().splitlines()
+    if not lines:
+        return type(exc).__name__
+    cause = next((_BUILDKIT_PREFIX.sub("", line) for line in lines[1:] if _CAUSE.search(line)), "")
+    return f"{cause} [{lines[0]}]" if cause else lines[0]
 
 
 def requires_first(targets: Sequence[ExtensionTarget]) -> list[ExtensionTarget]:

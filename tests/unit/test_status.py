@@ -133,3 +133,22 @@ def test_compiles_come_back_in_plan_order_with_failures_in_place(jobs: int) -> N
     errors = {t.extension.name: str(r) for t, r in got if isinstance(r, BuildError)}
     assert errors == {"rum": "rum: does not compile"}
     assert peak[0] == min(jobs, len(targets))
+
+
+def test_a_failed_compile_is_summed_up_by_the_compilers_own_words() -> None:
+    from monogres_oci.build import _first
+
+    # The shape buildkit.buildx_build gives a failed build (lines from pgfincore 1.3.1 on 18.6).
+    exc = BuildError(
+        "build of extension pgfincore_1.3.1.orig.tar.gz for PostgreSQL 18 (linux/amd64) failed "
+        "(exit 1) (full log: /cache/builds/.k.partial/build.log); last lines of the build log:\n"
+        "#31 0.366 cc -fno-strict-aliasing -c -o pgfincore.o pgfincore.c\n"
+        "#31 1.618 /usr/lib/postgresql/18/include/server/common/relpath.h:143:9: error: "
+        "incompatible types when assigning to type 'char *' from type 'RelPathStr'\n"
+        "#31 1.862 make: *** [Makefile.global:973: pgfincore.o] Error 1\n")
+    summary = _first(exc)
+    assert summary.startswith("/usr/lib/postgresql/18/include/server/common/relpath.h:143:9: "
+                              "error: incompatible types")
+    assert "(full log: /cache/builds/.k.partial/build.log)" in summary
+    assert _first(BuildError("rum: the install step put nothing under usr/lib/postgresql/18")) \
+        == "rum: the install step put nothing under usr/lib/postgresql/18"
