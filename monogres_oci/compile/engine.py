@@ -7,6 +7,7 @@ marker naming the key of its inputs; a second call with the same key returns it 
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -83,8 +84,50 @@ def build_into(
     context_text: Mapping[str, str] | None = None,
 ) -> None:
     """Build the ``export`` stage into a staging directory beside ``out_dir``, check it, then swap
-    it in with a marker."""
+    it in with a marker.
+
+    Two processes may build the same key into one cache (two builds, or a build and the tests,
+    on one machine): a lock per key lets one build while the other waits, then finds it done.
+    """
     out_dir.parent.mkdir(parents=True, exist_ok=True)
+    with open(out_dir.parent / f".{out_dir.name}.lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            progress(f"{what}: another process is building it into {out_dir}; waiting for it")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if _marker_key(out_dir) == key:
+                progress(f"{what}: built by the other process")
+                return
+        _build_locked(what=what, dockerfile=dockerfile, context_files=context_files,
+                      platform=platform, build_args=build_args, build_contexts=build_contexts,
+                      out_dir=out_dir, key=key, progress=progress, no_cache=no_cache,
+                      check=check, sandbox_hostname=sandbox_hostname, context_text=context_text)
+
+
+def _marker_key(out_dir: Path) -> str:
+    try:
+        return str(json.loads((out_dir / DONE_MARKER).read_text()).get("cache_key", ""))
+    except (OSError, ValueError):
+        return ""
+
+
+def _build_locked(
+    *,
+    what: str,
+    dockerfile: Path,
+    context_files: Sequence[Path],
+    platform: str,
+    build_args: Mapping[str, str],
+    build_contexts: Mapping[str, Path],
+    out_dir: Path,
+    key: str,
+    progress: Callable[[str], None],
+    no_cache: bool,
+    check: Callable[[Path], None],
+    sandbox_hostname: str,
+    context_text: Mapping[str, str] | None,
+) -> None:
     staging = out_dir.parent / f".{out_dir.name}.partial"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
+import shutil
+import threading
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -268,3 +272,41 @@ def test_log_tail_keeps_the_error_and_leaves_out_the_dockerfile_excerpt() -> Non
     assert not any(">>>" in line for line in tail)
     assert tail[-1].startswith("ERROR: failed to build")
     assert len(buildkit.log_tail([f"line {n}" for n in range(100)])) == buildkit.LOG_TAIL_LINES
+
+
+def test_a_second_process_building_the_same_key_waits_and_reuses_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two builds of one key into one cache (a build and the tests, on one machine): the second
+    waits on the key's lock and takes the first's result; before, it removed the first's
+    staging directory under it (seen: FileNotFoundError on .partial/export)."""
+    build = fake_build(PG_FILES)
+    monkeypatch.setattr(buildkit, "buildx_build", build)
+    other = tmp_path / "other"
+    other.mkdir()
+    compile.compile_postgres(**pg_kwargs(other), cache_key="k1")  # what the other one builds
+    lock = (tmp_path / ".out.lock").open("w")  # noqa: SIM115 - held across the steps below
+    fcntl.flock(lock, fcntl.LOCK_EX)  # as the other process holds it
+    seen: list[str] = []
+    result: list[Any] = []
+
+    def second() -> None:
+        try:
+            result.append(compile.compile_postgres(**{**pg_kwargs(tmp_path),
+                                                      "progress": seen.append}, cache_key="k1"))
+        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+            result.append(exc)
+
+    waiter = threading.Thread(target=second)
+    waiter.start()
+    deadline = time.monotonic() + 10
+    while not any("waiting for it" in s for s in seen) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert any("another process is building it" in s for s in seen), seen
+    shutil.copytree(other / "out", tmp_path / "out")  # the other process finishes
+    fcntl.flock(lock, fcntl.LOCK_UN)
+    lock.close()
+    waiter.join(10)
+    assert not waiter.is_alive() and len(result) == 1
+    assert not isinstance(result[0], Exception), result[0]
+    assert (result[0].prefix / "bin/postgres").is_file()
+    assert len(build.calls) == 1  # built once, by the other
