@@ -105,7 +105,7 @@ def inspect(tarball: Path) -> SourceTree:
         rel = str(PurePosixPath(*parts[1:])) if top and parts[0] == top and len(parts) > 1 \
             else str(member_path)
         base = PurePosixPath(rel).name
-        if base in ("Makefile", "GNUmakefile", "CMakeLists.txt", "configure") \
+        if base in ("Makefile", "GNUmakefile", "CMakeLists.txt", "configure", "configure.ac") \
                 or base.endswith((".control", ".control.in")) \
                 or base.lower().startswith("readme"):
             files[rel] = _text(tar, member)
@@ -169,6 +169,10 @@ def _build_system(files: dict[str, str]) -> tuple[str, str, str]:
         return "cmake", ".", "CMakeLists.txt at the top"
     if "configure" in files:
         return "configure", ".", "configure script at the top"
+    if "configure.ac" in files:
+        # A PGXS Makefile below would then include what configure writes (pointcloud's config.mk).
+        return "", ".", ("configure.ac at the top but no configure script: the release needs "
+                         "autoreconf first, which the configure recipe does not run")
     below = sorted(p for p, t in files.items()
                    if p.count("/") == 1 and PurePosixPath(p).name in ("Makefile", "GNUmakefile")
                    and "PGXS" in t)
