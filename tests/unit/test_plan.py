@@ -147,8 +147,8 @@ def test_required_extensions_build_first_and_disabled_targets_are_kept_with_why(
                                          archs=("amd64",), distros=("bookworm",)),
                       base_overrides={}, recipe_digests=RECIPES)
     assert "h3-pg" not in {e.extension.name for e in bookworm.extensions}  # no libh3 there
-    assert [(d.target.name, "libh3" in d.reason) for d in bookworm.disabled] == [
-        ("h3-pg-4.2.3-pg18.6-regular-bookworm-amd64", True)]
+    why = {d.target.name: d.reason for d in bookworm.disabled}
+    assert "libh3" in why["h3-pg-4.2.3-pg18.6-regular-bookworm-amd64"]
 
 
 def test_disabled_rules_match_by_scope_and_versions_win(tmp_path: Path) -> None:
