@@ -14,7 +14,8 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from monogres_oci import buildkit
@@ -90,67 +91,49 @@ def build_into(
     on one machine): a lock per key lets one build while the other waits, then finds it done.
     """
     out_dir.parent.mkdir(parents=True, exist_ok=True)
+    with _key_lock(out_dir, key, what, progress) as needed:
+        if not needed:
+            return
+        staging = out_dir.parent / f".{out_dir.name}.partial"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir()
+        started = time.monotonic()
+        progress(f"{what}: building into {out_dir}")
+        invoke(what=what, dockerfile=dockerfile, context_files=context_files, platform=platform,
+               build_args=build_args, build_contexts=build_contexts, target="export",
+               output={"type": "local", "dest": str(staging / "export")}, progress=progress,
+               no_cache=no_cache,
+               sandbox_hostname=sandbox_hostname, context_text=context_text,
+               log_file=staging / BUILD_LOG)
+        # Exported under staging/export, so that the log beside it is not part of the export.
+        for entry in (staging / "export").iterdir():
+            entry.rename(staging / entry.name)
+        (staging / "export").rmdir()
+        check(staging)
+        seconds = time.monotonic() - started
+        marker = {"cache_key": key, "target": what, "seconds": round(seconds, 1)}
+        (staging / DONE_MARKER).write_text(json.dumps(marker, indent=2, sort_keys=True) + "\n")
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        staging.rename(out_dir)
+        progress(f"{what}: done in {seconds:.0f} s")
+
+
+@contextmanager
+def _key_lock(out_dir: Path, key: str, what: str,
+              progress: Callable[[str], None]) -> Iterator[bool]:
+    """Hold the key's lock; yield False when another process built ``key`` while this one waited."""
     with open(out_dir.parent / f".{out_dir.name}.lock", "w") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             progress(f"{what}: another process is building it into {out_dir}; waiting for it")
             fcntl.flock(lock, fcntl.LOCK_EX)
-            if _marker_key(out_dir) == key:
+            if is_done(out_dir, key):
                 progress(f"{what}: built by the other process")
+                yield False
                 return
-        _build_locked(what=what, dockerfile=dockerfile, context_files=context_files,
-                      platform=platform, build_args=build_args, build_contexts=build_contexts,
-                      out_dir=out_dir, key=key, progress=progress, no_cache=no_cache,
-                      check=check, sandbox_hostname=sandbox_hostname, context_text=context_text)
-
-
-def _marker_key(out_dir: Path) -> str:
-    try:
-        return str(json.loads((out_dir / DONE_MARKER).read_text()).get("cache_key", ""))
-    except (OSError, ValueError):
-        return ""
-
-
-def _build_locked(
-    *,
-    what: str,
-    dockerfile: Path,
-    context_files: Sequence[Path],
-    platform: str,
-    build_args: Mapping[str, str],
-    build_contexts: Mapping[str, Path],
-    out_dir: Path,
-    key: str,
-    progress: Callable[[str], None],
-    no_cache: bool,
-    check: Callable[[Path], None],
-    sandbox_hostname: str,
-    context_text: Mapping[str, str] | None,
-) -> None:
-    staging = out_dir.parent / f".{out_dir.name}.partial"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
-    started = time.monotonic()
-    progress(f"{what}: building into {out_dir}")
-    invoke(what=what, dockerfile=dockerfile, context_files=context_files, platform=platform,
-           build_args=build_args, build_contexts=build_contexts, target="export",
-           output={"type": "local", "dest": str(staging / "export")}, progress=progress,
-           no_cache=no_cache,
-           sandbox_hostname=sandbox_hostname, context_text=context_text,
-           log_file=staging / BUILD_LOG)
-    # Exported under staging/export, so that the log beside it is not part of the export.
-    for entry in (staging / "export").iterdir():
-        entry.rename(staging / entry.name)
-    (staging / "export").rmdir()
-    check(staging)
-    seconds = time.monotonic() - started
-    marker = {"cache_key": key, "target": what, "seconds": round(seconds, 1)}
-    (staging / DONE_MARKER).write_text(json.dumps(marker, indent=2, sort_keys=True) + "\n")
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    staging.rename(out_dir)
-    progress(f"{what}: done in {seconds:.0f} s")
+        yield True
 
 
 # ELF e_machine values (elf.h) of the architectures this project builds for.
