@@ -182,6 +182,13 @@ def postgresql_conf(items: Sequence[Installed]) -> list[str]:
     preload = list(dict.fromkeys(lib for e in exts for lib in e.preload))
     if preload:
         lines.append(f"shared_preload_libraries = '{','.join(preload)}'")
+    for e in exts:
+        # Modules have no control file, so nothing to CREATE: a session loads them.
+        loadable = [m for m in e.contract.modules if m not in preload]
+        if loadable:
+            lines.append(f"# {e.contract.name}: no control file; load with "
+                         + ", ".join(f"LOAD '{m}'" for m in loadable)
+                         + " (or list it in session_preload_libraries)")
     return lines
 
 

@@ -215,7 +215,7 @@ def _option_sets(raw: dict[str, Any], text: str, shown: str) -> tuple[OptionSet,
 
 def _extension(name: str, e: dict[str, Any]) -> Extension:
     b, r, s = e["build"], e.get("runtime", {}), e.get("test", {})
-    sql = e["sql_name"]
+    sql = e.get("sql_name", [])
     return Extension(
         name=name, sql_names=tuple(sql) if isinstance(sql, list) else (sql,),
         description=e["description"], homepage=e["homepage"], license=e["license"],
@@ -342,6 +342,11 @@ def _check_extension(ext: Extension, names: set[str], text: str, shown: str,
             raise CatalogError(shown, _with_line(f"{pointer}/distro", text),
                                f"unknown distro {rule.distro!r}",
                                f"define it under distros (known: {', '.join(sorted(distros))})")
+    if not ext.sql_names and not ext.runtime.modules:
+        raise CatalogError(shown, _with_line(where, text), "no sql_name and no runtime.modules: "
+                           "nothing for CREATE EXTENSION or LOAD",
+                           "set sql_name (the name of its .control file) or, for a module "
+                           "without a control file, list its libraries in runtime.modules")
     for j, required in enumerate(ext.runtime.requires):
         if required == ext.name or required not in names:
             raise CatalogError(shown, _with_line(f"{where}/runtime/requires/{j}", text),

@@ -241,7 +241,7 @@ class Extension:
     """An extension: how to build it and what a client needs to know to load it."""
 
     name: str
-    sql_names: tuple[str, ...]  # CREATE EXTENSION names; the first is the main one
+    sql_names: tuple[str, ...]  # CREATE EXTENSION names, the main one first; none: modules only
     description: str
     homepage: str
     license: str
@@ -256,10 +256,6 @@ class Extension:
         """Why this version cannot be built for the target; empty when it can."""
         return (disabled_reason(version.disabled, pg_version, distro, arch)
                 or disabled_reason(self.disabled, pg_version, distro, arch))
-
-    @property
-    def sql_name(self) -> str:
-        return self.sql_names[0]
 
     @property
     def shared_preload_libraries(self) -> tuple[str, ...]:

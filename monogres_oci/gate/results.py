@@ -36,11 +36,17 @@ class SuiteCase:
 
 @dataclass(frozen=True)
 class Created:
-    """One CREATE EXTENSION ... CASCADE against the image."""
+    """One statement that loads the image's code: CREATE EXTENSION ... CASCADE, or LOAD of a
+    module without a control file (``sql_name`` is then the library's name)."""
 
     sql_name: str
     ok: bool
     error: str = ""
+    module: bool = False
+
+    @property
+    def statement(self) -> str:
+        return f"LOAD '{self.sql_name}'" if self.module else f"CREATE EXTENSION {self.sql_name}"
 
 
 @dataclass(frozen=True)
@@ -88,11 +94,15 @@ class GateResult:
 
     def summary(self) -> str:
         """One line for progress output and the build report."""
-        bad = [c.sql_name for c in self.created if not c.ok]
+        bad = [c.statement for c in self.created if not c.ok]
         if bad:
-            return f"{self.verdict}: CREATE EXTENSION {', '.join(bad)} failed"
+            return f"{self.verdict}: {', '.join(bad)} failed"
         if self.skipped:
-            return f"{self.verdict}: CREATE EXTENSION ok; upstream suite not run ({self.skipped})"
+            done = "LOAD" if all(c.module for c in self.created) else "CREATE EXTENSION"
+            return f"{self.verdict}: {done} ok; upstream suite not run ({self.skipped})"
+        if not self.cases and not self.harness_broke:
+            # e.g. an installcheck target that is one shell test: its exit status is the result
+            return f"{self.verdict}: upstream suite passed (its harness exited 0, naming no tests)"
         text = (f"{self.verdict}: upstream suite {len(self.passed_cases)}/{len(self.cases)} "
                 "passed")
         if self.warned:
@@ -109,7 +119,9 @@ class GateResult:
             "image": self.image_digest, "postgres_image": self.postgres_image,
             "verdict": self.verdict,
             "create_extension": [{"sql_name": c.sql_name, "ok": c.ok, "error": c.error}
-                                 for c in self.created],
+                                 for c in self.created if not c.module],
+            "load": [{"module": c.sql_name, "ok": c.ok, "error": c.error}
+                     for c in self.created if c.module],
             "suite": {"command": list(self.command), "exit_code": self.exit_code,
                       "skipped": self.skipped, "total": len(self.cases),
                       "passed": len(self.passed_cases), "failed": len(self.failed),
@@ -140,7 +152,7 @@ def result_statement(result: GateResult, configuration: list[dict[str, Any]]) ->
         "passedTests": [c.name for c in result.passed_cases],
         "warnedTests": [f"{c.name}: {c.known_failure}" for c in result.warned],
         "failedTests": [c.name for c in result.failed]
-        + [f"CREATE EXTENSION {c.sql_name}" for c in result.created if not c.ok],
+        + [c.statement for c in result.created if not c.ok],
         # Beyond the predicate's own fields (it allows none): kept under one extension key.
         "monogres": result.to_json(),
     }

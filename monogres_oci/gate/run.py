@@ -4,7 +4,8 @@
    extension's layer (and those of the extensions it requires) extracted from the layout, each
    checked against its digest, to be mounted read-only at ``/extensions/<name>``.
 2. The server starts as CloudNativePG would start it (see ``server``), and each of the image's
-   extensions is created with ``CREATE EXTENSION ... CASCADE`` in a database of its own.
+   extensions is created with ``CREATE EXTENSION ... CASCADE`` in a database of its own, and
+   each module without a control file is loaded with ``LOAD``.
 3. The upstream suite runs from the build tree (the ``build`` stage of extension.Dockerfile,
    which BuildKit has cached, exported as an image and run as a container) against that server,
    over 127.0.0.1, with the directories the catalog says the harness shares with the server.
@@ -106,11 +107,20 @@ def gate_extension(layout: Layout, subject: GateSubject, postgres_image: Descrip
                                        "" if out.returncode == 0 else error[-2000:]))
                 progress(f"gate {ext.name}: CREATE EXTENSION {sql_name} CASCADE: "
                          + ("ok" if out.returncode == 0 else f"FAILED: {error[-500:]}"))
+            for module in ext.runtime.modules:
+                # A module has no control file: loading it runs its _PG_init, which is what
+                # a server with it in shared_preload_libraries (or a LOAD) would do.
+                out = server.psql("monogres_gate", f"LOAD '{module}'")
+                error = (out.stdout + out.stderr).strip()
+                created.append(Created(module, out.returncode == 0,
+                                       "" if out.returncode == 0 else error[-2000:], module=True))
+                progress(f"gate {ext.name}: LOAD '{module}': "
+                         + ("ok" if out.returncode == 0 else f"FAILED: {error[-500:]}"))
             base = GateResult(extension=ext.name, version=subject.version,
                               platform=str(subject.platform), image_digest=subject.image.digest,
                               postgres_image=postgres_image.digest, created=tuple(created))
             if not all(c.ok for c in created):
-                return dataclasses.replace(base, skipped="CREATE EXTENSION failed",
+                return dataclasses.replace(base, skipped="CREATE EXTENSION or LOAD failed",
                                            output_tail=server.logs())
             if ext.test.skip:
                 return dataclasses.replace(base, skipped=ext.test.skip)

@@ -76,6 +76,18 @@ def catalog_name(package: str, sql_names: Sequence[str]) -> str:
     return base
 
 
+def module_names(tree: SourceTree) -> list[str]:
+    """The libraries of a module without a control file (a PGXS Makefile's MODULES or
+    MODULE_big: loaded with LOAD or shared_preload_libraries, carried as runtime.modules); none
+    for an extension with control files; ImporterError when the tree holds neither."""
+    if tree.sql_names:
+        return []
+    if tree.modules and tree.build_system == "pgxs":
+        return [m.rsplit("/", 1)[-1] for m in tree.modules]  # MODULES may name src/x
+    raise ImporterError("no .control file, EXTENSION, PostgreSQL_add_extension() or PGXS "
+                        "MODULES in the source: a client or tool, not an extension")
+
+
 def build_packages(build_depends: str) -> list[str]:
     """The Build-Depends an extension build needs beyond Postgres and the toolchain."""
     out: list[str] = []
@@ -181,11 +193,11 @@ class DebianImporter:
         debian = self._debian_files(record)
         findings: list[Finding] = []
         undecided: list[str] = []
-        if not tree.sql_names:
-            raise ImporterError(f"{record.package} {record.version}: no .control file, EXTENSION "
-                                "or PostgreSQL_add_extension() in the source: a client or tool, "
-                                "not an extension")
-        name = catalog_name(record.package, tree.sql_names)
+        try:
+            modules = module_names(tree)
+        except ImporterError as exc:
+            raise ImporterError(f"{record.package} {record.version}: {exc}") from None
+        name = catalog_name(record.package, tree.sql_names or modules)
 
         license_expr, license_from = self._license(record, debian)
         findings.append(Finding("license", license_expr, license_from))
@@ -215,11 +227,19 @@ class DebianImporter:
             "license": license_expr,
             "build": build,
         }
+        runtime: dict[str, Any] = {}
+        if modules:
+            del entry["sql_name"]
+            runtime["modules"] = modules
+            findings.append(Finding("runtime.modules", " ".join(modules),
+                                    "the Makefile's MODULES/MODULE_big, no control file"))
         module = _preload_module(tree)
         if module:
-            entry["runtime"] = {"shared_preload_libraries": [module]}
+            runtime["shared_preload_libraries"] = [module]
             findings.append(Finding("runtime.shared_preload_libraries", module,
                                     "; ".join(tree.preload_evidence), detected=True))
+        if runtime:
+            entry["runtime"] = runtime
 
         pgversions = debian.get("pgversions")
         postgres = pg_range(pgversions) if pgversions is not None else ""

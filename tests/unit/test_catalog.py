@@ -231,9 +231,22 @@ def test_extension_references_are_checked(tmp_path: Path) -> None:
 def test_every_kind_of_recipe_loads() -> None:
     catalog = load_catalog(CATALOG)
     postgis, h3 = catalog.extension("postgis"), catalog.extension("h3-pg")
-    assert postgis.build.system == "configure" and postgis.sql_name == "postgis"
+    assert postgis.build.system == "configure" and postgis.sql_names[0] == "postgis"
     assert [d.dest for d in postgis.build.data] == ["proj", "gdal"]
     assert dict(postgis.runtime.env)["PROJ_DATA"] == "${image_root}/share/proj"
     assert (h3.build.system, h3.runtime.requires) == ("cmake", ("postgis",))
     assert [(d.distro, d.arch) for d in h3.disabled] == [("bookworm", "")]
     assert h3.build.patches[0].file == "patches/h3-pg-4.2.3-system-libh3.patch"
+
+
+def test_a_module_without_a_control_file_names_its_libraries(tmp_path: Path) -> None:
+    catalog = load_catalog(CATALOG)
+    module = catalog.extension("bgw_replstatus")
+    assert module.sql_names == () and module.runtime.modules == ("bgw_replstatus",)
+    data = _raw()
+    del data["extensions"]["bgw_replstatus"]["runtime"]["modules"]
+    with pytest.raises(CatalogError) as err:
+        load_catalog(_write(tmp_path, data))
+    assert "/extensions/bgw_replstatus" in str(err.value)
+    assert "no sql_name and no runtime.modules" in str(err.value)
+    assert "list its libraries in runtime.modules" in str(err.value)

@@ -90,6 +90,11 @@ def test_install_conf_lines_follow_the_postgres_major(tmp_path: Path) -> None:
     eighteen = postgresql_conf([ext("18", pgaudit)])
     assert eighteen[0] == f"extension_control_path = '$system:{tmp_path}/pgaudit/share'"
     assert eighteen[-1] == "shared_preload_libraries = 'pgaudit'"
+    module = RuntimeContract("pgextwlist", (), modules=("pgextwlist",))
+    assert postgresql_conf([ext("18", pgaudit), ext("18", module)])[-2:] == [
+        "shared_preload_libraries = 'pgaudit'",
+        "# pgextwlist: no control file; load with LOAD 'pgextwlist' (or list it in "
+        "session_preload_libraries)"]
     seventeen = postgresql_conf([ext("17", pgaudit)])
     assert not any(line.startswith("extension_control_path") for line in seventeen)
     assert "extension_control_path is new in 18" in seventeen[0]

@@ -76,3 +76,22 @@ def test_the_attestation_names_the_image_and_every_test() -> None:
     assert predicate["failedTests"] == ["tables"]
     assert predicate["warnedTests"] == ["binary: needs the build tree's data files"]
     assert predicate["monogres"]["suite"]["total"] == 4
+
+
+def test_a_module_is_loaded_not_created() -> None:
+    loaded = (Created("pgextwlist", True, module=True),)
+    r = result((), exit_code=0, created=loaded)
+    assert r.verdict == "PASSED"
+    assert r.summary() == "PASSED: upstream suite passed (its harness exited 0, naming no tests)"
+    assert result((), exit_code=2, created=loaded).verdict == "FAILED"
+    skipped = GateResult(extension="pgextwlist", version="1.19", platform="linux/amd64",
+                         image_digest="sha256:" + "1" * 64, postgres_image="sha256:" + "2" * 64,
+                         created=loaded, skipped="no REGRESS in its Makefile")
+    assert skipped.summary() == ("PASSED: LOAD ok; upstream suite not run "
+                                 "(no REGRESS in its Makefile)")
+    doc = skipped.to_json()
+    assert doc["create_extension"] == [] and doc["load"] == [
+        {"module": "pgextwlist", "ok": True, "error": ""}]
+    failed = result((), exit_code=0, created=(Created("pgextwlist", False, "ERROR: x", module=True),))
+    assert failed.verdict == "FAILED" and failed.summary() == "FAILED: LOAD 'pgextwlist' failed"
+    assert result_statement(failed, [])["predicate"]["failedTests"] == ["LOAD 'pgextwlist'"]

@@ -14,6 +14,7 @@ import pytest
 from monogres_oci.attest.deb_license import upstream_license
 from monogres_oci.catalog import load_catalog
 from monogres_oci.deb822 import paragraphs
+from monogres_oci.errors import ImporterError
 from monogres_oci.importer.archive import Archive, SourceRecord, _record
 from monogres_oci.importer.catalog_edit import Change, apply
 from monogres_oci.importer.check import outdated
@@ -23,6 +24,7 @@ from monogres_oci.importer.debian import (
     _binaries_range,
     build_packages,
     catalog_name,
+    module_names,
     pg_range,
 )
 from monogres_oci.importer.detect import inspect
@@ -139,6 +141,20 @@ def test_pgxs_extension_with_a_preloaded_background_worker(tmp_path: Path) -> No
     assert tree.controls[0].default_version == "1.6" and tree.controls[0].module == "pg_cron"
     assert tree.preload_evidence == ("src/pg_cron.c:3: process_shared_preload_libraries_in_progress",)
     assert tree.regress
+
+
+def test_a_module_without_a_control_file(tmp_path: Path) -> None:
+    tree = inspect(_tarball(tmp_path, {
+        "Makefile": "MODULES = src/bgw_replstatus\nPG_CONFIG = pg_config\n"
+                    "PGXS := $(shell $(PG_CONFIG) --pgxs)\ninclude $(PGXS)\n",
+        "src/bgw_replstatus.c": "void _PG_init(void)\n{\n  if "
+                                "(!process_shared_preload_libraries_in_progress)\n    return;\n}\n",
+    }))
+    assert (tree.build_system, tree.sql_names, tree.modules) == ("pgxs", [], ("src/bgw_replstatus",))
+    assert module_names(tree) == ["bgw_replstatus"]
+    cmake = inspect(_tarball(tmp_path, {"CMakeLists.txt": "project(tool C)\n"}))
+    with pytest.raises(ImporterError, match="a client or tool"):
+        module_names(cmake)
 
 
 def test_a_computed_make_variable_is_not_read_as_names(tmp_path: Path) -> None:
