@@ -19,6 +19,7 @@ import yaml
 
 from monogres_oci.catalog.model import (
     DEFAULT_RESULT_PATTERN,
+    GATE_MANAGED_SETTINGS,
     BuildRecipe,
     Catalog,
     Conditional,
@@ -242,6 +243,7 @@ def _extension(name: str, e: dict[str, Any]) -> Extension:
             passed=s.get("passed", "ok"),
             known_failures=tuple(sorted(s.get("known_failures", {}).items())),
             server_dirs=tuple(s.get("server_dirs", [])), setup=tuple(s.get("setup", [])),
+            server_settings=tuple(sorted(s.get("server_settings", {}).items())),
             shared_dirs=tuple(s.get("shared_dirs", [])),
             tree_on_server=tuple(s.get("tree_on_server", [])),
             skip=s.get("skip", "")),
@@ -357,6 +359,12 @@ def _check_extension(ext: Extension, names: set[str], text: str, shown: str,
     for j, patch in enumerate(ext.build.patches):
         _check_patch(patch.file, patch.sha256, f"{where}/build/patches/{j}", text, shown)
     suite = ext.test
+    for name, _ in suite.server_settings:
+        if name.lower() in GATE_MANAGED_SETTINGS:
+            raise CatalogError(shown, _with_line(f"{where}/test/server_settings/{name}", text),
+                               f"{name} is set by the gate itself",
+                               "preload libraries go in runtime.shared_preload_libraries; the "
+                               "paths, port and addresses follow from the mounted images")
     if suite.command and suite.regress:
         raise CatalogError(shown, _with_line(f"{where}/test", text),
                            "test has both command and regress", "keep one: a harness command, or "

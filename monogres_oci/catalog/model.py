@@ -212,6 +212,12 @@ class Runtime:
     modules: tuple[str, ...] = ()  # libraries without a control file (LOAD, preload)
 
 
+# Server settings the gate derives from the runtime contract and its own wiring: a suite's
+# test.server_settings cannot override them.
+GATE_MANAGED_SETTINGS = frozenset({"shared_preload_libraries", "extension_control_path",
+                                   "dynamic_library_path", "port", "listen_addresses",
+                                   "unix_socket_directories"})
+
 DEFAULT_RESULT_PATTERN = r"^(?P<status>ok|not ok)\s+\d+\s+[-+]\s+(?P<name>\S+)"
 
 
@@ -230,6 +236,7 @@ class UpstreamSuite:
     shared_dirs: tuple[str, ...] = ()  # directories the client and the server share
     tree_on_server: tuple[str, ...] = ()  # build tree directories the server reads
     setup: tuple[str, ...] = ()  # SQL run as the superuser before the suite
+    server_settings: tuple[tuple[str, str], ...] = ()  # -c name=value for the gate's server
     skip: str = ""  # why the suite cannot run against an image (CREATE EXTENSION still does)
 
     def known_failure(self, name: str) -> str:

@@ -93,7 +93,8 @@ def gate_extension(layout: Layout, subject: GateSubject, postgres_image: Descrip
         for directory in ext.test.tree_on_server:
             (tree / directory).mkdir(parents=True)
         server = Server(image_name, subject.platform, mounted, port, work, shared,
-                        {f"/build/src/{d}": tree / d for d in ext.test.tree_on_server})
+                        {f"/build/src/{d}": tree / d for d in ext.test.tree_on_server},
+                        ext.test.server_settings)
         server.start()
         try:
             progress(f"gate {ext.name}: server up on 127.0.0.1:{port}, "

@@ -110,7 +110,8 @@ class Server:
 
     def __init__(self, image: str, platform: Platform, mounted: Sequence[Mounted], port: int,
                  workdir: Path, shared: Mapping[str, Path] | None = None,
-                 readonly: Mapping[str, Path] | None = None) -> None:
+                 readonly: Mapping[str, Path] | None = None,
+                 test_settings: Sequence[tuple[str, str]] = ()) -> None:
         self.image = image
         self.platform = platform
         self.port = port
@@ -127,6 +128,8 @@ class Server:
         self.mounts = [arg for m in mounted for arg in ("-v", f"{m.root}:{m.mount}:ro")]
         base_path = _image_path(image)
         self.env, self.settings = server_settings(mounted, base_path)
+        # The suite's own configuration (its --temp-config), after the contract's settings.
+        self.settings += [f"{name}={value}" for name, value in test_settings]
 
     def start(self) -> None:
         common = ["--platform", str(self.platform), "--network", "host",
@@ -134,7 +137,10 @@ class Server:
         run(["docker", "run", "--rm", *common, self.image, "initdb", "-D", DATA_DIR,
              "-U", "postgres", "--auth=trust", "--no-sync"],
             what=f"initdb in {self.image}", timeout=READY_TIMEOUT)
-        env_args = [arg for k, v in sorted(self.env.items()) for arg in ("-e", f"{k}={v}")]
+        # libpq inside the server (an extension connecting to its own server, as pglogical's
+        # DSNs that name only a database do) finds it by these.
+        env = {**self.env, "PGHOST": SOCKET_DIR, "PGPORT": str(self.port)}
+        env_args = [arg for k, v in sorted(env.items()) for arg in ("-e", f"{k}={v}")]
         gucs = [arg for s in [f"port={self.port}", "listen_addresses=127.0.0.1",
                               f"unix_socket_directories={SOCKET_DIR}", "fsync=off",
                               *self.settings] for arg in ("-c", s)]

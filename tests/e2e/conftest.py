@@ -83,10 +83,12 @@ def source_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[st
 
 
 # Fixtures for the kinds of extension: greet is built with CMake and tested with pg_regress
-# tests the catalog names; sour's own suite fails; badpath's SQL names a file nothing ships.
+# tests the catalog names, one of which reads a setting its suite gives the server; sour's own
+# suite fails; badpath's SQL names a file nothing ships.
 KIND_FIXTURES = {
     "greet": {"build": {"system": "cmake"},
-              "test": {"regress": ["greet"], "inputdir": "test"}},
+              "test": {"regress": ["greet"], "inputdir": "test",
+                       "server_settings": {"greet.audience": "everyone"}}},
     "sour": {},
     "badpath": {},
 }

@@ -250,3 +250,17 @@ def test_a_module_without_a_control_file_names_its_libraries(tmp_path: Path) -> 
     assert "/extensions/bgw_replstatus" in str(err.value)
     assert "no sql_name and no runtime.modules" in str(err.value)
     assert "list its libraries in runtime.modules" in str(err.value)
+
+
+def test_a_suite_may_set_server_settings_but_not_those_of_the_contract(tmp_path: Path) -> None:
+    pglogical = load_catalog(CATALOG).extension("pglogical")
+    assert ("wal_level", "logical") in pglogical.test.server_settings
+    data = _raw()
+    data["extensions"]["rum"]["test"] = {"server_settings": {"shared_preload_libraries": "rum"}}
+    with pytest.raises(CatalogError) as err:
+        load_catalog(_write(tmp_path, data))
+    assert "/extensions/rum/test/server_settings/shared_preload_libraries" in str(err.value)
+    assert "runtime.shared_preload_libraries" in str(err.value)
+    data["extensions"]["rum"]["test"] = {"server_settings": {"wal_level": "logical'; x"}}
+    with pytest.raises(CatalogError, match="server_settings"):
+        load_catalog(_write(tmp_path, data))
