@@ -44,7 +44,7 @@ from monogres_oci.image_volume import stage_extension
 from monogres_oci.oci.model import Descriptor, Platform
 from monogres_oci.package import Packager
 from monogres_oci.plan import ExtensionTarget, Plan, PostgresTarget
-from monogres_oci.progress import Progress
+from monogres_oci.progress import Progress, StepMeter
 
 
 def source_date_epoch(tarball: Path, pinned: int | None = None) -> int:
@@ -357,7 +357,7 @@ def _compile_postgres(pg: PostgresTarget, paths: dict[str, Path], cache: BuildCa
         platform=pg.platform,
         source_date_epoch=epoch,
         out_dir=cache.dir(pg.key),
-        progress=progress.detail,
+        progress=StepMeter(progress, pg.name),
         cache_key=pg.key,
         no_cache=rebuild,
         sandbox_hostname=sandbox_hostname,
@@ -389,7 +389,7 @@ def _compile_extension(ext: ExtensionTarget, pg_out: PostgresBuildOutput, paths:
     out = compile_extension(
         invocation,
         out_dir=cache.dir(ext.key),
-        progress=progress.detail,
+        progress=StepMeter(progress, ext.name),
         cache_key=ext.key,
         no_cache=rebuild,
         sandbox_hostname=sandbox_hostname,

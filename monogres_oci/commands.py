@@ -21,7 +21,7 @@ from monogres_oci.oci.reference import Reference, parse_reference, parse_target,
 from monogres_oci.oci.registry import RegistryClient
 from monogres_oci.package import BaseImage, BaseResolver, Packager
 from monogres_oci.plan import Plan, Selection, expand
-from monogres_oci.progress import Progress
+from monogres_oci.progress import Progress, StepMeter
 from monogres_oci.pull import as_oci_layer, make_client, resolve, this_platform
 from monogres_oci.recipes import recipe_digests
 
@@ -747,7 +747,8 @@ def cmd_base(args: argparse.Namespace, progress: Progress) -> int:
     repo = f"{args.registry.rstrip('/')}/{distro.suite}" if namespace else f"{host}/{distro.suite}"
     reference = create_base_index(
         distro.suite, repo, archs, _client(host, args),
-        workdir=_cache_dir(args.cache_dir) / "base", progress=progress.detail)
+        workdir=_cache_dir(args.cache_dir) / "base",
+        progress=StepMeter(progress, f"base image {distro.name}"))
     if args.json:
         _print_json({"distro": distro.name, "reference": reference, "architectures": sorted(archs)})
     else:

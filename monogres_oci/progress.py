@@ -2,8 +2,18 @@
 
 from __future__ import annotations
 
+import re
 import sys
 import time
+from collections.abc import Callable
+
+# A ninja step in BuildKit's plain log: "#23 41.7 [812/1964] Compiling C object ...".
+_NINJA_STEP = re.compile(r"^#\d+ \d+(?:\.\d+)? \[(\d+)/(\d+)\] ")
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
 
 
 class Progress:
@@ -28,3 +38,36 @@ class Progress:
 
     def __call__(self, text: str) -> None:
         self.stage(text)
+
+
+class StepMeter:
+    """A compile's log lines turned into its progress: ninja's steps done of total as a headline
+    at every 10 %, and, while the log shows no step counts (configure, make, a package install),
+    a headline each ``interval`` seconds; every log line still goes to the detail stream."""
+
+    def __init__(self, progress: Progress, what: str, interval: float = 60.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.progress = progress
+        self.what = what
+        self.interval = interval
+        self.clock = clock
+        self.started = self.last = clock()
+        self.decile = -1
+        self.lines = 0
+
+    def __call__(self, line: str) -> None:
+        self.progress.detail(line)
+        self.lines += 1
+        now = self.clock()
+        step = _NINJA_STEP.match(line)
+        if step:
+            done, total = int(step.group(1)), int(step.group(2))
+            if total and done * 10 // total > self.decile:
+                self.decile = done * 10 // total
+                self.last = now
+                self.progress.stage(f"{self.what}: {done}/{total} steps "
+                                    f"({done * 100 // total} %), {_duration(now - self.started)}")
+        elif now - self.last >= self.interval:
+            self.last = now
+            self.progress.stage(f"{self.what}: still building, {_duration(now - self.started)} "
+                                f"({self.lines} log lines)")

@@ -105,3 +105,14 @@ def test_unreproducible_build_is_caught_and_explained(rebuilt: Rebuilt) -> None:
     if shutil.which("diffoscope"):
         assert rebuilt.report["diffoscope"]
         assert "build nonce" in files[so]["diffoscope"], files[so]["diffoscope"]
+
+
+def test_a_compile_from_nothing_shows_its_progress(rebuilt: Rebuilt) -> None:
+    """Postgres's ninja steps as headlines, every 10 %, ending at 100 % (the rebuild compiles
+    from nothing, so its progress is real; README's first run shows the same)."""
+    steps = re.findall(r"postgres-18\.6-barebones-bookworm-amd64: (\d+)/(\d+) steps \((\d+) %\)",
+                       rebuilt.proc.stderr)
+    assert len(steps) >= 10, rebuilt.proc.stderr[-3000:]
+    done, total, percent = steps[-1]
+    assert done == total and percent == "100"
+    assert [int(p) // 10 for _, _, p in steps] == sorted({int(p) // 10 for _, _, p in steps})
