@@ -40,6 +40,7 @@ from monogres_oci.compile import (
 from monogres_oci.errors import BuildError, MonogresError, UsageError
 from monogres_oci.fetch import Fetcher
 from monogres_oci.gate import GateResult, GateSubject, attach_result, gate_extension
+from monogres_oci.gate.cache import GateCache, gate_key
 from monogres_oci.image_volume import stage_extension
 from monogres_oci.oci.model import Descriptor, Platform
 from monogres_oci.package import Packager
@@ -120,11 +121,15 @@ def run_build(
     sandbox_hostname: str = "",
     gate: bool = True,
     jobs: int = 1,
+    reuse_gates: bool = True,
 ) -> BuildReport:
     """Fetch, compile, package and gate the plan; return what happened to each target.
 
     ``rebuild`` compiles with BuildKit's cache off (with a fresh cache directory, everything is
-    compiled from scratch: what reproducibility checks and benchmarks need).
+    compiled from scratch: what reproducibility checks and benchmarks need) and gates every
+    image again; otherwise, unless ``reuse_gates`` is False (``monogres-oci test``), a passing
+    result of the very same gate (same images, same test configuration, same gate code) is
+    reused.
     ``sandbox_hostname`` is passed to every compile (see ``compile_postgres``). ``gate`` False
     packages extension images without proving them (they then carry no test result, and
     ``publish`` refuses them unless told otherwise). ``jobs`` extension compiles of one Postgres
@@ -133,6 +138,7 @@ def run_build(
     """
     report = BuildReport()
     outcomes = Outcomes(cache.root.parent)
+    gates = GateCache(cache.root.parent)
     progress.stage(f"fetching sources for {len(plan.postgres)} Postgres and "
                    f"{len(plan.extensions)} extension target(s)")
     paths = fetch_all(plan, fetcher, progress.stage)
@@ -183,7 +189,8 @@ def run_build(
             if gate:
                 try:
                     result = _gate(ext, image, compiled.invocation, runnable, images, packager,
-                                   progress, cache.dir(ext.key) / "suite")
+                                   progress, cache.dir(ext.key) / "suite",
+                                   gates if reuse_gates and not rebuild else None)
                 except MonogresError as exc:
                     packager.withdraw(ext)
                     outcomes.record(ext.key, Outcome(ext.name, "gate", ok=False,
@@ -317,17 +324,28 @@ def package_extension(ext: ExtensionTarget, out: ExtensionBuildOutput, pg_out: P
 
 def _gate(ext: ExtensionTarget, image: Descriptor, invocation: ExtensionInvocation,
           runnable: Descriptor, images: dict[str, Descriptor], packager: Packager,
-          progress: Progress, log_dir: Path) -> GateResult:
-    """Run the gate on a packaged image and attach its result to it in the layout."""
+          progress: Progress, log_dir: Path, gates: GateCache | None) -> GateResult:
+    """Run the gate on a packaged image (or take the result of the very same gate from
+    ``gates``) and attach its result to it in the layout."""
     missing = [r for r in ext.extension.runtime.requires if r not in images]
     if missing:
         raise BuildError(f"{ext.name} requires {', '.join(missing)}, which this build did not "
                          f"package for the same Postgres; add --extension {missing[0]}")
     pg = ext.postgres
-    subject = GateSubject(ext.extension, ext.version.version, image,
-                          Platform(architecture=pg.arch, os="linux"), invocation, log_dir)
-    result = gate_extension(packager.layout, subject, runnable,
-                            [images[r] for r in ext.extension.runtime.requires], progress.stage)
+    required = [images[r] for r in ext.extension.runtime.requires]
+    platform = Platform(architecture=pg.arch, os="linux")
+    key = gate_key(ext.extension, image.digest, [d.digest for d in required], runnable.digest,
+                   str(platform))
+    result = gates.get(key) if gates else None
+    if result is not None:
+        progress.stage(f"gate {ext.name}: these very images passed before; result reused "
+                       f"(gate sha256:{key[:12]})")
+    else:
+        subject = GateSubject(ext.extension, ext.version.version, image, platform, invocation,
+                              log_dir)
+        result = gate_extension(packager.layout, subject, runnable, required, progress.stage)
+        if gates:
+            gates.put(key, result)
     attach_result(packager.layout, image, result, runnable, ext.recipe_digest)
     progress.stage(f"gate {ext.name}: {result.summary()}")
     return result
