@@ -100,23 +100,11 @@ def gate_extension(layout: Layout, subject: GateSubject, postgres_image: Descrip
             progress(f"gate {ext.name}: server up on 127.0.0.1:{port}, "
                      f"{' '.join(server.settings)}")
             server.psql("postgres", "CREATE DATABASE monogres_gate")
-            created = []
-            for sql_name in ext.sql_names:
-                out = server.psql("monogres_gate", f'CREATE EXTENSION "{sql_name}" CASCADE')
-                error = (out.stdout + out.stderr).strip()
-                created.append(Created(sql_name, out.returncode == 0,
-                                       "" if out.returncode == 0 else error[-2000:]))
-                progress(f"gate {ext.name}: CREATE EXTENSION {sql_name} CASCADE: "
-                         + ("ok" if out.returncode == 0 else f"FAILED: {error[-500:]}"))
-            for module in ext.runtime.modules:
-                # A module has no control file: loading it runs its _PG_init, which is what
-                # a server with it in shared_preload_libraries (or a LOAD) would do.
-                out = server.psql("monogres_gate", f"LOAD '{module}'")
-                error = (out.stdout + out.stderr).strip()
-                created.append(Created(module, out.returncode == 0,
-                                       "" if out.returncode == 0 else error[-2000:], module=True))
-                progress(f"gate {ext.name}: LOAD '{module}': "
-                         + ("ok" if out.returncode == 0 else f"FAILED: {error[-500:]}"))
+            # A module has no control file: LOAD runs its _PG_init, as a preload would.
+            created = [_load(server, ext.name, f'CREATE EXTENSION "{n}" CASCADE', n, False,
+                             progress) for n in ext.sql_names]
+            created += [_load(server, ext.name, f"LOAD '{m}'", m, True, progress)
+                        for m in ext.runtime.modules]
             base = GateResult(extension=ext.name, version=subject.version,
                               platform=str(subject.platform), image_digest=subject.image.digest,
                               postgres_image=postgres_image.digest, created=tuple(created))
@@ -129,6 +117,16 @@ def gate_extension(layout: Layout, subject: GateSubject, postgres_image: Descrip
             return _suite(subject, server, port, work, base, progress)
         finally:
             server.stop()
+
+
+def _load(server: Server, name: str, statement: str, loaded: str, module: bool,
+          progress: Callable[[str], None]) -> Created:
+    """One CREATE EXTENSION or LOAD in the gate's database."""
+    out = server.psql("monogres_gate", statement)
+    ok = out.returncode == 0
+    error = "" if ok else (out.stdout + out.stderr).strip()
+    progress(f"gate {name}: {statement}: " + ("ok" if ok else f"FAILED: {error[-500:]}"))
+    return Created(loaded, ok, error[-2000:], module=module)
 
 
 def _setup(server: Server, ext: Extension, progress: Callable[[str], None]) -> None:
