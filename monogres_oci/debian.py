@@ -27,6 +27,18 @@ def archive_mirror() -> str:
         raise FetchError(str(exc)) from None
 
 
+def pool_path(package: str, file_name: str, component: str = "main") -> str:
+    """Where the archive keeps a source package's file: ``pool/COMPONENT/PREFIX/NAME/FILE``.
+
+    PREFIX is the name's first letter, or its first four for ``lib*`` names (Debian policy's pool
+    layout). The path does not depend on the version, and a mirror keeps a file there for a while
+    after the index has moved on to a newer version.
+    """
+    name = package.split("=", 1)[0]
+    prefix = name[:4] if name.startswith("lib") and len(name) > 3 else name[:1]
+    return f"pool/{component}/{prefix}/{name}/{file_name}"
+
+
 @dataclass(frozen=True)
 class SourceFileURI:
     """One file of a Debian source package as apt would download it."""
@@ -40,9 +52,10 @@ class PrivateApt:
     """apt-get with our own sources list and state, so the host's apt setup is left alone."""
 
     def __init__(self, state_dir: Path, suites: tuple[str, ...] = SUITES,
-                 binary_arch: str = "") -> None:
+                 binary_arch: str = "", mirror: str = "") -> None:
         self.state_dir = state_dir
         self.suites = suites
+        self._mirror = mirror  # empty: this machine's, read when first needed
         # With an architecture, the binary package indexes too (the importer reads their
         # descriptions); source fetching needs only the Sources indexes.
         self.binary_arch = binary_arch
@@ -63,7 +76,7 @@ class PrivateApt:
         """Write the sources list and download the package indexes (once per instance)."""
         if self._updated:
             return
-        mirror = archive_mirror()
+        mirror = self.mirror()
         (self.state_dir / "lists" / "partial").mkdir(parents=True, exist_ok=True)
         (self.state_dir / "cache" / "archives" / "partial").mkdir(parents=True, exist_ok=True)
         lines = [f"deb-src {mirror} {suite} main" for suite in self.suites]
@@ -72,6 +85,16 @@ class PrivateApt:
         (self.state_dir / "sources.list").write_text("\n".join(lines) + "\n")
         run(["apt-get", *self._options(), "update"], what="apt-get update (private sources list)")
         self._updated = True
+
+    def mirror(self) -> str:
+        """The archive URI the sources list names."""
+        if not self._mirror:
+            self._mirror = archive_mirror()
+        return self._mirror
+
+    def pool_uri(self, package: str, file_name: str) -> str:
+        """The file's URI in the archive's pool, which apt would use if the index still listed it."""
+        return f"{self.mirror().rstrip('/')}/{pool_path(package, file_name)}"
 
     def indexes(self, kind: str) -> list[tuple[str, Path]]:
         """(suite, file) of each downloaded index of ``kind`` ("Sources" or "Packages"), in the

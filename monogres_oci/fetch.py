@@ -42,11 +42,12 @@ class Fetcher:
         cache_dir: Path,
         distdir: Path | None = None,
         progress: Callable[[str], None] = lambda _: None,
+        apt: PrivateApt | None = None,
     ) -> None:
         self.store = cache_dir / "sources" / "sha256"
         self.distdir = distdir
         self.progress = progress
-        self._apt = PrivateApt(cache_dir / "apt")
+        self._apt = apt or PrivateApt(cache_dir / "apt")
 
     def cached_path(self, source: Source) -> Path:
         return self.store / source.sha256
@@ -69,11 +70,13 @@ class Fetcher:
         failures: list[str] = []
         for origin in source.origins:
             self.progress(f"fetch {source.file}: trying {origin.describe()}")
+            url = ""
             try:
                 url = self._resolve(origin)
                 tmp = self._download(url)
             except FetchError as exc:
-                failures.append(f"{origin.describe()}: {exc}")
+                where = f" at {url}" if url and url != origin.url else ""
+                failures.append(f"{origin.describe()}: {exc}{where}")
                 continue
             self._admit(tmp, source, origin.describe(), copy=False)
             return target
@@ -86,7 +89,16 @@ class Fetcher:
     def _resolve(self, origin: Origin) -> str:
         if origin.url:
             return origin.url
-        return self._apt.source_file_uri(origin.debian_package, origin.debian_file)
+        try:
+            return self._apt.source_file_uri(origin.debian_package, origin.debian_file)
+        except FetchError:
+            # The index lists the newest version of a suite only, so a pinned older one drops
+            # out of it (17.11 when 17.12 came); its file usually stays in the pool for a while.
+            # Safe to try: the sha256 pinned from the signed index is checked on arrival.
+            uri = self._apt.pool_uri(origin.debian_package, origin.debian_file)
+            self.progress(f"fetch {origin.debian_file}: the archive's index no longer lists "
+                          f"{origin.debian_package}; trying its pool path {uri}")
+            return uri
 
     def _download(self, url: str) -> Path:
         fd, name = tempfile.mkstemp(dir=self.store, prefix=".part-")
@@ -95,6 +107,8 @@ class Fetcher:
                 shutil.copyfileobj(resp, out, CHUNK)
         except (urllib.error.URLError, OSError, ValueError) as exc:
             Path(name).unlink(missing_ok=True)
+            if isinstance(exc, urllib.error.HTTPError):
+                raise FetchError(f"HTTP {exc.code} {exc.reason}") from None
             reason = getattr(exc, "reason", None) or exc
             raise FetchError(str(reason)) from None
         return Path(name)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from monogres_oci.catalog.model import Origin, Source
+from monogres_oci.debian import PrivateApt, SourceFileURI, pool_path
 from monogres_oci.errors import ChecksumError, FetchError
 from monogres_oci.fetch import Fetcher
 from tests.support.sources import http_server
@@ -72,3 +73,46 @@ def test_all_origins_unreachable(tmp_path: Path) -> None:
     assert "http://127.0.0.1:9/a.tar.gz" in str(err.value)
     assert "file:///nonexistent/a.tar.gz" in str(err.value)
     assert "--distdir" in str(err.value)
+
+
+class _IndexWithout(PrivateApt):
+    """The archive's index as apt sees it once a suite has moved on: the pinned version is gone
+    (apt-get source answers as it does then); the pool is a real HTTP server."""
+
+    def source_uris(self, package: str) -> list[SourceFileURI]:
+        raise FetchError(f"Debian source package {package} is not in the archive (E: Can not "
+                         "find version)")
+
+
+def test_pool_path_follows_debians_layout() -> None:
+    assert pool_path("postgresql-17=17.11-0+deb13u1", "postgresql-17_17.11.orig.tar.bz2") == \
+        "pool/main/p/postgresql-17/postgresql-17_17.11.orig.tar.bz2"
+    assert pool_path("libh3", "libh3_4.2.1.orig.tar.gz") == "pool/main/libh/libh3/libh3_4.2.1.orig.tar.gz"
+    assert pool_path("lib", "lib_1.orig.tar.gz") == "pool/main/l/lib/lib_1.orig.tar.gz"
+
+
+def test_a_version_the_index_has_dropped_is_fetched_from_the_pool(tmp_path: Path) -> None:
+    """A release pinned when it was current still builds after the archive moved on: its file is
+    taken from the pool path and admitted only with the pinned sha256."""
+    mirror = tmp_path / "mirror"
+    pooled = mirror / "pool/main/p/pg-thing/pg-thing_1.0.orig.tar.gz"
+    pooled.parent.mkdir(parents=True)
+    pooled.write_bytes(b"payload")
+    origin = Origin(debian_package="pg-thing=1.0-1", debian_file="pg-thing_1.0.orig.tar.gz")
+    lines: list[str] = []
+    with http_server(mirror) as base:
+        apt = _IndexWithout(tmp_path / "apt", mirror=base)
+        path = Fetcher(tmp_path / "cache", progress=lines.append, apt=apt).fetch(
+            _source(tmp_path, b"payload", (origin,)))
+        assert path.read_bytes() == b"payload"
+        assert any("no longer lists pg-thing=1.0-1; trying its pool path" in line for line in lines), lines
+        # The pool serving other bytes is refused like any origin.
+        pooled.write_bytes(b"tampered")
+        with pytest.raises(ChecksumError):
+            Fetcher(tmp_path / "cache2", apt=apt).fetch(_source(tmp_path, b"payload", (origin,)))
+        # Gone from the pool too: the error says where it looked.
+        pooled.unlink()
+        with pytest.raises(FetchError) as err:
+            Fetcher(tmp_path / "cache3", apt=apt).fetch(_source(tmp_path, b"payload", (origin,)))
+    assert f"{base}/pool/main/p/pg-thing/pg-thing_1.0.orig.tar.gz" in str(err.value)
+    assert "404" in str(err.value)
