@@ -87,6 +87,10 @@ def _add_registry_opts(p: argparse.ArgumentParser) -> None:
     p.add_argument("--insecure", action="store_true",
                    help="talk plain HTTP to the registry (loopback registries are plain HTTP anyway)")
     p.add_argument("--ca-file", metavar="PEM", help="trust this CA for the registry's TLS certificate")
+    p.add_argument("--retries", type=int, metavar="N",
+                   help="repeat a request that failed transiently (connection error, timeout, "
+                        "408, 429, 5xx) up to N times, with backoff (default: "
+                        "$MONOGRES_RETRIES, else 5; 0: never)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -19,6 +19,7 @@ from monogres_oci.oci.layout import Layout
 from monogres_oci.oci.model import Descriptor, Platform
 from monogres_oci.oci.reference import Reference, parse_reference, parse_target, split_ref_name
 from monogres_oci.oci.registry import RegistryClient
+from monogres_oci.oci.retry import policy_from
 from monogres_oci.package import BaseImage, BaseResolver, Packager
 from monogres_oci.plan import Plan, Selection, expand
 from monogres_oci.progress import Progress, StepMeter
@@ -193,7 +194,8 @@ def _update_between_markers(path: Path, table: str) -> None:
 
 def _client(host: str, args: argparse.Namespace) -> RegistryClient:
     ca = Path(args.ca_file) if getattr(args, "ca_file", None) else None
-    return make_client(host, insecure=getattr(args, "insecure", False), ca_file=ca)
+    return make_client(host, insecure=getattr(args, "insecure", False), ca_file=ca,
+                       retry=policy_from(getattr(args, "retries", None)))
 
 
 def _base_resolver(layout: Layout, args: argparse.Namespace) -> BaseResolver:

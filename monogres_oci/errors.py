@@ -78,6 +78,15 @@ class RegistryError(MonogresError):
     """A registry refused, could not be reached, or answered something unexpected."""
 
 
+class TransientRegistryError(RegistryError):
+    """A registry failure that repeating the operation may cure (a 503, a reset connection);
+    the client retries these within its policy and raises the last one when it gives up."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
 class AuthError(RegistryError):
     """The registry rejected the credentials (or asked for some and none were configured)."""
 

@@ -26,6 +26,7 @@ from monogres_oci.oci.model import (
 )
 from monogres_oci.oci.reference import Reference
 from monogres_oci.oci.registry import RegistryClient
+from monogres_oci.oci.retry import RetryPolicy, policy_from
 
 # Docker Hub's registry answers on another host than the one image names use.
 HOST_ALIASES = {"docker.io": "registry-1.docker.io"}
@@ -42,10 +43,12 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def make_client(host: str, *, insecure: bool = False, ca_file: Path | None = None) -> RegistryClient:
+def make_client(host: str, *, insecure: bool = False, ca_file: Path | None = None,
+                retry: RetryPolicy | None = None) -> RegistryClient:
     """A registry client; loopback registries without a CA file are plain HTTP."""
     plain = insecure or (ca_file is None and is_loopback(host))
-    return RegistryClient(HOST_ALIASES.get(host, host), insecure=plain, ca_file=ca_file)
+    return RegistryClient(HOST_ALIASES.get(host, host), insecure=plain, ca_file=ca_file,
+                          retry=retry or policy_from())
 
 
 def this_platform() -> Platform:

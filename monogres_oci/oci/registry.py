@@ -4,11 +4,14 @@ It speaks to ``https://HOST[:PORT]`` (or plain ``http://`` with ``insecure=True`
 system CAs or ``ca_file``, and authenticates as the registry asks (anonymous, Basic, Bearer
 token) with credentials from the Docker config (see :mod:`monogres_oci.oci.auth`).
 
-Every request has a timeout (10 s to connect, ``read_timeout`` between bytes) and there are no
-retry loops: a failure is reported at once as a RegistryError (unreachable, TLS, unexpected
-status with the registry's own error codes) or an AuthError (401/403, saying whether
-credentials from the Docker config were used). Nothing downloaded is trusted before its digest
-has been checked.
+Every request has a timeout (10 s to connect, ``read_timeout`` between bytes). What may succeed
+when repeated (a connection error or timeout, 408, 429, 500, 502, 503, 504, a body cut short, an
+upload session the registry forgot) is repeated under a :class:`RetryPolicy`, each retry
+announced through ``on_retry``; an operation is the unit that is repeated, so a blob upload
+starts again from its existence check rather than reusing a session that may be gone. Anything
+else is reported at once as a RegistryError (TLS, unexpected status with the registry's own
+error codes) or an AuthError (401/403, saying whether credentials from the Docker config were
+used). Nothing downloaded is trusted before its digest has been checked.
 
 A client holds a ``requests.Session``; use one client per thread.
 """
@@ -17,17 +20,20 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import tempfile
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, BinaryIO, Literal, cast
+from typing import Any, BinaryIO, Literal, TypeVar, cast
 from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit
 
 import requests
+import urllib3.exceptions
 
-from monogres_oci.errors import AuthError, RegistryError, VerifyError
+from monogres_oci.errors import AuthError, RegistryError, TransientRegistryError, VerifyError
 from monogres_oci.oci.auth import Authenticator, Credentials
 from monogres_oci.oci.digest import CHUNK_SIZE, DigestReader, check_digest, is_digest, sha256_digest
 from monogres_oci.oci.model import (
@@ -40,6 +46,7 @@ from monogres_oci.oci.model import (
     parse_index,
 )
 from monogres_oci.oci.reference import check_host, check_repository
+from monogres_oci.oci.retry import RETRYABLE_STATUSES, RetryPolicy, parse_retry_after
 from monogres_oci.runner import Result, run
 
 DEFAULT_ACCEPT = (OCI_INDEX, OCI_MANIFEST, DOCKER_MANIFEST_LIST, DOCKER_MANIFEST)
@@ -48,6 +55,17 @@ CONNECT_TIMEOUT = 10.0
 
 Body = bytes | Path | None
 BlobStatus = Literal["pushed", "exists", "mounted"]
+T = TypeVar("T")
+# Errors a registry answers with that mean "try that operation again": the upload session
+# expired or was lost (a PUT whose answer never came), a manifest PUT that raced the commit of
+# a blob it names.
+TRANSIENT_CODES = frozenset({"BLOB_UPLOAD_UNKNOWN", "MANIFEST_BLOB_UNKNOWN"})
+# What a body cut short or a dropped connection raises while a response is being read.
+BROKEN_BODY = (urllib3.exceptions.HTTPError, requests.RequestException, ConnectionError)
+
+
+def _say_retry(line: str) -> None:
+    print(f"monogres-oci: {line}", file=sys.stderr, flush=True)
 
 
 def _pull(repo: str) -> str:
@@ -65,14 +83,19 @@ def _short_reason(exc: Exception) -> str:
     return found.group(0).strip() if found else text[:300]
 
 
-def _error_codes(response: requests.Response) -> str:
-    """Return the registry's ``errors[].code: message`` list, if the body has one."""
+def _error_list(response: requests.Response) -> list[dict[str, Any]]:
+    """The registry's ``errors`` list, if the body has one."""
     try:
         errors = response.json().get("errors") or []
-        parts = [f"{e.get('code', '?')}: {e.get('message', '')}".rstrip(": ") for e in errors]
-    except (ValueError, AttributeError):
-        return ""
-    return "; ".join(parts)
+    except (ValueError, AttributeError, *BROKEN_BODY):
+        return []
+    return [e for e in errors if isinstance(e, dict)]
+
+
+def _error_codes(errors: list[dict[str, Any]]) -> str:
+    """Return the registry's ``errors[].code: message`` list as one line."""
+    parts = [f"{e.get('code', '?')}: {e.get('message', '')}".rstrip(": ") for e in errors]
+    return "; ".join(parts)[:500]
 
 
 @dataclass(frozen=True)
@@ -96,7 +119,12 @@ class BlobReader:
 
     def read(self, n: int = -1) -> bytes:
         """Read up to ``n`` bytes; at the end of the blob, check its digest and size."""
-        data = self._reader.read(n)
+        try:
+            data = self._reader.read(n)
+        except BROKEN_BODY as exc:
+            raise TransientRegistryError(
+                f"the connection broke while downloading blob {self._digest} "
+                f"({_short_reason(exc)})") from None
         if not self._done and (not data and n != 0 or n is None or n < 0):
             self._done = True
             self._reader.verify(self._digest, self._size, what="downloaded blob")
@@ -133,6 +161,10 @@ class RegistryClient:
         docker_config_file: Path | None = None,
         read_timeout: float = 120.0,
         runner: Callable[..., Result] = run,
+        retry: RetryPolicy = RetryPolicy(),  # noqa: B008  # a frozen value
+        on_retry: Callable[[str], None] = _say_retry,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.host = check_host(host)
         self.insecure = insecure
@@ -144,6 +176,11 @@ class RegistryClient:
         self.session.verify = self.verify
         self.session.headers["User-Agent"] = "monogres-oci"
         self.timeout = (CONNECT_TIMEOUT, read_timeout)
+        self.retry = retry
+        self.on_retry = on_retry
+        self._sleep = sleep
+        self._clock = clock
+        self.retries_made = 0  # for reports: how many requests were repeated
         self.auth = Authenticator(
             host,
             credentials,
@@ -157,7 +194,48 @@ class RegistryClient:
     def _url(self, path: str) -> str:
         return path if "://" in path else f"{self.base_url}{path}"
 
+    def _retrying(self, what: str, operation: Callable[[], T]) -> T:
+        """Run ``operation`` and repeat it, within the policy, while it fails transiently."""
+        started = self._clock()
+        attempt = 1
+        while True:
+            try:
+                return operation()
+            except TransientRegistryError as exc:
+                elapsed = self._clock() - started
+                wait = self.retry.wait(attempt, exc.retry_after)
+                if not self.retry.allows(attempt, elapsed, wait):
+                    tries = "1 attempt" if attempt == 1 else f"{attempt} attempts"
+                    raise RegistryError(
+                        f"{exc} (gave up after {tries} in {elapsed:.1f} s; --retries N or "
+                        "MONOGRES_RETRIES=N allows more)"
+                    ) from None
+                self.retries_made += 1
+                self.on_retry(f"retry {attempt}/{self.retry.retries} in {wait:.1f} s: {exc}")
+                self._sleep(wait)
+                attempt += 1
+
     def _send(
+        self,
+        method: str,
+        path: str,
+        scope: str,
+        *,
+        ok: tuple[int, ...],
+        what: str,
+        headers: dict[str, str] | None = None,
+        body: Body = None,
+        stream: bool = False,
+        retry: bool = True,
+    ) -> requests.Response:
+        """Send one request (repeated while it fails transiently, unless ``retry`` is off
+        because the caller repeats a larger operation); raise on unexpected statuses."""
+        def once() -> requests.Response:
+            return self._send_once(method, path, scope, ok=ok, what=what, headers=headers,
+                                   body=body, stream=stream)
+        return self._retrying(what, once) if retry else once()
+
+    def _send_once(
         self,
         method: str,
         path: str,
@@ -197,10 +275,16 @@ class RegistryClient:
                     "private CA pass its certificate (ca_file), if it serves plain HTTP use "
                     "insecure mode"
                 ) from None
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                hint = "" if self.insecure else ", and whether it serves HTTPS (else use insecure)"
+            except requests.TooManyRedirects:
                 raise RegistryError(
-                    f"cannot reach registry {self.host} at {self.base_url} "
+                    f"registry {self.host}: {what} failed: more than 30 redirects (a redirect "
+                    "loop); the registry or a proxy in front of it is misconfigured"
+                ) from None
+            except (requests.ConnectionError, requests.Timeout,
+                    requests.exceptions.ChunkedEncodingError) as exc:
+                hint = "" if self.insecure else ", and whether it serves HTTPS (else use insecure)"
+                raise TransientRegistryError(
+                    f"cannot reach registry {self.host} at {self.base_url} for {what} "
                     f"({_short_reason(exc)}); check the host and port, that the registry is "
                     f"running and reachable from here{hint}"
                 ) from None
@@ -215,9 +299,16 @@ class RegistryClient:
         assert response is not None
         if response.status_code in ok:
             return response
-        codes = _error_codes(response)
+        errors = _error_list(response)
+        codes = _error_codes(errors)
         detail = f": {codes}" if codes else ""
         response.close()
+        status = response.status_code
+        if status in RETRYABLE_STATUSES or any(e.get("code") in TRANSIENT_CODES for e in errors):
+            raise TransientRegistryError(
+                f"registry {self.host}: {what} failed: HTTP {status}{detail}",
+                retry_after=parse_retry_after(response.headers.get("Retry-After")),
+            )
         if response.status_code in (401, 403):
             raise AuthError(
                 f"registry {self.host} refused {what} (HTTP {response.status_code}{detail}); "
@@ -258,11 +349,23 @@ class RegistryClient:
         """Upload a blob (monolithic POST then PUT) unless present; say what happened.
 
         ``mount_from`` names another repository of the same registry that has the blob; the
-        registry is asked to link it instead of receiving the bytes again.
+        registry is asked to link it instead of receiving the bytes again. A transient failure
+        anywhere repeats the whole sequence from the existence check: a PUT whose answer was
+        lost may have been committed, and its upload session is gone either way.
         """
         check_repository(repo)
         check_digest(digest)
-        if self.blob_exists(repo, digest):
+        return self._retrying(
+            f"uploading blob {digest} to {repo}",
+            lambda: self._push_blob_once(repo, source, digest, size, mount_from),
+        )
+
+    def _push_blob_once(self, repo: str, source: bytes | Path, digest: str, size: int,
+                        mount_from: str | None) -> BlobStatus:
+        exists = self._send("HEAD", f"/v2/{repo}/blobs/{digest}", _pull(repo), ok=(200, 404),
+                            what=f"checking blob {digest} in {repo}", retry=False)
+        exists.close()
+        if exists.status_code == 200:
             return "exists"
         query = ""
         scope = _push(repo)
@@ -276,6 +379,7 @@ class RegistryClient:
             ok=(201, 202),
             what=f"starting the upload of {digest} to {repo}",
             headers={"Content-Length": "0"},
+            retry=False,
         )
         started.close()
         if started.status_code == 201:
@@ -294,6 +398,7 @@ class RegistryClient:
             what=f"uploading blob {digest} ({size} bytes) to {repo}",
             headers={"Content-Type": "application/octet-stream"},
             body=source,
+            retry=False,
         ).close()
         return "pushed"
 
@@ -390,6 +495,11 @@ class RegistryClient:
     ) -> tuple[bytes, str, str]:
         """Fetch a manifest or index; return (bytes, media type, digest), checked by digest."""
         check_repository(repo)
+        return self._retrying(f"fetching manifest {repo}:{reference}",
+                              lambda: self._get_manifest_once(repo, reference, accept))
+
+    def _get_manifest_once(self, repo: str, reference: str,
+                           accept: tuple[str, ...]) -> tuple[bytes, str, str]:
         response = self._send(
             "GET",
             f"/v2/{repo}/manifests/{reference}",
@@ -398,9 +508,10 @@ class RegistryClient:
             what=f"fetching manifest {repo}:{reference}",
             headers={"Accept": ", ".join(accept)},
             stream=True,
+            retry=False,
         )
         with response:
-            data = response.raw.read(MAX_MANIFEST_SIZE + 1, decode_content=True)
+            data = self._read_body(response, MAX_MANIFEST_SIZE + 1, f"manifest {repo}:{reference}")
         if len(data) > MAX_MANIFEST_SIZE:
             raise VerifyError(f"manifest {repo}:{reference} is larger than 4 MiB; refused")
         digest = sha256_digest(data)
@@ -416,8 +527,22 @@ class RegistryClient:
         media_type = response.headers.get("Content-Type", "").split(";")[0].strip()
         return data, media_type, digest
 
-    def open_blob(self, repo: str, digest: str, size: int | None = None) -> BlobReader:
-        """Start downloading a blob; the returned stream checks the digest when read to the end."""
+    def _read_body(self, response: requests.Response, limit: int, what: str) -> bytes:
+        """Up to ``limit`` bytes of a streamed body; a body cut short is a transient failure."""
+        try:
+            data: bytes = response.raw.read(limit, decode_content=True)
+        except BROKEN_BODY as exc:
+            raise TransientRegistryError(
+                f"registry {self.host}: the connection broke while reading {what} "
+                f"({_short_reason(exc)})") from None
+        return data
+
+    def open_blob(self, repo: str, digest: str, size: int | None = None, *,
+                  retry: bool = True) -> BlobReader:
+        """Start downloading a blob; the returned stream checks the digest when read to the end.
+
+        Starting is repeated on transient failures; a break while the caller reads raises
+        TransientRegistryError, since only the caller can start its reading again."""
         check_repository(repo)
         response = self._send(
             "GET",
@@ -426,20 +551,28 @@ class RegistryClient:
             ok=(200,),
             what=f"fetching blob {digest} from {repo}",
             stream=True,
+            retry=retry,
         )
         return BlobReader(response, digest, size)
 
     def get_blob(self, repo: str, digest: str, size: int | None = None) -> bytes:
         """Download a (small) blob into memory, checked against its digest."""
-        with self.open_blob(repo, digest, size) as reader:
-            return reader.read()
+        def once() -> bytes:
+            with self.open_blob(repo, digest, size, retry=False) as reader:
+                return reader.read()
+        return self._retrying(f"fetching blob {digest} from {repo}", once)
 
     def download_blob(self, repo: str, digest: str, dest: Path, size: int | None = None) -> None:
         """Download a blob to the file ``dest``; it only appears there once verified."""
+        self._retrying(f"fetching blob {digest} from {repo}",
+                       lambda: self._download_blob_once(repo, digest, dest, size))
+
+    def _download_blob_once(self, repo: str, digest: str, dest: Path, size: int | None) -> None:
         dest.parent.mkdir(parents=True, exist_ok=True)
         fd, temp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent)
         try:
-            with os.fdopen(fd, "wb") as out, self.open_blob(repo, digest, size) as reader:
+            with os.fdopen(fd, "wb") as out, \
+                    self.open_blob(repo, digest, size, retry=False) as reader:
                 while chunk := reader.read(CHUNK_SIZE):
                     out.write(chunk)
                 reader.read()  # make sure the end (and so the check) was reached

@@ -1,0 +1,170 @@
+"""Publishing through a registry that fails: every transient fault is retried, announced, and the
+result is complete; what is not transient is refused at once.
+
+The faults come from tests/support/faults.py, a proxy on loopback in front of the real
+``docker-registry`` (a real registry cannot be made to answer 503 on cue); everything it does not
+fault reaches that registry unchanged, and every check afterwards reads the real registry
+directly, with our client and with ``crane validate --remote``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+
+from monogres_oci.errors import RegistryError
+from monogres_oci.oci.reference import split_ref_name
+from monogres_oci.oci.registry import RegistryClient
+from monogres_oci.oci.retry import NO_RETRIES, RetryPolicy
+from monogres_oci.publish import publish
+from tests.oci.test_publish import Sample, assert_complete, client_for
+from tests.support.faults import Fault, FaultProxy, every, fault_proxy, is_upload_session, random_mix
+from tests.support.registry import RunningRegistry
+
+# Waits are real but short: the behaviour under test is what is repeated, not how long it waits.
+FAST = RetryPolicy(first_wait=0.01, max_wait=0.05)
+
+
+def proxied(proxy: FaultProxy, policy: RetryPolicy = FAST,
+            lines: list[str] | None = None) -> RegistryClient:
+    return RegistryClient(proxy.host, insecure=True, retry=policy,
+                          on_retry=(lines.append if lines is not None else lambda _: None))
+
+
+def assert_published(registry: RunningRegistry, sample: Sample, namespace: str) -> None:
+    """Every tag of the layout is in the real registry, with everything it reaches, byte for
+    byte, and crane agrees that each is complete and well-formed."""
+    layout, _ = sample
+    direct = client_for(registry)
+    crane = shutil.which("crane")
+    assert crane
+    for name in layout.refs():
+        repo, tag = split_ref_name(name)
+        assert_complete(direct, layout, f"{namespace}/{repo}", tag)
+        checked = subprocess.run([crane, "validate", "--insecure", "--remote",
+                                  f"{registry.host}/{namespace}/{repo}:{tag}"],
+                                 capture_output=True, text=True)
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+FAULTS = {
+    "503": Fault("status", 503),
+    "429-retry-after": Fault("status", 429, retry_after="1"),
+    "reset": Fault("reset"),
+    "truncate": Fault("truncate"),
+    "slow-answer": Fault("slow", delay=0.5),
+    "lost-answer": Fault("lost_answer"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FAULTS))
+def test_publish_succeeds_under_each_fault(registry: RunningRegistry, sample: Sample,
+                                           name: str) -> None:
+    """One request in four faulted (every kind of request: checks, uploads, manifests, tags;
+    not three, which a blob upload's HEAD, POST, PUT would meet at the same step every time)."""
+    lines: list[str] = []
+    with fault_proxy(registry.host, every(4, FAULTS[name])) as proxy:
+        # A slow answer is a fault only past the read timeout: give the client a short one.
+        client = proxied(proxy, lines=lines)
+        if name == "slow-answer":
+            client.timeout = (client.timeout[0], 0.25)
+        publish(sample[0], f"{proxy.host}/{name}", client)
+    assert proxy.faults(), "the plan injected nothing"
+    assert_published(registry, sample, name)
+    assert client.retries_made == len(lines) > 0
+    if name == "429-retry-after":
+        assert all(" in 1.0 s: " in line for line in lines), lines
+
+
+def test_publish_succeeds_under_a_random_mix_at_15_percent(registry: RunningRegistry,
+                                                           sample: Sample) -> None:
+    for seed in (1, 2, 3):
+        with fault_proxy(registry.host, random_mix(0.15, seed)) as proxy:
+            client = proxied(proxy)
+            client.timeout = (client.timeout[0], 5.0)
+            publish(sample[0], f"{proxy.host}/mix{seed}", client)
+        assert proxy.faults()
+        assert_published(registry, sample, f"mix{seed}")
+
+
+def test_each_retry_is_announced_with_its_cause(registry: RunningRegistry, sample: Sample) -> None:
+    lines: list[str] = []
+    with fault_proxy(registry.host, every(4, Fault("status", 503), limit=2)) as proxy:
+        publish(sample[0], f"{proxy.host}/said", proxied(proxy, lines=lines))
+    assert len(lines) == 2, lines
+    for line in lines:
+        assert line.startswith("retry 1/5 in ")
+        assert "failed: HTTP 503" in line  # (a HEAD's answer has no body to say more)
+        assert proxy.host in line
+
+
+def test_retry_after_is_obeyed(registry: RunningRegistry, sample: Sample) -> None:
+    waits: list[float] = []
+    with fault_proxy(registry.host, every(5, Fault("status", 429, retry_after="7"), limit=1)) \
+            as proxy:
+        client = RegistryClient(proxy.host, insecure=True, retry=FAST, on_retry=lambda _: None,
+                                sleep=waits.append)
+        publish(sample[0], f"{proxy.host}/later", client)
+    assert waits == [7.0]
+
+
+def test_an_expired_upload_session_starts_over_from_the_existence_check(
+        registry: RunningRegistry, sample: Sample) -> None:
+    with fault_proxy(registry.host, every(1, Fault("expired"), limit=2,
+                                          applies=is_upload_session)) as proxy:
+        publish(sample[0], f"{proxy.host}/expired", proxied(proxy))
+    faulted = proxy.faults()
+    assert len(faulted) == 2
+    after = proxy.log[faulted[0].number]  # the request right after the refused PUT
+    assert (after.method, "/blobs/sha256:" in after.path) == ("HEAD", True)
+    assert_published(registry, sample, "expired")
+
+
+def test_a_put_whose_answer_was_lost_is_not_uploaded_again(registry: RunningRegistry,
+                                                           sample: Sample) -> None:
+    """The registry committed the blob but the answer never came: the retry finds it there."""
+    with fault_proxy(registry.host, every(1, Fault("lost_answer"), limit=1,
+                                          applies=is_upload_session)) as proxy:
+        result = publish(sample[0], f"{proxy.host}/lost", proxied(proxy))
+    faulted = proxy.faults()[0]
+    after = proxy.log[faulted.number]
+    assert after.method == "HEAD"
+    hex_digest = after.path.rsplit(":", 1)[1]  # the PUT names it URL-encoded, in its query
+    assert sum(1 for e in proxy.log if is_upload_session(e.method, e.path)
+               and hex_digest in e.path) == 1, "the committed blob was uploaded twice"
+    assert result.count("blob", "exists") >= 1
+    assert_published(registry, sample, "lost")
+
+
+def test_without_retries_the_first_fault_fails_the_publish_and_moves_no_tag(
+        registry: RunningRegistry, sample: Sample) -> None:
+    """The same fault plan with retries off: a clear error, and no tag in the registry."""
+    with fault_proxy(registry.host, every(6, Fault("status", 503))) as proxy, \
+            pytest.raises(RegistryError) as err:
+        publish(sample[0], f"{proxy.host}/noretry", proxied(proxy, NO_RETRIES))
+    assert "HTTP 503" in str(err.value) and "gave up after 1 attempt" in str(err.value)
+    direct = client_for(registry)
+    assert direct.list_tags("noretry/hello") == [] and direct.list_tags("noretry/world") == []
+
+
+def test_a_registry_that_keeps_failing_is_given_up_on_within_the_policy(
+        registry: RunningRegistry, sample: Sample) -> None:
+    lines: list[str] = []
+    with fault_proxy(registry.host, every(1, Fault("status", 502))) as proxy, \
+            pytest.raises(RegistryError) as err:
+        publish(sample[0], f"{proxy.host}/down", proxied(proxy, RetryPolicy(
+            retries=3, first_wait=0.01, max_wait=0.02), lines))
+    assert len(lines) == 3 and len(proxy.log) == 4
+    assert "gave up after 4 attempts" in str(err.value)
+    assert "MONOGRES_RETRIES" in str(err.value)
+
+
+def test_errors_that_are_not_transient_are_not_repeated(registry: RunningRegistry,
+                                                        sample: Sample) -> None:
+    with fault_proxy(registry.host, every(1, Fault("status", 400))) as proxy, \
+            pytest.raises(RegistryError) as err:
+        publish(sample[0], f"{proxy.host}/bad", proxied(proxy))
+    assert len(proxy.log) == 1
+    assert "HTTP 400" in str(err.value) and "gave up" not in str(err.value)
