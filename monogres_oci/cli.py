@@ -187,6 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--by-digest", action="store_true",
                    help="push content and attachments but write no tag: one architecture's job "
                         "of a fan-out build; save --json's output for `monogres-oci merge`")
+    p.add_argument("--jobs", type=int, default=4, metavar="N",
+                   help="requests in flight at once: existence checks, uploads, manifests "
+                        "(default 4; 1: one at a time)")
     p.add_argument("--allow-untested", action="store_true",
                    help="publish extension images that carry no passing gate result (built "
                         "with --no-gate); without it, publish refuses them and pushes nothing")

@@ -278,7 +278,9 @@ def cmd_publish(args: argparse.Namespace, progress: Progress) -> int:
         client.ping()
         if not args.by_digest:
             _check_immutable_tags(layout, client, namespace)
-    result = publish(layout, args.registry, client, dry_run=args.dry_run,
+    if args.jobs < 1:
+        raise UsageError(f"--jobs {args.jobs}: give 1 or more")
+    result = publish(layout, args.registry, client, dry_run=args.dry_run, jobs=args.jobs,
                      progress=lambda event: progress.detail(str(event)), tags=not args.by_digest)
     if args.json:
         _print_json({"dry_run": result.dry_run, "by_digest": args.by_digest,
@@ -291,8 +293,14 @@ def cmd_publish(args: argparse.Namespace, progress: Progress) -> int:
             print(ref)
         print(f"{'would push' if result.dry_run else 'pushed'}: "
               f"{result.count('blob', 'would push' if result.dry_run else 'pushed')} blob(s); "
-              f"{0 if args.by_digest else len(result.refs)} tag(s)", file=sys.stderr)
+              f"{0 if args.by_digest else len(result.refs)} tag(s)"
+              f"{_retried(client)}", file=sys.stderr)
     return 0
+
+
+def _retried(client: RegistryClient | None) -> str:
+    made = client.retries_made if client is not None else 0
+    return f"; {made} request(s) repeated after transient failures" if made else ""
 
 
 def cmd_merge(args: argparse.Namespace, progress: Progress) -> int:

@@ -6,20 +6,21 @@ Naming convention: every reference to publish is an entry of the layout's ``inde
 as ``HOST[:PORT]/NAMESPACE/pgaudit:18.1-18.0-1750000000-bookworm``. REPO may itself contain
 ``/``; entries without a name are not published.
 
-Order, so that a tag never points to something incomplete:
+Order, so that a tag never points to something incomplete; each stage starts when the one
+before it has ended, and the steps within a stage run ``jobs`` at a time:
 
 1. Before anything is sent, every blob reachable from the selected references is checked to be
    in the layout with its recorded size.
-2. For each reference, depth first: blobs (config, layers) that the registry lacks, then each
-   image manifest by digest, then the index by digest. A manifest the registry already has (by
-   digest) is skipped with everything below it, since a registry only accepts a manifest whose
-   content it has. A blob already pushed to another repository in this run is mounted from
-   there instead of uploaded again.
-3. Then what is attached to that content (SBOM, provenance, signatures: layout entries with a
-   ``subject``, and what is attached to those in turn): its blobs, its manifest, and its entry in
-   the subject's referrers (the registry indexes it, or the ``sha256-<hex>`` fallback tag index
-   is updated).
-4. Only when the content of *every* selected reference is in place are the tags written, so a
+2. Every manifest and index below the references (and below what is attached to them) is looked
+   up by digest. One the registry has is skipped with everything below it, since a registry
+   only accepts a manifest whose content it has.
+3. The blobs (configs, layers) the registry lacks: each uploaded once, and mounted from there
+   into the other repositories of this run that need it.
+4. The missing manifests, image manifests first, then the indexes over them.
+5. What is attached to that content (SBOM, provenance, signatures: layout entries with a
+   ``subject``): its manifest, and its entry in the subject's referrers (the registry indexes
+   it, or the ``sha256-<hex>`` fallback tag index is updated); attachments of attachments after.
+6. Only when the content of *every* selected reference is in place are the tags written, so a
    failed run moves no tag at all.
 
 A dry run contacts nothing and reports what would be sent.
@@ -27,8 +28,11 @@ A dry run contacts nothing and reports what would be sent.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from functools import partial
 from typing import Literal
 
 from monogres_oci.attach import Attachment, attachments_by_subject
@@ -39,6 +43,7 @@ from monogres_oci.oci.reference import parse_target, split_ref_name
 from monogres_oci.oci.registry import RegistryClient
 
 Kind = Literal["blob", "manifest", "referrer", "tag"]
+DEFAULT_JOBS = 4
 Status = Literal["pushed", "exists", "mounted", "would push"]
 
 
@@ -93,7 +98,7 @@ class _Target:
 
 
 class _Publisher:
-    """The state of one publish run."""
+    """The state of one publish run; steps of one stage run on a bounded pool of threads."""
 
     def __init__(
         self,
@@ -101,47 +106,125 @@ class _Publisher:
         client: RegistryClient | None,
         host: str,
         progress: Callable[[PublishEvent], None] | None,
+        jobs: int,
     ) -> None:
         self.layout = layout
         self.client = client
         self.host = host
         self.progress = progress
+        self.jobs = jobs
         self.events: list[PublishEvent] = []
-        self.done: set[tuple[str, str]] = set()
-        self.blob_home: dict[str, str] = {}
+        self._lock = threading.Lock()
 
     def report(self, kind: Kind, repo: str, reference: str, size: int, status: Status) -> None:
         event = PublishEvent(kind, f"{self.host}/{repo}", reference, size, status)
-        self.events.append(event)
-        if self.progress is not None:
-            self.progress(event)
+        with self._lock:
+            self.events.append(event)
+            if self.progress is not None:
+                self.progress(event)
 
-    def content(self, repo: str, desc: Descriptor) -> None:
-        """Push ``desc`` and everything below it to ``repo``, children first."""
-        if (repo, desc.digest) in self.done:
+    def stage(self, steps: Sequence[Callable[[], object]]) -> None:
+        """Run ``steps`` at most ``jobs`` at a time; the first failure stops what has not
+        started and is raised once the running ones have ended."""
+        if self.jobs <= 1 or len(steps) <= 1:
+            for step in steps:
+                step()
             return
-        self.done.add((repo, desc.digest))
-        is_manifest = desc.media_type in MANIFEST_TYPES | INDEX_TYPES
-        if not is_manifest:
-            self.blob(repo, desc)
-            return
-        if self.client is not None and self.client.head_manifest(repo, desc.digest) is not None:
-            self.report("manifest", repo, desc.digest, desc.size, "exists")
-            return
-        for child in self.layout.children(desc):
-            self.content(repo, child)
+        with ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="publish") as pool:
+            futures = [pool.submit(step) for step in steps]
+            try:
+                for future in as_completed(futures):
+                    future.result()
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                raise
+
+    def missing(self, roots: Sequence[tuple[str, Descriptor]]) -> _Missing:
+        """What the registry lacks below ``roots``: manifests by height (image manifests
+        first), and blobs with the repositories that need them. A manifest the registry has
+        is skipped with everything below it: a registry only accepts a manifest whose content
+        it has."""
+        manifests: dict[tuple[str, str], Descriptor] = {}
+        for repo, root in roots:
+            for desc in self.layout.walk(root):
+                if desc.media_type in MANIFEST_TYPES | INDEX_TYPES:
+                    manifests.setdefault((repo, desc.digest), desc)
+        present: set[tuple[str, str]] = set()
+        if self.client is not None:
+            client = self.client
+
+            def check(key: tuple[str, str], desc: Descriptor) -> Callable[[], None]:
+                def step() -> None:
+                    if client.head_manifest(key[0], desc.digest) is not None:
+                        with self._lock:
+                            present.add(key)
+                return step
+            self.stage([check(key, desc) for key, desc in manifests.items()])
+        result = _Missing()
+        seen: set[tuple[str, str]] = set()
+
+        def visit(repo: str, desc: Descriptor) -> int:
+            """Record what is missing below ``desc``; return its height."""
+            key = (repo, desc.digest)
+            if desc.media_type not in MANIFEST_TYPES | INDEX_TYPES:
+                if key not in seen:
+                    seen.add(key)
+                    result.blobs.setdefault(desc.digest, (desc, []))[1].append(repo)
+                return -1
+            if key in present:
+                if key not in seen:
+                    seen.add(key)
+                    self.report("manifest", repo, desc.digest, desc.size, "exists")
+                return -1
+            height = 1 + max([visit(repo, child) for child in self.layout.children(desc)],
+                             default=-1)
+            if key not in seen:
+                seen.add(key)
+                result.manifests.setdefault(max(height, 0), []).append((repo, desc))
+            return height
+
+        for repo, root in roots:
+            visit(repo, root)
+        return result
+
+    def blobs(self, missing: _Missing) -> None:
+        """Upload each missing blob once and mount it into the other repositories that need it
+        (one step per blob, so the mounts follow their upload)."""
+        def step(desc: Descriptor, repos: list[str]) -> Callable[[], None]:
+            def run() -> None:
+                for i, repo in enumerate(repos):
+                    self.blob(repo, desc, mount_from=repos[0] if i else None)
+            return run
+        self.stage([step(desc, repos) for desc, repos in missing.blobs.values()])
+
+    def blob(self, repo: str, desc: Descriptor, mount_from: str | None) -> None:
         if self.client is None:
-            self.report("manifest", repo, desc.digest, desc.size, "would push")
+            self.report("blob", repo, desc.digest, desc.size, "would push")
             return
-        data = self.layout.read_blob(desc.digest)
-        self.client.push_manifest(repo, desc.digest, data, desc.media_type)
-        self.report("manifest", repo, desc.digest, desc.size, "pushed")
+        status = self.client.push_blob(
+            repo, self.layout.blob_path(desc.digest), desc.digest, desc.size, mount_from=mount_from
+        )
+        self.report("blob", repo, desc.digest, desc.size, status)
+
+    def manifests(self, missing: _Missing) -> None:
+        """Push the missing manifests, each height after the one below it."""
+        for height in sorted(missing.manifests):
+            self.stage([self._manifest_step(repo, desc)
+                        for repo, desc in missing.manifests[height]])
+
+    def _manifest_step(self, repo: str, desc: Descriptor) -> Callable[[], None]:
+        def run() -> None:
+            if self.client is None:
+                self.report("manifest", repo, desc.digest, desc.size, "would push")
+                return
+            data = self.layout.read_blob(desc.digest)
+            self.client.push_manifest(repo, desc.digest, data, desc.media_type)
+            self.report("manifest", repo, desc.digest, desc.size, "pushed")
+        return run
 
     def referrers(self, repo: str, subject: str, items: Sequence[Attachment]) -> None:
-        """Push attachments after their subject and list them among the subject's referrers."""
-        for item in items:
-            for child in self.layout.children(item.descriptor):
-                self.content(repo, child)
+        """List attachments (whose content is pushed) among the subject's referrers."""
         if self.client is not None:
             self.client.push_referrers(repo, subject, [
                 (self.layout.read_blob(i.descriptor.digest), i.descriptor) for i in items])
@@ -149,18 +232,6 @@ class _Publisher:
             desc = item.descriptor
             self.report("referrer", repo, desc.digest, desc.size,
                         "would push" if self.client is None else "pushed")
-
-    def blob(self, repo: str, desc: Descriptor) -> None:
-        if self.client is None:
-            self.report("blob", repo, desc.digest, desc.size, "would push")
-            return
-        home = self.blob_home.get(desc.digest)
-        mount_from = home if home is not None and home != repo else None
-        status = self.client.push_blob(
-            repo, self.layout.blob_path(desc.digest), desc.digest, desc.size, mount_from=mount_from
-        )
-        self.blob_home.setdefault(desc.digest, repo)
-        self.report("blob", repo, desc.digest, desc.size, status)
 
     def tag(self, target: _Target) -> PublishedRef:
         desc = target.descriptor
@@ -173,6 +244,15 @@ class _Publisher:
         return PublishedRef(
             f"{self.host}/{target.repository}", target.tag, desc.digest, desc.media_type
         )
+
+
+@dataclass
+class _Missing:
+    """What a registry lacks: blobs by digest (with the repositories that need each, in order)
+    and manifests by height (0: image manifests; 1: indexes over them; ...)."""
+
+    blobs: dict[str, tuple[Descriptor, list[str]]] = field(default_factory=dict)
+    manifests: dict[int, list[tuple[str, Descriptor]]] = field(default_factory=dict)
 
 
 def _select(layout: Layout, namespace: str, names: Sequence[str] | None) -> list[_Target]:
@@ -239,6 +319,7 @@ def publish(
     dry_run: bool = False,
     tags: bool = True,
     present: frozenset[str] = frozenset(),
+    jobs: int = DEFAULT_JOBS,
 ) -> PublishResult:
     """Push the references ``refs`` (default: all named ones) of ``layout`` to ``target``.
 
@@ -246,7 +327,7 @@ def publish(
     to that host, and may be None for a dry run, which contacts nothing. Without ``tags`` the
     content is pushed by digest only (each architecture's job of a fan-out build; ``merge``
     writes the tags). ``present`` names manifests the caller knows the registry has: the layout
-    need not hold what is below them.
+    need not hold what is below them. ``jobs`` requests run at once within each stage.
     """
     host, namespace = parse_target(target)
     if client is None and not dry_run:
@@ -256,17 +337,40 @@ def publish(
     targets = _select(layout, namespace, refs)
     attached = _attached(layout, targets)
     _check_complete(layout, targets, attached, present)
-    publisher = _Publisher(layout, None if dry_run else client, host, progress)
-    for item in targets:
-        publisher.content(item.repository, item.descriptor)
+    publisher = _Publisher(layout, None if dry_run else client, host, progress, jobs)
+    # Content: the targets, and what is attached to them below its attachment manifest (that
+    # manifest itself is pushed as a referrer, after its subject).
+    roots = [(t.repository, t.descriptor) for t in targets]
+    roots += [(repo, child) for repo, item in attached
+              for child in layout.children(item.descriptor)]
+    missing = publisher.missing(roots)
+    publisher.blobs(missing)
+    publisher.manifests(missing)
+    # Referrers by depth: those of the targets' manifests, then those of attachments (a
+    # signature of an SBOM), so that every subject is in place before what refers to it.
     grouped: dict[tuple[str, str], list[Attachment]] = {}
     for repo, attachment in attached:
         grouped.setdefault((repo, attachment.subject_digest), []).append(attachment)
-    for (repo, subject), items in grouped.items():
-        publisher.referrers(repo, subject, items)
+    depth = _attachment_depths(attached)
+    for level in sorted(set(depth.values())):
+        publisher.stage([
+            partial(publisher.referrers, repo, subject, items)
+            for (repo, subject), items in grouped.items() if depth[(repo, subject)] == level])
     if tags:
-        published = tuple(publisher.tag(item) for item in targets)
-    else:
-        published = tuple(PublishedRef(f"{host}/{t.repository}", t.tag, t.descriptor.digest,
-                                       t.descriptor.media_type) for t in targets)
+        publisher.stage([partial(publisher.tag, item) for item in targets])
+    published = tuple(PublishedRef(f"{host}/{t.repository}", t.tag, t.descriptor.digest,
+                                   t.descriptor.media_type) for t in targets)
     return PublishResult(published, tuple(publisher.events), dry_run)
+
+
+def _attachment_depths(attached: Sequence[tuple[str, Attachment]]) -> dict[tuple[str, str], int]:
+    """(repository, subject) -> 0 when the subject is no attachment, else 1 + the subject's."""
+    subject_of = {(repo, a.descriptor.digest): (repo, a.subject_digest) for repo, a in attached}
+    depths: dict[tuple[str, str], int] = {}
+    for repo, attachment in attached:
+        key = (repo, attachment.subject_digest)
+        level, cursor = 0, key
+        while cursor in subject_of:
+            level, cursor = level + 1, subject_of[cursor]
+        depths[key] = level
+    return depths

@@ -217,13 +217,15 @@ class Authenticator:
         header = response.headers.get("WWW-Authenticate", "")
         challenge = Challenge.parse(header) if header else Challenge("basic", {})
         if challenge.scheme == "basic":
-            if self._basic or self.credentials is None:
+            # Decided by what this request sent, not by _basic: another thread may have learnt
+            # the scheme while this request was on its way without credentials.
+            sent = response.request.headers.get("Authorization", "") if response.request else ""
+            if sent.lower().startswith("basic ") or self.credentials is None:
                 return False  # the credentials we sent were refused, or we have none
             self._basic = True
             return True
         if challenge.scheme == "bearer":
-            if scope in self._tokens:
-                del self._tokens[scope]  # expired or insufficient: one fresh try
+            self._tokens.pop(scope, None)  # expired or insufficient: one fresh try
             self._tokens[scope] = self._fetch_token(session, challenge, scope, timeout)
             return True
         return False

@@ -13,7 +13,8 @@ else is reported at once as a RegistryError (TLS, unexpected status with the reg
 error codes) or an AuthError (401/403, saying whether credentials from the Docker config were
 used). Nothing downloaded is trusted before its digest has been checked.
 
-A client holds a ``requests.Session``; use one client per thread.
+A client keeps one ``requests.Session`` per thread that uses it (requests does not promise that
+a session is thread-safe), so the publisher's workers share one client and its tokens.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import os
 import re
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -169,12 +171,11 @@ class RegistryClient:
         self.host = check_host(host)
         self.insecure = insecure
         self.base_url = f"{'http' if insecure else 'https'}://{host}"
-        self.session = requests.Session()
+        self._local = threading.local()
+        self._lock = threading.Lock()
         # Passed on every request, not only set on the session: requests lets the environment's
         # REQUESTS_CA_BUNDLE override a session-level setting, which would ignore ca_file.
         self.verify: str | bool = str(ca_file) if ca_file is not None else True
-        self.session.verify = self.verify
-        self.session.headers["User-Agent"] = "monogres-oci"
         self.timeout = (CONNECT_TIMEOUT, read_timeout)
         self.retry = retry
         self.on_retry = on_retry
@@ -190,6 +191,17 @@ class RegistryClient:
         )
 
     # --- plumbing ----------------------------------------------------------------------------
+
+    @property
+    def session(self) -> requests.Session:
+        """This thread's HTTP session (connections are reused within a thread only)."""
+        session: requests.Session | None = getattr(self._local, "session", None)
+        if session is None:
+            session = requests.Session()
+            session.verify = self.verify
+            session.headers["User-Agent"] = "monogres-oci"
+            self._local.session = session
+        return session
 
     def _url(self, path: str) -> str:
         return path if "://" in path else f"{self.base_url}{path}"
@@ -210,7 +222,8 @@ class RegistryClient:
                         f"{exc} (gave up after {tries} in {elapsed:.1f} s; --retries N or "
                         "MONOGRES_RETRIES=N allows more)"
                     ) from None
-                self.retries_made += 1
+                with self._lock:
+                    self.retries_made += 1
                 self.on_retry(f"retry {attempt}/{self.retry.retries} in {wait:.1f} s: {exc}")
                 self._sleep(wait)
                 attempt += 1

@@ -20,7 +20,15 @@ from monogres_oci.oci.registry import RegistryClient
 from monogres_oci.oci.retry import NO_RETRIES, RetryPolicy
 from monogres_oci.publish import publish
 from tests.oci.test_publish import Sample, assert_complete, client_for
-from tests.support.faults import Fault, FaultProxy, every, fault_proxy, is_upload_session, random_mix
+from tests.support.faults import (
+    Fault,
+    FaultProxy,
+    Logged,
+    every,
+    fault_proxy,
+    is_upload_session,
+    random_mix,
+)
 from tests.support.registry import RunningRegistry
 
 # Waits are real but short: the behaviour under test is what is repeated, not how long it waits.
@@ -47,6 +55,13 @@ def assert_published(registry: RunningRegistry, sample: Sample, namespace: str) 
                                   f"{registry.host}/{namespace}/{repo}:{tag}"],
                                  capture_output=True, text=True)
         assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def checked_again(proxy: FaultProxy, put: Logged) -> bool:
+    """Whether the blob of an upload-session PUT was looked up (HEAD) again after that PUT."""
+    hex_digest = put.path.rsplit("%3A", 1)[1]  # the PUT names it URL-encoded, in its query
+    return any(e.method == "HEAD" and e.path.endswith(f"/blobs/sha256:{hex_digest}")
+               for e in proxy.log[put.number:])
 
 
 FAULTS = {
@@ -117,8 +132,9 @@ def test_an_expired_upload_session_starts_over_from_the_existence_check(
         publish(sample[0], f"{proxy.host}/expired", proxied(proxy))
     faulted = proxy.faults()
     assert len(faulted) == 2
-    after = proxy.log[faulted[0].number]  # the request right after the refused PUT
-    assert (after.method, "/blobs/sha256:" in after.path) == ("HEAD", True)
+    for refused in faulted:
+        assert refused.method == "PUT"
+        assert checked_again(proxy, refused), "the upload was not started over from its HEAD"
     assert_published(registry, sample, "expired")
 
 
@@ -128,10 +144,9 @@ def test_a_put_whose_answer_was_lost_is_not_uploaded_again(registry: RunningRegi
     with fault_proxy(registry.host, every(1, Fault("lost_answer"), limit=1,
                                           applies=is_upload_session)) as proxy:
         result = publish(sample[0], f"{proxy.host}/lost", proxied(proxy))
-    faulted = proxy.faults()[0]
-    after = proxy.log[faulted.number]
-    assert after.method == "HEAD"
-    hex_digest = after.path.rsplit(":", 1)[1]  # the PUT names it URL-encoded, in its query
+    lost = proxy.faults()[0]
+    assert checked_again(proxy, lost)
+    hex_digest = lost.path.rsplit("%3A", 1)[1]
     assert sum(1 for e in proxy.log if is_upload_session(e.method, e.path)
                and hex_digest in e.path) == 1, "the committed blob was uploaded twice"
     assert result.count("blob", "exists") >= 1
@@ -155,7 +170,7 @@ def test_a_registry_that_keeps_failing_is_given_up_on_within_the_policy(
     with fault_proxy(registry.host, every(1, Fault("status", 502))) as proxy, \
             pytest.raises(RegistryError) as err:
         publish(sample[0], f"{proxy.host}/down", proxied(proxy, RetryPolicy(
-            retries=3, first_wait=0.01, max_wait=0.02), lines))
+            retries=3, first_wait=0.01, max_wait=0.02), lines), jobs=1)
     assert len(lines) == 3 and len(proxy.log) == 4
     assert "gave up after 4 attempts" in str(err.value)
     assert "MONOGRES_RETRIES" in str(err.value)
@@ -165,6 +180,16 @@ def test_errors_that_are_not_transient_are_not_repeated(registry: RunningRegistr
                                                         sample: Sample) -> None:
     with fault_proxy(registry.host, every(1, Fault("status", 400))) as proxy, \
             pytest.raises(RegistryError) as err:
-        publish(sample[0], f"{proxy.host}/bad", proxied(proxy))
+        publish(sample[0], f"{proxy.host}/bad", proxied(proxy), jobs=1)
     assert len(proxy.log) == 1
     assert "HTTP 400" in str(err.value) and "gave up" not in str(err.value)
+
+
+@pytest.mark.parametrize("jobs", [1, 4])
+def test_transfers_run_in_parallel_up_to_jobs(registry: RunningRegistry, sample: Sample,
+                                              jobs: int) -> None:
+    """Every answer delayed a little, so that requests overlap when the publisher lets them."""
+    with fault_proxy(registry.host, every(1, Fault("slow", delay=0.2))) as proxy:
+        publish(sample[0], f"{proxy.host}/jobs{jobs}", proxied(proxy), jobs=jobs)
+    assert proxy.peak == jobs if jobs == 1 else 2 <= proxy.peak <= jobs
+    assert_published(registry, sample, f"jobs{jobs}")

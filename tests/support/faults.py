@@ -16,7 +16,7 @@ proxy), and the real registry's answer is passed back. What a fault does:
 
 A *plan* decides, for request number N (1-based) with its method and path, which fault (if any)
 to inject; :func:`every` and :func:`random_mix` make the usual ones. The proxy logs each request
-with the fault it got.
+with the fault it got, and counts the most requests it had in flight at once.
 """
 
 from __future__ import annotations
@@ -111,6 +111,8 @@ class FaultProxy:
         self.upstream = upstream
         self.plan = plan
         self.log: list[Logged] = []
+        self.in_flight = 0
+        self.peak = 0  # the most requests in flight at once
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
@@ -140,6 +142,16 @@ class FaultProxy:
                 pass  # the proxy's own log is enough
 
             def _any(self) -> None:
+                with proxy._lock:
+                    proxy.in_flight += 1
+                    proxy.peak = max(proxy.peak, proxy.in_flight)
+                try:
+                    self._handle()
+                finally:
+                    with proxy._lock:
+                        proxy.in_flight -= 1
+
+            def _handle(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 fault = proxy._record(self.command, self.path)
