@@ -16,6 +16,7 @@ import binascii
 import json
 import os
 import re
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -178,15 +179,17 @@ class Authenticator:
         self._runner = runner
         self._basic = False
         self._tokens: dict[str, str] = {}
+        self._lookup_lock = threading.Lock()
 
     @property
     def credentials(self) -> Credentials | None:
         """The credentials in use, looked up in the Docker config on first need."""
-        if not self._looked_up:
-            self._looked_up = True
-            self._credentials = load_credentials(
-                self.host, config_file=self._config_file, runner=self._runner
-            )
+        with self._lookup_lock:  # threads of one publish share this: look up once
+            if not self._looked_up:
+                self._credentials = load_credentials(
+                    self.host, config_file=self._config_file, runner=self._runner
+                )
+                self._looked_up = True
         return self._credentials
 
     def describe(self) -> str:

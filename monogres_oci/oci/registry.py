@@ -20,6 +20,7 @@ a session is thread-safe), so the publisher's workers share one client and its t
 from __future__ import annotations
 
 import os
+import random
 import re
 import sys
 import tempfile
@@ -64,6 +65,10 @@ T = TypeVar("T")
 TRANSIENT_CODES = frozenset({"BLOB_UPLOAD_UNKNOWN", "MANIFEST_BLOB_UNKNOWN"})
 # What a body cut short or a dropped connection raises while a response is being read.
 BROKEN_BODY = (urllib3.exceptions.HTTPError, requests.RequestException, ConnectionError)
+# Referrers tag updates: read back after 0.25-0.5 s, made again up to 8 times in all.
+REFERRERS_SETTLE = 0.25
+REFERRERS_ROUNDS = 8
+_JITTER = random.Random()
 
 
 def _say_retry(line: str) -> None:
@@ -182,6 +187,8 @@ class RegistryClient:
         self._sleep = sleep
         self._clock = clock
         self.retries_made = 0  # for reports: how many requests were repeated
+        # Seconds to wait before reading back a referrers tag update (None: no read-back).
+        self.referrers_settle: float | None = REFERRERS_SETTLE
         self.auth = Authenticator(
             host,
             credentials,
@@ -428,8 +435,14 @@ class RegistryClient:
         the referrers API says so with an ``OCI-Subject`` header and indexes them itself;
         otherwise (distribution 2.8) they are merged, in one update, into the index under the
         ``sha256-<hex>`` fallback tag, as distribution-spec 1.1 asks of clients. Returns True
-        when the fallback tag was used. That read-modify-write is not atomic: two writers
-        attaching to one subject at the same moment can drop each other's entries.
+        when the fallback tag was used.
+
+        That read-modify-write is not atomic (the distribution API has no compare-and-swap),
+        so another publisher attaching to the same subject at the same moment can overwrite
+        the update with its own. Each update is therefore read back after a short, jittered
+        settling time, and made again while any of our entries is missing; a writer that read
+        the index before our update and writes it only after our read-back can still drop it,
+        so the settling time is chosen well above a request's round trip.
         """
         missing = []
         for data, entry in items:
@@ -439,12 +452,21 @@ class RegistryClient:
         if not missing:
             return False
         tag, existing = self._fallback_index(repo, subject_digest)
-        known = {d.digest for d in existing.manifests}
-        added = tuple(d for d in missing if d.digest not in known)
-        if added:
+        for _ in range(REFERRERS_ROUNDS):
+            known = {d.digest for d in existing.manifests}
+            added = tuple(d for d in missing if d.digest not in known)
+            if not added:
+                return True
             merged = Index((*existing.manifests, *added), existing.annotations)
             self._put_manifest(repo, tag, merged.to_json(), OCI_INDEX)
-        return True
+            if self.referrers_settle is None:
+                return True  # trust the write (for showing what the read-back prevents)
+            self._sleep(self.referrers_settle * (1 + _JITTER.random()))
+            tag, existing = self._fallback_index(repo, subject_digest)
+        raise RegistryError(
+            f"registry {self.host}: the referrers of {repo}@{subject_digest} (tag {tag}) kept "
+            f"being overwritten by another publisher ({REFERRERS_ROUNDS} rounds); run again "
+            "when the other publish has finished")
 
     def _fallback_index(self, repo: str, digest: str) -> tuple[str, Index]:
         """The ``sha256-<hex>`` referrers tag of ``digest`` and its index (empty when absent)."""
