@@ -96,10 +96,14 @@ class DigestReader:
         """Say that this stream can be read (for io wrappers)."""
         return True
 
-    def drain(self) -> None:
-        """Read and hash whatever is left, so the digest covers the whole stream."""
-        while self.read(CHUNK_SIZE):
-            pass
+    def drain(self, up_to: int | None = None) -> None:
+        """Read and hash whatever is left, so the digest covers the whole stream; with
+        ``up_to``, stop once that many bytes in all have been read (a stream that never ends
+        must not keep us reading)."""
+        while up_to is None or self.size < up_to:
+            want = CHUNK_SIZE if up_to is None else min(CHUNK_SIZE, up_to - self.size)
+            if not self.read(want):
+                break
 
     @property
     def digest(self) -> str:
@@ -107,8 +111,9 @@ class DigestReader:
         return f"{SHA256}:{self._hash.hexdigest()}"
 
     def verify(self, expected: str, expected_size: int | None = None, what: str = "blob") -> None:
-        """Drain the stream and raise VerifyError unless it had the expected digest (and size)."""
-        self.drain()
+        """Drain the stream and raise VerifyError unless it had the expected digest (and size);
+        with a size, one byte past it is enough to know the stream is too long."""
+        self.drain(None if expected_size is None else expected_size + 1)
         if expected_size is not None and self.size != expected_size:
             raise VerifyError(
                 f"{what} {expected}: expected {expected_size} bytes, got {self.size}; "

@@ -54,6 +54,7 @@ from monogres_oci.runner import Result, run
 
 DEFAULT_ACCEPT = (OCI_INDEX, OCI_MANIFEST, DOCKER_MANIFEST_LIST, DOCKER_MANIFEST)
 MAX_MANIFEST_SIZE = 4 * 1024 * 1024  # what the distribution-spec says registries must accept
+ERROR_BODY_LIMIT = 64 * 1024  # of an error answer, only its errors[] list is of use
 CONNECT_TIMEOUT = 10.0
 
 Body = bytes | Path | None
@@ -125,14 +126,21 @@ class BlobReader:
         self._done = False
 
     def read(self, n: int = -1) -> bytes:
-        """Read up to ``n`` bytes; at the end of the blob, check its digest and size."""
+        """Read up to ``n`` bytes (all when negative); at the end of the blob, check its digest
+        and size. Never more than one byte past the size is read: a body that does not end is
+        refused, not buffered."""
+        whole = n is None or n < 0
+        want = -1 if whole else n
+        if self._size is not None:
+            room = self._size + 1 - self._reader.size
+            want = room if whole else min(n, room)
         try:
-            data = self._reader.read(n)
+            data = self._reader.read(want) if want != 0 else b""
         except BROKEN_BODY as exc:
             raise TransientRegistryError(
                 f"the connection broke while downloading blob {self._digest} "
                 f"({_short_reason(exc)})") from None
-        if not self._done and (not data and n != 0 or n is None or n < 0):
+        if not self._done and (whole or not data and n != 0):
             self._done = True
             self._reader.verify(self._digest, self._size, what="downloaded blob")
         return data
@@ -284,7 +292,7 @@ class RegistryClient:
                     self._url(path),
                     headers=sent,
                     data=data,
-                    stream=stream,
+                    stream=True,  # always: what is read of an answer is bounded below
                     timeout=self.timeout,
                     verify=self.verify,
                     allow_redirects=True,
@@ -311,6 +319,10 @@ class RegistryClient:
             finally:
                 if isinstance(body, Path):
                     data.close()
+            if response.status_code not in ok:
+                self._buffer(response, what, limit=ERROR_BODY_LIMIT, refuse=False)
+            elif not stream:
+                self._buffer(response, what, limit=MAX_MANIFEST_SIZE, refuse=True)
             if response.status_code != 401 or attempt == 2:
                 break
             if not self.auth.answer(self.session, response, scope, self.timeout):
@@ -561,6 +573,22 @@ class RegistryClient:
             )
         media_type = response.headers.get("Content-Type", "").split(";")[0].strip()
         return data, media_type, digest
+
+    def _buffer(self, response: requests.Response, what: str, *, limit: int,
+                refuse: bool) -> None:
+        """Read a whole answer into ``response`` (as requests does without ``stream``), but no
+        more than ``limit`` bytes: past that it is refused, or (an error's text) cut short."""
+        data = self._read_body(response, limit + 1, f"the answer to {what}")
+        if len(data) > limit:
+            response.close()
+            if refuse:
+                raise RegistryError(f"registry {self.host}: the answer to {what} is larger than "
+                                    f"{limit} bytes; refused")
+            data = data[:limit]
+        # What requests' own non-streamed read stores: .content, .json() and .text read it.
+        response._content = data
+        response._content_consumed = True  # type: ignore[attr-defined]
+        response.close()  # the body was read: the connection goes back to the pool
 
     def _read_body(self, response: requests.Response, limit: int, what: str) -> bytes:
         """Up to ``limit`` bytes of a streamed body; a body cut short is a transient failure."""

@@ -14,6 +14,13 @@ proxy), and the real registry's answer is passed back. What a fault does:
 * ``expired``: for an upload-session request (PATCH or PUT on ``/blobs/uploads/``), answer 404
   ``BLOB_UPLOAD_UNKNOWN`` without forwarding, as a registry does once a session has expired.
 
+Hostile answers (a registry that lies or misbehaves), none forwarded but ``mutate``'s:
+
+* ``mutate``: forward, then flip one byte of the body (headers unchanged: a wrong digest);
+* ``garbage``: 200 with ``size`` random bytes, as JSON;
+* ``endless``: 200 with a body that never ends (sent until the client hangs up, 1 GiB at most);
+* ``redirect``: 307 to the very same URL, forever.
+
 A *plan* decides, for request number N (1-based) with its method and path, which fault (if any)
 to inject; :func:`every` and :func:`random_mix` make the usual ones. The proxy logs each request
 with the fault it got, and counts the most requests it had in flight at once.
@@ -32,6 +39,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 FAULT_KINDS = ("status", "reset", "truncate", "slow", "lost_answer", "expired")
+ENDLESS_LIMIT = 1 << 30
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade",
               "proxy-authorization", "proxy-authenticate"}
 
@@ -44,6 +52,7 @@ class Fault:
     status: int = 503
     retry_after: str | None = None
     delay: float = 0.0
+    size: int = 1024  # of a garbage body
 
 
 @dataclass(frozen=True)
@@ -170,9 +179,24 @@ class FaultProxy:
                 if kind == "reset":
                     self.close_connection = True
                     return
+                if kind == "garbage":
+                    junk = random.Random(len(proxy.log)).randbytes(fault.size if fault else 0)
+                    self._answer(200, junk, {})
+                    return
+                if kind == "redirect":
+                    self.send_response(307)
+                    self.send_header("Location", self.path)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                if kind == "endless":
+                    self._endless()
+                    return
                 if kind == "slow":
                     time.sleep(fault.delay if fault else 0)
                 status, headers, answer = self._forward(body)
+                if kind == "mutate" and answer:
+                    answer = bytes([answer[0] ^ 0xFF]) + answer[1:]
                 if kind == "lost_answer":
                     self.close_connection = True
                     return
@@ -213,6 +237,20 @@ class FaultProxy:
                     return response.status, kept, answer
                 finally:
                     conn.close()
+
+            def _endless(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "application/octet-stream")
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                chunk = b"\0" * 65536
+                framed = b"%x\r\n%s\r\n" % (len(chunk), chunk)
+                self.close_connection = True
+                try:
+                    for _ in range(ENDLESS_LIMIT // len(chunk)):
+                        self.wfile.write(framed)
+                except OSError:
+                    pass  # the client hung up, as it should
 
             def _answer(self, status: int, payload: bytes, extra: dict[str, str]) -> None:
                 self.send_response(status)

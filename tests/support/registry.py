@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
+import urllib3
 
 from monogres_oci.runner import run
 
@@ -44,14 +45,16 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def make_self_signed_cert(directory: Path) -> tuple[Path, Path]:
-    """Create a self-signed certificate valid for 127.0.0.1 and localhost; return (cert, key)."""
+def make_self_signed_cert(directory: Path,
+                          names: str = "IP:127.0.0.1,DNS:localhost") -> tuple[Path, Path]:
+    """Create a self-signed certificate valid for ``names`` (subjectAltName entries; by default
+    127.0.0.1 and localhost); return (cert, key)."""
     cert, key = directory / "registry.crt", directory / "registry.key"
     run(
         [
             "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
             "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
-            "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+            "-addext", f"subjectAltName={names}",
             "-addext", "basicConstraints=critical,CA:TRUE",
             "-keyout", str(key), "-out", str(cert),
         ],
@@ -140,9 +143,12 @@ def _config(root: Path, port: int, htpasswd: Path | None, tls: tuple[Path, Path]
     return "\n".join(lines) + "\n"
 
 
-def _wait_ready(registry: RunningRegistry) -> None:
+def _wait_ready(registry: RunningRegistry, names_host: bool = True) -> None:
     deadline = time.monotonic() + START_TIMEOUT
     verify: str | bool = str(registry.ca_file) if registry.ca_file else True
+    if not names_host:  # a certificate for another name, on purpose: only wait for an answer
+        verify = False
+        urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
     while time.monotonic() < deadline:
         if registry.process.poll() is not None:
             raise RuntimeError(
@@ -164,6 +170,7 @@ def start_registry(
     *,
     auth: tuple[str, str] | None = None,
     tls: bool = False,
+    tls_names: str = "IP:127.0.0.1,DNS:localhost",
 ) -> RunningRegistry:
     """Start a registry storing under ``workdir``; optional Basic auth (user, password) and TLS."""
     workdir.mkdir(parents=True, exist_ok=True)
@@ -171,7 +178,7 @@ def start_registry(
     if auth is not None:
         htpasswd = workdir / "htpasswd"
         make_htpasswd(htpasswd, *auth)
-    cert = make_self_signed_cert(workdir) if tls else None
+    cert = make_self_signed_cert(workdir, tls_names) if tls else None
     last_error: Exception | None = None
     for _ in range(3):  # another process may grab the free port before the registry binds it
         port = free_port()
@@ -196,7 +203,7 @@ def start_registry(
             ca_file=cert[0] if cert else None,
         )
         try:
-            _wait_ready(registry)
+            _wait_ready(registry, names_host="IP:127.0.0.1" in tls_names)
             return registry
         except RuntimeError as exc:
             last_error = exc
