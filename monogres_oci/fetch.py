@@ -1,5 +1,6 @@
 """Fetch sources into a content-addressed cache, verifying sha256 before anything uses them.
 
+Every tarball is read through once before it is used (see :mod:`monogres_oci.source_safety`).
 Order of look-up: the cache (``CACHE/sources/sha256/<hex>``), then an offline ``--distdir`` of
 pre-downloaded files (by file name, as Bazel's --distdir), then each origin in catalog order. An
 origin that cannot be reached is skipped; an origin that serves the wrong bytes stops everything:
@@ -20,6 +21,7 @@ from pathlib import Path
 from monogres_oci.catalog.model import Origin, Source
 from monogres_oci.debian import PrivateApt
 from monogres_oci.errors import ChecksumError, FetchError
+from monogres_oci.source_safety import check_tarball
 
 CHUNK = 1 << 20
 TIMEOUT = 30.0
@@ -56,7 +58,16 @@ class Fetcher:
         return self.cached_path(source).is_file()
 
     def fetch(self, source: Source) -> Path:
-        """Return the path of the verified file, downloading it if needed."""
+        """Return the path of the verified file, downloading it if needed; a tarball is read
+        through once (then marked) to refuse members that would leave the build tree."""
+        target = self._obtain(source)
+        marker = target.with_name(f"{target.name}.safe")
+        if not marker.is_file():
+            members = check_tarball(target, source.file)
+            marker.write_text(f"{members} members checked\n")
+        return target
+
+    def _obtain(self, source: Source) -> Path:
         target = self.cached_path(source)
         if target.is_file():
             return target
