@@ -17,7 +17,6 @@ Prints figures; asserts nothing about time.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -28,42 +27,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from monogres_oci.attach import INTOTO_TYPE, PREDICATE_ANNOTATION, SPDX_TYPE, attach  # noqa: E402
 from monogres_oci.attest.signatures import sign_layout  # noqa: E402
-from monogres_oci.oci.layer import LayerEntry, LayerInfo, write_layer  # noqa: E402
 from monogres_oci.oci.layout import Layout  # noqa: E402
-from monogres_oci.oci.model import Blob, ImageConfig, Index, Manifest, Platform  # noqa: E402
 from monogres_oci.publish import publish  # noqa: E402
 from monogres_oci.pull import make_client  # noqa: E402
 from monogres_oci.sign import generate_key_pair, load_signing_key  # noqa: E402
+from tests.support.oci_samples import many_images  # noqa: E402
 from tests.support.registry import start_registry  # noqa: E402
-
-
-def make_images(layout: Layout, work: Path, count: int) -> list[str]:
-    names = []
-    for n in range(count):
-        src = work / f"src{n}"
-        (src / "lib").mkdir(parents=True)
-        (src / "lib" / f"ext{n}.so").write_bytes(os.urandom(4096))
-        entries = [LayerEntry("lib"), LayerEntry(f"lib/ext{n}.so", src / "lib" / f"ext{n}.so")]
-        _, _, info = layout.add_streamed(lambda out, e=entries: write_layer(e, out, epoch=0))
-        assert isinstance(info, LayerInfo)
-        layer = info.descriptor()
-        config = ImageConfig(architecture="amd64", diff_ids=(info.diff_id,))
-        manifest = Manifest(config=layout.add_config(config), layers=(layer,))
-        desc = layout.add_manifest(manifest).with_platform(Platform("amd64"))
-        sbom = {"spdxVersion": "SPDX-2.3", "name": f"ext{n}", "files": [f"lib/ext{n}.so"]}
-        attach(layout, desc, SPDX_TYPE, Blob(json.dumps(sbom).encode(), SPDX_TYPE),
-               {PREDICATE_ANNOTATION: "https://spdx.dev/Document"})
-        stmt = {"_type": "https://in-toto.io/Statement/v1", "subject": [],
-                "predicateType": "https://slsa.dev/provenance/v1",
-                "predicate": {"buildDefinition": {"buildType": "bench"}}}
-        attach(layout, desc, INTOTO_TYPE, Blob(json.dumps(stmt).encode(), INTOTO_TYPE),
-               {PREDICATE_ANNOTATION: "https://slsa.dev/provenance/v1"})
-        index = layout.add_manifest(Index(manifests=(desc,)))
-        layout.set_ref(f"ext{n}:1.0", index)
-        names.append(f"ext{n}")
-    return names
 
 
 def main() -> None:
@@ -74,7 +44,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="monogres-bench-sign-") as tmp:
         work = Path(tmp)
         layout = Layout.create(work / "oci")
-        make_images(layout, work, args.images)
+        many_images(layout, work, args.images)
         private, public = generate_key_pair(work / "bench.key", None)
         key = load_signing_key(private)
         registry = start_registry(work / "registry")

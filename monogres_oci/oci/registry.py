@@ -382,8 +382,8 @@ class RegistryClient:
 
         ``mount_from`` names another repository of the same registry that has the blob; the
         registry is asked to link it instead of receiving the bytes again. A transient failure
-        anywhere repeats the whole sequence from the existence check: a PUT whose answer was
-        lost may have been committed, and its upload session is gone either way.
+        of the upload's PUT repeats the whole sequence from the existence check: a PUT whose
+        answer was lost may have been committed, and its upload session is gone either way.
         """
         check_repository(repo)
         check_digest(digest)
@@ -394,8 +394,10 @@ class RegistryClient:
 
     def _push_blob_once(self, repo: str, source: bytes | Path, digest: str, size: int,
                         mount_from: str | None) -> BlobStatus:
+        # The check and the start of a session are safe to repeat on their own; only a failed
+        # PUT makes the whole sequence start over (its session may be gone, its blob stored).
         exists = self._send("HEAD", f"/v2/{repo}/blobs/{digest}", _pull(repo), ok=(200, 404),
-                            what=f"checking blob {digest} in {repo}", retry=False)
+                            what=f"checking blob {digest} in {repo}")
         exists.close()
         if exists.status_code == 200:
             return "exists"
@@ -411,7 +413,6 @@ class RegistryClient:
             ok=(201, 202),
             what=f"starting the upload of {digest} to {repo}",
             headers={"Content-Length": "0"},
-            retry=False,
         )
         started.close()
         if started.status_code == 201:

@@ -63,6 +63,7 @@ class Logged:
     method: str
     path: str
     fault: Fault | None
+    sent: int = 0  # bytes of the request's body
 
 
 Plan = Callable[[int, str, str], Fault | None]
@@ -132,13 +133,13 @@ class FaultProxy:
         """The requests that got a fault."""
         return [entry for entry in self.log if entry.fault is not None]
 
-    def _record(self, method: str, path: str) -> Fault | None:
+    def _record(self, method: str, path: str, sent: int = 0) -> Fault | None:
         with self._lock:
             number = len(self.log) + 1
             fault = self.plan(number, method, path)
             if fault is not None and fault.kind == "expired" and not is_upload_session(method, path):
                 fault = None
-            self.log.append(Logged(number, method, path, fault))
+            self.log.append(Logged(number, method, path, fault, sent))
             return fault
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
@@ -163,7 +164,7 @@ class FaultProxy:
             def _handle(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
-                fault = proxy._record(self.command, self.path)
+                fault = proxy._record(self.command, self.path, len(body))
                 kind = fault.kind if fault else ""
                 if fault is not None and kind == "status":
                     payload = json.dumps({"errors": [{"code": "UNAVAILABLE",

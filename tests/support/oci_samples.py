@@ -11,13 +11,17 @@
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from monogres_oci.oci.layer import LayerInfo, tree_entries, write_layer
+from monogres_oci.attach import INTOTO_TYPE, PREDICATE_ANNOTATION, SPDX_TYPE, attach
+from monogres_oci.oci.layer import LayerEntry, LayerInfo, tree_entries, write_layer
 from monogres_oci.oci.layout import Layout
 from monogres_oci.oci.model import (
     ANNOTATION_CREATED,
+    Blob,
     Descriptor,
     ImageConfig,
     Index,
@@ -95,3 +99,32 @@ def sample_layout(root: Path, work: Path) -> tuple[Layout, list[SampleImage]]:
     )
     layout.set_ref("world:2.0", layout.add_manifest(world))
     return layout, images
+
+
+def many_images(layout: Layout, work: Path, count: int, size: int = 4096) -> list[str]:
+    """``count`` single-layer images ``extN:1.0`` of ``size`` random bytes each, each with an
+    SBOM and a provenance attached as `build` attaches them (for benches)."""
+    names = []
+    for n in range(count):
+        src = work / f"src{n}"
+        (src / "lib").mkdir(parents=True)
+        (src / "lib" / f"ext{n}.so").write_bytes(os.urandom(size))
+        entries = [LayerEntry("lib"), LayerEntry(f"lib/ext{n}.so", src / "lib" / f"ext{n}.so")]
+        _, _, info = layout.add_streamed(lambda out, e=entries: write_layer(e, out, epoch=0))
+        assert isinstance(info, LayerInfo)
+        layer = info.descriptor()
+        config = ImageConfig(architecture="amd64", diff_ids=(info.diff_id,))
+        manifest = Manifest(config=layout.add_config(config), layers=(layer,))
+        desc = layout.add_manifest(manifest).with_platform(Platform("amd64"))
+        sbom = {"spdxVersion": "SPDX-2.3", "name": f"ext{n}", "files": [f"lib/ext{n}.so"]}
+        attach(layout, desc, SPDX_TYPE, Blob(json.dumps(sbom).encode(), SPDX_TYPE),
+               {PREDICATE_ANNOTATION: "https://spdx.dev/Document"})
+        stmt = {"_type": "https://in-toto.io/Statement/v1", "subject": [],
+                "predicateType": "https://slsa.dev/provenance/v1",
+                "predicate": {"buildDefinition": {"buildType": "bench"}}}
+        attach(layout, desc, INTOTO_TYPE, Blob(json.dumps(stmt).encode(), INTOTO_TYPE),
+               {PREDICATE_ANNOTATION: "https://slsa.dev/provenance/v1"})
+        index = layout.add_manifest(Index(manifests=(desc,)))
+        layout.set_ref(f"ext{n}:1.0", index)
+        names.append(f"ext{n}")
+    return names
