@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from monogres_oci.oci.reference import Reference
 from monogres_oci.oci.registry import RegistryClient
 from monogres_oci.pull import PulledImage, resolve
 from monogres_oci.relocate import is_text
+from monogres_oci.swap import staging_dir, swap_in
 
 # The labels that tie an extension to the exact Postgres build it was compiled against.
 BUILD_KEYS = ("org.monogres.postgres.version", "org.monogres.postgres.option_set",
@@ -69,8 +69,7 @@ def install_one(client: RegistryClient, ref: Reference, dest: Path, platform: Pl
                          "metal install the postgresql-dist artifact with the same tag")
     name = labels.get("org.monogres.extension.name") or ref.repository.rsplit("/", 1)[-1]
     target = dest / name if kind == "extension" else dest
-    dest.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=dest))
+    staging = staging_dir(dest, name)
     # mkdtemp makes it 0700; the extension directory must be readable by the postgres user.
     staging.chmod(0o755)
     try:
@@ -80,13 +79,11 @@ def install_one(client: RegistryClient, ref: Reference, dest: Path, platform: Pl
             moved = repoint(staging, mount, str(target))
             progress(f"{ref}: its files name {mount}; rewrote {moved} file(s) for {target}")
         if kind == "extension":
-            if target.exists():
-                shutil.rmtree(target)
-            staging.rename(target)
+            swap_in(staging, target)
         else:
             _merge_into(staging, target)
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(staging, ignore_errors=True)  # what is left: nothing, or the old tree
     progress(f"installed {ref} ({image.manifest_digest[:19]}) into {target}")
     return Installed(str(ref), image.digest, image.manifest_digest, kind, name, target, labels)
 
@@ -117,14 +114,17 @@ def repoint(root: Path, mount: str, where: str) -> int:
 
 
 def _merge_into(source: Path, dest: Path) -> None:
+    """Move each staged entry into ``dest``: a directory that holds a single directory is
+    descended into (``usr/lib/postgresql``), any other entry (the Postgres prefix ``18``) is put
+    in place in one step, replacing what was there whole, never mixing old and new files."""
     for item in sorted(source.iterdir()):
         target = dest / item.name
-        if item.is_dir() and not item.is_symlink() and target.is_dir():
+        inner = list(item.iterdir()) if item.is_dir() and not item.is_symlink() else []
+        if (len(inner) == 1 and inner[0].is_dir() and not inner[0].is_symlink()
+                and target.is_dir() and not target.is_symlink()):
             _merge_into(item, target)
         else:
-            if target.is_dir() and not target.is_symlink():
-                shutil.rmtree(target)
-            item.replace(target)
+            swap_in(item, target)
 
 
 def check_married(items: Sequence[Installed]) -> None:

@@ -58,10 +58,12 @@ class SampleImage:
     tree: Path
 
 
-def add_image(layout: Layout, tree: Path, platform: Platform) -> SampleImage:
+def add_image(layout: Layout, tree: Path, platform: Platform,
+              extra_labels: dict[str, str] | None = None) -> SampleImage:
     """Package ``tree`` as a one-layer image for ``platform`` into ``layout``."""
     _, _, info = layout.add_streamed(lambda out: write_layer(tree_entries(tree), out, epoch=EPOCH))
-    labels = {ANNOTATION_CREATED: rfc3339(EPOCH), "org.opencontainers.image.title": "hello"}
+    labels = {ANNOTATION_CREATED: rfc3339(EPOCH), "org.opencontainers.image.title": "hello",
+              **(extra_labels or {})}
     config = ImageConfig(
         architecture=platform.architecture,
         variant=platform.variant,
