@@ -68,6 +68,10 @@ def load_catalog(path: Path) -> Catalog:
         problem = getattr(exc, "problem", None) or str(exc)
         raise CatalogError(shown, where, f"malformed YAML: {problem}",
                            "fix the YAML syntax (indentation, quotes, colons)") from None
+    if data is None:
+        raise CatalogError(shown, "", "the file holds no YAML document",
+                           "a catalog has the keys publisher, distros, option_sets, postgres and "
+                           "extensions (see the extensions.yaml shipped with monogres-oci)")
     validate_against_schema(data, text, shown)
     catalog = _to_model(data, text, shown)
     _check_references(catalog, text, shown)
@@ -143,6 +147,8 @@ def _with_line(pointer: str, text: str) -> str:
             node = None
         if node is None:
             return pointer
+    if node is None:  # an empty document has no node at all
+        return pointer
     return f"{pointer} (line {node.start_mark.line + 1})"
 
 
