@@ -57,19 +57,66 @@ MAX_MANIFEST_SIZE = 4 * 1024 * 1024  # what the distribution-spec says registrie
 ERROR_BODY_LIMIT = 64 * 1024  # of an error answer, only its errors[] list is of use
 CONNECT_TIMEOUT = 10.0
 
-Body = bytes | Path | None
+
+
+@dataclass(frozen=True)
+class FileRange:
+    """``length`` bytes of the file ``path`` from ``offset``: one chunk of a chunked upload."""
+
+    path: Path
+    offset: int
+    length: int
+
+
+class _RangeReader:
+    """A read-only stream over one FileRange (what requests sends as a streamed body)."""
+
+    def __init__(self, part: FileRange) -> None:
+        self._file = open(part.path, "rb")  # noqa: SIM115  # closed by close()
+        self._file.seek(part.offset)
+        self._left = part.length
+
+    def read(self, n: int = -1) -> bytes:
+        n = self._left if n is None or n < 0 else min(n, self._left)
+        data = self._file.read(n) if n else b""
+        self._left -= len(data)
+        return data
+
+    def close(self) -> None:
+        self._file.close()
+
+
+Body = bytes | Path | FileRange | None
 BlobStatus = Literal["pushed", "exists", "mounted"]
 T = TypeVar("T")
 # Errors a registry answers with that mean "try that operation again": the upload session
 # expired or was lost (a PUT whose answer never came), a manifest PUT that raced the commit of
 # a blob it names.
-TRANSIENT_CODES = frozenset({"BLOB_UPLOAD_UNKNOWN", "MANIFEST_BLOB_UNKNOWN"})
+TRANSIENT_CODES = frozenset({"BLOB_UPLOAD_UNKNOWN", "BLOB_UPLOAD_INVALID",
+                             "MANIFEST_BLOB_UNKNOWN"})
+# 416: a chunk that does not start where the registry's session ends: start the upload again.
+TRANSIENT_UPLOAD_STATUSES = frozenset({416})
 # What a body cut short or a dropped connection raises while a response is being read.
 BROKEN_BODY = (urllib3.exceptions.HTTPError, requests.RequestException, ConnectionError)
 # Referrers tag updates: read back after 0.25-0.5 s, made again up to 8 times in all.
+# Chunked uploads: Docker Hub, GHCR and distribution accept chunks; 64 MiB and more as chunks of
+# 32 MiB keeps a lost connection's cost small and the request count low.
+CHUNKED_UPLOAD_THRESHOLD = 64 << 20
+CHUNK_LENGTH = 32 << 20
 REFERRERS_SETTLE = 0.25
 REFERRERS_ROUNDS = 8
 _JITTER = random.Random()
+
+
+def _range_end(header: str | None, default: int) -> int:
+    """The offset after what a ``Range: 0-<last>`` answer says the registry holds. Distribution
+    answers "0-0" for an empty session too; taken as nothing (a byte sent again is refused
+    with 416, which restarts the upload)."""
+    found = re.fullmatch(r"(?:bytes=)?0-(\d+)", (header or "").strip())
+    if not found:
+        return default
+    last = int(found.group(1))
+    return last + 1 if last > 0 else 0
 
 
 def _say_retry(line: str) -> None:
@@ -197,6 +244,9 @@ class RegistryClient:
         self.retries_made = 0  # for reports: how many requests were repeated
         # Seconds to wait before reading back a referrers tag update (None: no read-back).
         self.referrers_settle: float | None = REFERRERS_SETTLE
+        # Blobs past the threshold go up in chunks, so a broken connection costs one chunk.
+        self.chunk_threshold = CHUNKED_UPLOAD_THRESHOLD
+        self.chunk_size = CHUNK_LENGTH
         self.auth = Authenticator(
             host,
             credentials,
@@ -286,6 +336,9 @@ class RegistryClient:
             if isinstance(body, Path):
                 data = open(body, "rb")  # noqa: SIM115  # closed below, reopened on a retry
                 sent["Content-Length"] = str(os.fstat(data.fileno()).st_size)
+            elif isinstance(body, FileRange):
+                data = _RangeReader(body)  # closed below, reopened on a retry
+                sent["Content-Length"] = str(body.length)
             try:
                 response = self.session.request(
                     method,
@@ -317,7 +370,7 @@ class RegistryClient:
                     f"running and reachable from here{hint}"
                 ) from None
             finally:
-                if isinstance(body, Path):
+                if isinstance(body, Path | FileRange):
                     data.close()
             if response.status_code not in ok:
                 self._buffer(response, what, limit=ERROR_BODY_LIMIT, refuse=False)
@@ -336,7 +389,8 @@ class RegistryClient:
         detail = f": {codes}" if codes else ""
         response.close()
         status = response.status_code
-        if status in RETRYABLE_STATUSES or any(e.get("code") in TRANSIENT_CODES for e in errors):
+        if (status in RETRYABLE_STATUSES or any(e.get("code") in TRANSIENT_CODES for e in errors)
+                or method == "PATCH" and status in TRANSIENT_UPLOAD_STATUSES):
             raise TransientRegistryError(
                 f"registry {self.host}: {what} failed: HTTP {status}{detail}",
                 retry_after=parse_retry_after(response.headers.get("Retry-After")),
@@ -421,6 +475,12 @@ class RegistryClient:
         if not location:
             raise RegistryError(f"registry {self.host} started an upload but gave no Location")
         url = urljoin(self.base_url + "/", location)
+        body: Body = source
+        if isinstance(source, Path) and size > self.chunk_threshold:
+            minimum = int(started.headers.get("OCI-Chunk-Min-Length") or 0)
+            url = self._upload_chunks(url, scope, source, size, digest,
+                                      max(self.chunk_size, minimum))
+            body = None  # everything is there: the PUT only closes the session
         parts = urlsplit(url)
         joined = "&".join(p for p in (parts.query, urlencode({"digest": digest})) if p)
         self._send(
@@ -429,11 +489,48 @@ class RegistryClient:
             scope,
             ok=(201,),
             what=f"uploading blob {digest} ({size} bytes) to {repo}",
-            headers={"Content-Type": "application/octet-stream"},
-            body=source,
+            headers={"Content-Type": "application/octet-stream",
+                     **({} if body is not None else {"Content-Length": "0"})},
+            body=body,
             retry=False,
         ).close()
         return "pushed"
+
+    def _upload_chunks(self, url: str, scope: str, source: Path, size: int, digest: str,
+                       chunk: int) -> str:
+        """PATCH ``source`` in chunks; after a transient failure, ask the registry how much it
+        has (GET on the session answers ``Range: 0-<last byte>``) and go on from there. A
+        session the registry no longer knows, or will not resume, is a transient failure of
+        the whole upload, which starts over from its HEAD. (distribution 2.8 resumes a session
+        only with the state its last answer gave: after a chunk whose answer was lost, it
+        refuses with BLOB_UPLOAD_INVALID.) Returns the session URL to close with the PUT."""
+        offset, resumed, started = 0, 0, self._clock()
+        while offset < size:
+            length = min(chunk, size - offset)
+            try:
+                response = self._send(
+                    "PATCH", url, scope, ok=(202,),
+                    what=f"uploading bytes {offset}-{offset + length - 1} of blob {digest}",
+                    headers={"Content-Type": "application/octet-stream",
+                             "Content-Range": f"{offset}-{offset + length - 1}"},
+                    body=FileRange(source, offset, length), retry=False)
+                url = urljoin(url, response.headers.get("Location") or url)
+                offset = _range_end(response.headers.get("Range"), offset + length)
+            except TransientRegistryError as exc:
+                resumed += 1
+                wait = self.retry.wait(resumed, exc.retry_after)
+                if not self.retry.allows(resumed, self._clock() - started, wait):
+                    raise
+                self._sleep(wait)
+                status = self._send("GET", url, scope, ok=(204,), retry=False,
+                                    what=f"asking how much of blob {digest} arrived")
+                url = urljoin(url, status.headers.get("Location") or url)
+                offset = _range_end(status.headers.get("Range"), 0)
+                with self._lock:
+                    self.retries_made += 1
+                self.on_retry(f"resuming the upload of {digest} at byte {offset} of {size} "
+                              f"after: {exc}")
+        return url
 
     def push_manifest(self, repo: str, reference: str, data: bytes, media_type: str) -> str:
         """PUT a manifest or index under a tag or its digest; return its digest."""

@@ -9,12 +9,16 @@ directly, with our client and with ``crane validate --remote``.
 
 from __future__ import annotations
 
+import random
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
 from monogres_oci.errors import RegistryError
+from monogres_oci.oci.layout import Layout
+from monogres_oci.oci.model import OCI_LAYER_TAR, Blob, ImageConfig, Manifest
 from monogres_oci.oci.reference import split_ref_name
 from monogres_oci.oci.registry import RegistryClient
 from monogres_oci.oci.retry import NO_RETRIES, RetryPolicy
@@ -193,3 +197,64 @@ def test_transfers_run_in_parallel_up_to_jobs(registry: RunningRegistry, sample:
         publish(sample[0], f"{proxy.host}/jobs{jobs}", proxied(proxy), jobs=jobs)
     assert proxy.peak == jobs if jobs == 1 else 2 <= proxy.peak <= jobs
     assert_published(registry, sample, f"jobs{jobs}")
+
+
+def big_blob_layout(tmp_path: Path, size: int) -> Layout:
+    """One image whose layer is ``size`` random bytes (stored as is: a blob is a blob)."""
+    layout = Layout.create(tmp_path / "big")
+    layer = layout.add_blob(Blob(random.Random(size).randbytes(size), OCI_LAYER_TAR))
+    config = layout.add_config(ImageConfig(architecture="amd64", diff_ids=(layer.digest,)))
+    layout.set_ref("big:1", layout.add_manifest(Manifest(config=config, layers=(layer,))))
+    return layout
+
+
+def chunked(proxy: FaultProxy, lines: list[str]) -> RegistryClient:
+    client = proxied(proxy, lines=lines)
+    client.chunk_threshold, client.chunk_size = 256 << 10, 128 << 10  # a 1 MiB blob: 8 chunks
+    return client
+
+
+def test_a_chunked_upload_resumes_where_the_registry_stopped(registry: RunningRegistry,
+                                                            tmp_path: Path) -> None:
+    """Chunks that never reached the registry are sent again, and only they."""
+    size = 1 << 20
+    layout = big_blob_layout(tmp_path, size)
+    lines: list[str] = []
+    patches = every(3, Fault("reset"), limit=2, applies=lambda m, p: m == "PATCH")
+    with fault_proxy(registry.host, patches) as proxy:
+        publish(layout, f"{proxy.host}/chunks", chunked(proxy, lines))
+    patched = [e for e in proxy.log if e.method == "PATCH"]
+    assert len(patched) == 8 + 2
+    # The proxy counts what reached it, the two reset chunks included: nothing else twice.
+    assert sum(e.sent for e in patched) == size + 2 * (128 << 10)
+    assert sum(1 for e in proxy.log if e.method == "POST") == 2  # the upload never restarted
+    assert len([line for line in lines if "resuming the upload of" in line]) == 2, lines
+    layer = layout.read_manifest(layout.resolve("big:1").digest).layers[0]
+    assert client_for(registry).get_blob("chunks/big", layer.digest, layer.size) == \
+        layout.read_blob(layer.digest)
+
+
+@pytest.mark.parametrize("fault", ["lost_answer", "truncate", "expired"])
+def test_a_chunked_upload_the_registry_will_not_resume_starts_over(
+        registry: RunningRegistry, tmp_path: Path, fault: str) -> None:
+    """A chunk stored whose answer was lost, or a session gone: the upload starts again from
+    its HEAD (distribution 2.8 refuses to resume a session from a state it moved past)."""
+    layout = big_blob_layout(tmp_path, 1 << 20)
+    gone: list[bool] = []
+
+    def plan(number: int, method: str, path: str) -> Fault | None:
+        if method == "PATCH" and not gone and sum(
+                1 for e in proxy.log if e.method == "PATCH") == 4:
+            gone.append(True)
+            return Fault(fault)
+        if fault == "expired" and gone and method == "GET" and "/blobs/uploads/" in path:
+            return Fault("expired")  # the session is gone for good
+        return None
+
+    with fault_proxy(registry.host, plan) as proxy:
+        publish(layout, f"{proxy.host}/restart-{fault}", chunked(proxy, []))
+    assert gone
+    assert sum(1 for e in proxy.log if e.method == "POST") == 3  # config, layer, layer again
+    layer = layout.read_manifest(layout.resolve("big:1").digest).layers[0]
+    assert client_for(registry).get_blob(f"restart-{fault}/big", layer.digest, layer.size) == \
+        layout.read_blob(layer.digest)

@@ -11,7 +11,7 @@ proxy), and the real registry's answer is passed back. What a fault does:
 * ``slow``: wait ``delay`` seconds, then forward;
 * ``lost_answer``: forward (the registry commits the request), then close without answering, as
   when a PUT times out although the registry stored the blob;
-* ``expired``: for an upload-session request (PATCH or PUT on ``/blobs/uploads/``), answer 404
+* ``expired``: for an upload-session request (PATCH, PUT or GET on ``/blobs/uploads/``), answer 404
   ``BLOB_UPLOAD_UNKNOWN`` without forwarding, as a registry does once a session has expired.
 
 Hostile answers (a registry that lies or misbehaves), none forwarded but ``mutate``'s:
@@ -70,7 +70,8 @@ Plan = Callable[[int, str, str], Fault | None]
 
 
 def is_upload_session(method: str, path: str) -> bool:
-    return method in ("PUT", "PATCH") and "/blobs/uploads/" in path
+    """A request on an upload session (a chunk, the closing PUT, a status GET), not its POST."""
+    return method in ("PUT", "PATCH", "GET") and "/blobs/uploads/" in path
 
 
 def every(n: int, fault: Fault, *, limit: int | None = None,
