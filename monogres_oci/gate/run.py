@@ -3,7 +3,9 @@
 1. The runnable Postgres image of the extension's own build is loaded from the layout, and the
    extension's layer (and those of the extensions it requires) extracted from the layout, each
    checked against its digest, to be mounted read-only at ``/extensions/<name>``.
-2. The server starts as CloudNativePG would start it (see ``server``), and each of the image's
+2. The server starts as CloudNativePG would start it (see ``server``); before PostgreSQL 18,
+   which has no ``extension_control_path``, the extension's control, SQL and library files are
+   put in the Postgres tree instead (as a user of 17 installs them: see ``in_tree``), and each of the image's
    extensions is created with ``CREATE EXTENSION ... CASCADE`` in a database of its own, and
    each module without a control file is loaded with ``LOAD``.
 3. The upstream suite runs from the build tree (the ``build`` stage of extension.Dockerfile,
@@ -34,7 +36,13 @@ from monogres_oci.gate.results import (
     parse_cases,
     result_statement,
 )
-from monogres_oci.gate.server import BUILD_IMAGE, Mounted, Server, load_image
+from monogres_oci.gate.server import (
+    BUILD_IMAGE,
+    FIRST_MAJOR_WITH_CONTROL_PATH,
+    Mounted,
+    Server,
+    load_image,
+)
 from monogres_oci.oci.extract import extract_layer
 from monogres_oci.oci.layout import Layout
 from monogres_oci.oci.model import Blob, Descriptor, Platform, parse_image_config
@@ -71,6 +79,32 @@ def _extract(layout: Layout, image: Descriptor, into: Path) -> Mounted:
     return Mounted(RuntimeContract.from_labels(config.labels), into)
 
 
+def _major(layout: Layout, image: Descriptor) -> int:
+    """The PostgreSQL major of a runnable image of the layout, from its labels."""
+    manifest = layout.read_manifest(image.digest)
+    labels = parse_image_config(layout.read_blob(manifest.config.digest)).labels
+    return int(labels.get("org.monogres.postgres.major", FIRST_MAJOR_WITH_CONTROL_PATH))
+
+
+def in_tree(layout: Layout, postgres_image: Descriptor, major: int, mounted: Sequence[Mounted],
+            work: Path) -> dict[str, Path]:
+    """The Postgres tree's ``share/extension`` and ``lib`` with the mounted extensions' files
+    added, as host directories to mount over the image's own (container path -> host path)."""
+    manifest = layout.read_manifest(postgres_image.digest)
+    tree_layer = manifest.layers[-1]  # the install tree, the same blob as postgresql-dist's
+    with layout.open_blob(tree_layer.digest) as blob:
+        extract_layer(blob, work, digest=tree_layer.digest, size=tree_layer.size)
+    prefix = f"usr/lib/postgresql/{major}"
+    merged = {}
+    for part in ("share/extension", "lib"):
+        target = work / prefix / part
+        for m in mounted:
+            if (m.root / part).is_dir():
+                shutil.copytree(m.root / part, target, dirs_exist_ok=True, symlinks=True)
+        merged[f"/{prefix}/{part}"] = target
+    return merged
+
+
 def gate_extension(layout: Layout, subject: GateSubject, postgres_image: Descriptor,
                    required: Sequence[Descriptor], progress: Callable[[str], None]) -> GateResult:
     """Run the gate on ``subject`` in ``postgres_image`` (both in ``layout``), with the images of
@@ -92,9 +126,14 @@ def gate_extension(layout: Layout, subject: GateSubject, postgres_image: Descrip
         tree = work / "tree"
         for directory in ext.test.tree_on_server:
             (tree / directory).mkdir(parents=True)
-        server = Server(image_name, subject.platform, mounted, port, work, shared,
-                        {f"/build/src/{d}": tree / d for d in ext.test.tree_on_server},
-                        ext.test.server_settings)
+        readonly = {f"/build/src/{d}": tree / d for d in ext.test.tree_on_server}
+        major = _major(layout, postgres_image)
+        if major < FIRST_MAJOR_WITH_CONTROL_PATH:
+            progress(f"gate {ext.name}: PostgreSQL {major} has no extension_control_path: "
+                     "its files go into the Postgres tree, as on a 17 server")
+            readonly.update(in_tree(layout, postgres_image, major, mounted, work / "pgtree"))
+        server = Server(image_name, subject.platform, mounted, port, work, shared, readonly,
+                        ext.test.server_settings, control_path=major >= FIRST_MAJOR_WITH_CONTROL_PATH)
         server.start()
         try:
             progress(f"gate {ext.name}: server up on 127.0.0.1:{port}, "

@@ -34,6 +34,7 @@ SOCKET_DIR = "/tmp"
 DATA_DIR = "/var/lib/postgresql/data"
 READY_TIMEOUT = 300.0  # an emulated (QEMU) server starts slowly
 IMAGE_NAME = "monogres-gate/postgresql"
+FIRST_MAJOR_WITH_CONTROL_PATH = 18
 BUILD_IMAGE = "monogres-gate/build"
 
 
@@ -84,8 +85,10 @@ class Mounted:
         return f"{MOUNT_ROOT}/{self.contract.name}"
 
 
-def server_settings(mounted: Sequence[Mounted], base_path: str) -> tuple[dict[str, str], list[str]]:
-    """The environment and the ``-c`` settings CloudNativePG gives a server for these images."""
+def server_settings(mounted: Sequence[Mounted], base_path: str,
+                    control_path: bool = True) -> tuple[dict[str, str], list[str]]:
+    """The environment and the ``-c`` settings CloudNativePG gives a server for these images
+    (without ``extension_control_path`` for a Postgres that has none)."""
     env: dict[str, str] = {}
     ld, bins = [], []
     for m in mounted:
@@ -98,8 +101,9 @@ def server_settings(mounted: Sequence[Mounted], base_path: str) -> tuple[dict[st
     preload = [lib for m in mounted for lib in m.contract.shared_preload_libraries]
     settings = [
         "extension_control_path=" + ":".join(["$system", *(f"{m.mount}/share" for m in mounted)]),
-        "dynamic_library_path=" + ":".join(["$libdir", *(f"{m.mount}/lib" for m in mounted)]),
-    ]
+    ] if control_path else []
+    settings.append("dynamic_library_path=" + ":".join(["$libdir", *(f"{m.mount}/lib"
+                                                                      for m in mounted)]))
     if preload:
         settings.append("shared_preload_libraries=" + ",".join(dict.fromkeys(preload)))
     return env, settings
@@ -111,7 +115,7 @@ class Server:
     def __init__(self, image: str, platform: Platform, mounted: Sequence[Mounted], port: int,
                  workdir: Path, shared: Mapping[str, Path] | None = None,
                  readonly: Mapping[str, Path] | None = None,
-                 test_settings: Sequence[tuple[str, str]] = ()) -> None:
+                 test_settings: Sequence[tuple[str, str]] = (), control_path: bool = True) -> None:
         self.image = image
         self.platform = platform
         self.port = port
@@ -127,7 +131,7 @@ class Server:
         os.chown(self.data, POSTGRES_UID, POSTGRES_UID)
         self.mounts = [arg for m in mounted for arg in ("-v", f"{m.root}:{m.mount}:ro")]
         base_path = _image_path(image)
-        self.env, self.settings = server_settings(mounted, base_path)
+        self.env, self.settings = server_settings(mounted, base_path, control_path)
         # The suite's own configuration (its --temp-config), after the contract's settings.
         self.settings += [f"{name}={value}" for name, value in test_settings]
 
