@@ -28,6 +28,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO, Literal, TypeVar, cast
@@ -293,25 +294,12 @@ class RegistryClient:
                 self._sleep(wait)
                 attempt += 1
 
-    def _send(
-        self,
-        method: str,
-        path: str,
-        scope: str,
-        *,
-        ok: tuple[int, ...],
-        what: str,
-        headers: dict[str, str] | None = None,
-        body: Body = None,
-        stream: bool = False,
-        retry: bool = True,
-    ) -> requests.Response:
-        """Send one request (repeated while it fails transiently, unless ``retry`` is off
-        because the caller repeats a larger operation); raise on unexpected statuses."""
-        def once() -> requests.Response:
-            return self._send_once(method, path, scope, ok=ok, what=what, headers=headers,
-                                   body=body, stream=stream)
-        return self._retrying(what, once) if retry else once()
+    def _send(self, method: str, path: str, scope: str, *, retry: bool = True,
+              **request: Any) -> requests.Response:
+        """Send one request (``_send_once``'s keywords), repeated while it fails transiently
+        unless ``retry`` is off because the caller repeats a larger operation."""
+        once = partial(self._send_once, method, path, scope, **request)
+        return self._retrying(request["what"], once) if retry else once()
 
     def _send_once(
         self,
