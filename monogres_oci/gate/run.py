@@ -4,7 +4,7 @@
    extension's layer (and those of the extensions it requires) extracted from the layout, each
    checked against its digest, to be mounted read-only at ``/extensions/<name>``.
 2. The server starts as CloudNativePG would start it (see ``server``); before PostgreSQL 18,
-   which has no ``extension_control_path``, the extension's control, SQL and library files are
+   which has no ``extension_control_path``, the extension's control, SQL, data and library files are
    put in the Postgres tree instead (as a user of 17 installs them: see ``in_tree``), and each of the image's
    extensions is created with ``CREATE EXTENSION ... CASCADE`` in a database of its own, and
    each module without a control file is loaded with ``LOAD``.
@@ -88,15 +88,16 @@ def _major(layout: Layout, image: Descriptor) -> int:
 
 def in_tree(layout: Layout, postgres_image: Descriptor, major: int, mounted: Sequence[Mounted],
             work: Path) -> dict[str, Path]:
-    """The Postgres tree's ``share/extension`` and ``lib`` with the mounted extensions' files
-    added, as host directories to mount over the image's own (container path -> host path)."""
+    """The Postgres tree's ``share`` and ``lib`` with the mounted extensions' files added, as
+    host directories to mount over the image's own (container path -> host path): all of
+    ``share``, since a control file's ``directory`` may name one beside ``extension``."""
     manifest = layout.read_manifest(postgres_image.digest)
     tree_layer = manifest.layers[-1]  # the install tree, the same blob as postgresql-dist's
     with layout.open_blob(tree_layer.digest) as blob:
         extract_layer(blob, work, digest=tree_layer.digest, size=tree_layer.size)
     prefix = f"usr/lib/postgresql/{major}"
     merged = {}
-    for part in ("share/extension", "lib"):
+    for part in ("share", "lib"):
         target = work / prefix / part
         for m in mounted:
             if (m.root / part).is_dir():
