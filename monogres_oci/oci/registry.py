@@ -30,16 +30,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from types import TracebackType
-from typing import Any, BinaryIO, Literal, TypeVar, cast
+from typing import Any, Literal, TypeVar
 from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit
 
 import requests
-import urllib3.exceptions
 
 from monogres_oci.errors import AuthError, RegistryError, TransientRegistryError, VerifyError
 from monogres_oci.oci.auth import Authenticator, Credentials
-from monogres_oci.oci.digest import CHUNK_SIZE, DigestReader, check_digest, is_digest, sha256_digest
+from monogres_oci.oci.digest import CHUNK_SIZE, check_digest, is_digest, sha256_digest
 from monogres_oci.oci.model import (
     DOCKER_MANIFEST,
     DOCKER_MANIFEST_LIST,
@@ -51,6 +49,13 @@ from monogres_oci.oci.model import (
 )
 from monogres_oci.oci.reference import check_host, check_repository
 from monogres_oci.oci.retry import RETRYABLE_STATUSES, RetryPolicy, parse_retry_after
+from monogres_oci.oci.streams import (
+    BROKEN_BODY,
+    BlobReader,
+    FileRange,
+    RangeReader,
+    short_reason,
+)
 from monogres_oci.runner import Result, run
 
 DEFAULT_ACCEPT = (OCI_INDEX, OCI_MANIFEST, DOCKER_MANIFEST_LIST, DOCKER_MANIFEST)
@@ -58,33 +63,6 @@ MAX_MANIFEST_SIZE = 4 * 1024 * 1024  # what the distribution-spec says registrie
 ERROR_BODY_LIMIT = 64 * 1024  # of an error answer, only its errors[] list is of use
 CONNECT_TIMEOUT = 10.0
 
-
-
-@dataclass(frozen=True)
-class FileRange:
-    """``length`` bytes of the file ``path`` from ``offset``: one chunk of a chunked upload."""
-
-    path: Path
-    offset: int
-    length: int
-
-
-class _RangeReader:
-    """A read-only stream over one FileRange (what requests sends as a streamed body)."""
-
-    def __init__(self, part: FileRange) -> None:
-        self._file = open(part.path, "rb")  # noqa: SIM115  # closed by close()
-        self._file.seek(part.offset)
-        self._left = part.length
-
-    def read(self, n: int = -1) -> bytes:
-        n = self._left if n is None or n < 0 else min(n, self._left)
-        data = self._file.read(n) if n else b""
-        self._left -= len(data)
-        return data
-
-    def close(self) -> None:
-        self._file.close()
 
 
 Body = bytes | Path | FileRange | None
@@ -97,8 +75,6 @@ TRANSIENT_CODES = frozenset({"BLOB_UPLOAD_UNKNOWN", "BLOB_UPLOAD_INVALID",
                              "MANIFEST_BLOB_UNKNOWN"})
 # 416: a chunk that does not start where the registry's session ends: start the upload again.
 TRANSIENT_UPLOAD_STATUSES = frozenset({416})
-# What a body cut short or a dropped connection raises while a response is being read.
-BROKEN_BODY = (urllib3.exceptions.HTTPError, requests.RequestException, ConnectionError)
 # Referrers tag updates: read back after 0.25-0.5 s, made again up to 8 times in all.
 # Chunked uploads: Docker Hub, GHCR and distribution accept chunks; 64 MiB and more as chunks of
 # 32 MiB keeps a lost connection's cost small and the request count low.
@@ -132,13 +108,6 @@ def _push(repo: str) -> str:
     return f"repository:{repo}:pull,push"
 
 
-def _short_reason(exc: Exception) -> str:
-    """Return the useful end of a requests exception (they nest three deep)."""
-    text = str(exc)
-    found = re.search(r"\[Errno -?\d+\][^'\")]*|\[SSL[^\]]*\][^'\")]*|timed out", text)
-    return found.group(0).strip() if found else text[:300]
-
-
 def _error_list(response: requests.Response) -> list[dict[str, Any]]:
     """The registry's ``errors`` list, if the body has one."""
     try:
@@ -160,54 +129,6 @@ class Referrers:
 
     index: Index
     from_api: bool
-
-
-class BlobReader:
-    """A readable stream over a blob download that raises VerifyError at the end on a mismatch."""
-
-    def __init__(self, response: requests.Response, digest: str, size: int | None) -> None:
-        self._response = response
-        response.raw.decode_content = True
-        self._reader = DigestReader(cast(BinaryIO, response.raw))
-        self._digest = digest
-        self._size = size
-        self._done = False
-
-    def read(self, n: int = -1) -> bytes:
-        """Read up to ``n`` bytes (all when negative); at the end of the blob, check its digest
-        and size. Never more than one byte past the size is read: a body that does not end is
-        refused, not buffered."""
-        whole = n is None or n < 0
-        want = -1 if whole else n
-        if self._size is not None:
-            room = self._size + 1 - self._reader.size
-            want = room if whole else min(n, room)
-        try:
-            data = self._reader.read(want) if want != 0 else b""
-        except BROKEN_BODY as exc:
-            raise TransientRegistryError(
-                f"the connection broke while downloading blob {self._digest} "
-                f"({_short_reason(exc)})") from None
-        if not self._done and (whole or not data and n != 0):
-            self._done = True
-            self._reader.verify(self._digest, self._size, what="downloaded blob")
-        return data
-
-    def readable(self) -> bool:
-        """Say that this stream can be read (for io wrappers)."""
-        return True
-
-    def close(self) -> None:
-        """Release the connection."""
-        self._response.close()
-
-    def __enter__(self) -> BlobReader:
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
 
 class RegistryClient:
@@ -325,7 +246,7 @@ class RegistryClient:
                 data = open(body, "rb")  # noqa: SIM115  # closed below, reopened on a retry
                 sent["Content-Length"] = str(os.fstat(data.fileno()).st_size)
             elif isinstance(body, FileRange):
-                data = _RangeReader(body)  # closed below, reopened on a retry
+                data = RangeReader(body)  # closed below, reopened on a retry
                 sent["Content-Length"] = str(body.length)
             try:
                 response = self.session.request(
@@ -340,7 +261,7 @@ class RegistryClient:
                 )
             except requests.exceptions.SSLError as exc:
                 raise RegistryError(
-                    f"TLS with registry {self.host} failed ({_short_reason(exc)}); if it uses a "
+                    f"TLS with registry {self.host} failed ({short_reason(exc)}); if it uses a "
                     "private CA pass its certificate (ca_file), if it serves plain HTTP use "
                     "insecure mode"
                 ) from None
@@ -354,7 +275,7 @@ class RegistryClient:
                 hint = "" if self.insecure else ", and whether it serves HTTPS (else use insecure)"
                 raise TransientRegistryError(
                     f"cannot reach registry {self.host} at {self.base_url} for {what} "
-                    f"({_short_reason(exc)}); check the host and port, that the registry is "
+                    f"({short_reason(exc)}); check the host and port, that the registry is "
                     f"running and reachable from here{hint}"
                 ) from None
             finally:
@@ -683,7 +604,7 @@ class RegistryClient:
         except BROKEN_BODY as exc:
             raise TransientRegistryError(
                 f"registry {self.host}: the connection broke while reading {what} "
-                f"({_short_reason(exc)})") from None
+                f"({short_reason(exc)})") from None
         return data
 
     def open_blob(self, repo: str, digest: str, size: int | None = None, *,

@@ -21,7 +21,8 @@ from monogres_oci.oci.model import (
     Manifest,
     Platform,
 )
-from monogres_oci.oci.registry import BlobReader, RegistryClient
+from monogres_oci.oci.registry import RegistryClient
+from monogres_oci.oci.streams import BlobReader
 from tests.oci.conftest import PASSWORD, USER
 from tests.support.registry import RunningRegistry, free_port
 
