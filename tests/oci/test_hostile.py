@@ -46,11 +46,16 @@ def pushed(registry: RunningRegistry, sample: Sample) -> tuple[str, str, int]:
     return "hostile/hello", layer.digest, layer.size
 
 
-def test_a_blob_with_other_bytes_is_refused(registry: RunningRegistry,
-                                            pushed: tuple[str, str, int]) -> None:
+@pytest.mark.parametrize(("fault", "error", "match"), [
+    ("mutate", VerifyError, "sha256"),  # other bytes than the digest names
+    ("redirect", RegistryError, "redirect loop"),
+])
+def test_a_blob_answer_with_other_bytes_or_a_redirect_loop_is_refused(
+        registry: RunningRegistry, pushed: tuple[str, str, int], fault: str,
+        error: type[Exception], match: str) -> None:
     repo, digest, size = pushed
-    with fault_proxy(registry.host, on("blobs", Fault("mutate"))) as proxy, \
-            pytest.raises(VerifyError, match="sha256"):
+    with fault_proxy(registry.host, on("blobs", Fault(fault))) as proxy, \
+            pytest.raises(error, match=match):
         client(proxy.host).get_blob(repo, digest, size)
 
 
@@ -102,14 +107,6 @@ def test_an_endless_answer_to_a_small_request_is_refused(registry: RunningRegist
     with fault_proxy(registry.host, plan) as proxy, \
             pytest.raises(RegistryError, match="larger than 4194304 bytes; refused"):
         client(proxy.host).list_tags(pushed[0])
-
-
-def test_a_redirect_loop_is_refused(registry: RunningRegistry,
-                                    pushed: tuple[str, str, int]) -> None:
-    repo, digest, size = pushed
-    with fault_proxy(registry.host, on("blobs", Fault("redirect"))) as proxy, \
-            pytest.raises(RegistryError, match="redirect loop"):
-        client(proxy.host).get_blob(repo, digest, size)
 
 
 def test_a_certificate_for_another_name_is_refused(tmp_path: Path, sample: Sample) -> None:
