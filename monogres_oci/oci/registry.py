@@ -63,8 +63,6 @@ MAX_MANIFEST_SIZE = 4 * 1024 * 1024  # what the distribution-spec says registrie
 ERROR_BODY_LIMIT = 64 * 1024  # of an error answer, only its errors[] list is of use
 CONNECT_TIMEOUT = 10.0
 
-
-
 Body = bytes | Path | FileRange | None
 BlobStatus = Literal["pushed", "exists", "mounted"]
 T = TypeVar("T")
@@ -75,11 +73,11 @@ TRANSIENT_CODES = frozenset({"BLOB_UPLOAD_UNKNOWN", "BLOB_UPLOAD_INVALID",
                              "MANIFEST_BLOB_UNKNOWN"})
 # 416: a chunk that does not start where the registry's session ends: start the upload again.
 TRANSIENT_UPLOAD_STATUSES = frozenset({416})
-# Referrers tag updates: read back after 0.25-0.5 s, made again up to 8 times in all.
 # Chunked uploads: Docker Hub, GHCR and distribution accept chunks; 64 MiB and more as chunks of
 # 32 MiB keeps a lost connection's cost small and the request count low.
 CHUNKED_UPLOAD_THRESHOLD = 64 << 20
 CHUNK_LENGTH = 32 << 20
+# Referrers tag updates: read back after 0.25-0.5 s, made again up to 8 times in all.
 REFERRERS_SETTLE = 0.25
 REFERRERS_ROUNDS = 8
 _JITTER = random.Random()
@@ -201,19 +199,30 @@ class RegistryClient:
             try:
                 return operation()
             except TransientRegistryError as exc:
-                elapsed = self._clock() - started
-                wait = self.retry.wait(attempt, exc.retry_after)
-                if not self.retry.allows(attempt, elapsed, wait):
+                wait = self._wait_allowed(attempt, started, exc)
+                if wait is None:
+                    elapsed = self._clock() - started
                     tries = "1 attempt" if attempt == 1 else f"{attempt} attempts"
                     raise RegistryError(
                         f"{exc} (gave up after {tries} in {elapsed:.1f} s; --retries N or "
                         "MONOGRES_RETRIES=N allows more)"
                     ) from None
-                with self._lock:
-                    self.retries_made += 1
-                self.on_retry(f"retry {attempt}/{self.retry.retries} in {wait:.1f} s: {exc}")
+                self._announce(f"retry {attempt}/{self.retry.retries} in {wait:.1f} s: {exc}")
                 self._sleep(wait)
                 attempt += 1
+
+    def _wait_allowed(self, attempt: int, started: float,
+                      exc: TransientRegistryError) -> float | None:
+        """How long to wait before repeating after failed attempt ``attempt`` of an operation
+        begun at ``started``; None when the policy allows no more."""
+        wait = self.retry.wait(attempt, exc.retry_after)
+        return wait if self.retry.allows(attempt, self._clock() - started, wait) else None
+
+    def _announce(self, line: str) -> None:
+        """Count a repetition and say why it is made."""
+        with self._lock:
+            self.retries_made += 1
+        self.on_retry(line)
 
     def _send(self, method: str, path: str, scope: str, *, retry: bool = True,
               **request: Any) -> requests.Response:
@@ -427,18 +436,16 @@ class RegistryClient:
                 offset = _range_end(response.headers.get("Range"), offset + length)
             except TransientRegistryError as exc:
                 resumed += 1
-                wait = self.retry.wait(resumed, exc.retry_after)
-                if not self.retry.allows(resumed, self._clock() - started, wait):
+                wait = self._wait_allowed(resumed, started, exc)
+                if wait is None:
                     raise
                 self._sleep(wait)
                 status = self._send("GET", url, scope, ok=(204,), retry=False,
                                     what=f"asking how much of blob {digest} arrived")
                 url = urljoin(url, status.headers.get("Location") or url)
                 offset = _range_end(status.headers.get("Range"), 0)
-                with self._lock:
-                    self.retries_made += 1
-                self.on_retry(f"resuming the upload of {digest} at byte {offset} of {size} "
-                              f"after: {exc}")
+                self._announce(f"resuming the upload of {digest} at byte {offset} of {size} "
+                               f"after: {exc}")
         return url
 
     def push_manifest(self, repo: str, reference: str, data: bytes, media_type: str) -> str:
