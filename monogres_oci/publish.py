@@ -152,15 +152,8 @@ class _Publisher:
                     manifests.setdefault((repo, desc.digest), desc)
         present: set[tuple[str, str]] = set()
         if self.client is not None:
-            client = self.client
-
-            def check(key: tuple[str, str], desc: Descriptor) -> Callable[[], None]:
-                def step() -> None:
-                    if client.head_manifest(key[0], desc.digest) is not None:
-                        with self._lock:
-                            present.add(key)
-                return step
-            self.stage([check(key, desc) for key, desc in manifests.items()])
+            self.stage([partial(self._check, repo, desc, present)
+                        for (repo, _), desc in manifests.items()])
         result = _Missing()
         seen: set[tuple[str, str]] = set()
 
@@ -188,15 +181,21 @@ class _Publisher:
             visit(repo, root)
         return result
 
+    def _check(self, repo: str, desc: Descriptor, present: set[tuple[str, str]]) -> None:
+        assert self.client is not None
+        if self.client.head_manifest(repo, desc.digest) is not None:
+            with self._lock:
+                present.add((repo, desc.digest))
+
     def blobs(self, missing: _Missing) -> None:
         """Upload each missing blob once and mount it into the other repositories that need it
         (one step per blob, so the mounts follow their upload)."""
-        def step(desc: Descriptor, repos: list[str]) -> Callable[[], None]:
-            def run() -> None:
-                for i, repo in enumerate(repos):
-                    self.blob(repo, desc, mount_from=repos[0] if i else None)
-            return run
-        self.stage([step(desc, repos) for desc, repos in missing.blobs.values()])
+        self.stage([partial(self._blob_everywhere, desc, repos)
+                    for desc, repos in missing.blobs.values()])
+
+    def _blob_everywhere(self, desc: Descriptor, repos: list[str]) -> None:
+        for i, repo in enumerate(repos):
+            self.blob(repo, desc, mount_from=repos[0] if i else None)
 
     def blob(self, repo: str, desc: Descriptor, mount_from: str | None) -> None:
         if self.client is None:
@@ -210,18 +209,16 @@ class _Publisher:
     def manifests(self, missing: _Missing) -> None:
         """Push the missing manifests, each height after the one below it."""
         for height in sorted(missing.manifests):
-            self.stage([self._manifest_step(repo, desc)
+            self.stage([partial(self._manifest, repo, desc)
                         for repo, desc in missing.manifests[height]])
 
-    def _manifest_step(self, repo: str, desc: Descriptor) -> Callable[[], None]:
-        def run() -> None:
-            if self.client is None:
-                self.report("manifest", repo, desc.digest, desc.size, "would push")
-                return
-            data = self.layout.read_blob(desc.digest)
-            self.client.push_manifest(repo, desc.digest, data, desc.media_type)
-            self.report("manifest", repo, desc.digest, desc.size, "pushed")
-        return run
+    def _manifest(self, repo: str, desc: Descriptor) -> None:
+        if self.client is None:
+            self.report("manifest", repo, desc.digest, desc.size, "would push")
+            return
+        data = self.layout.read_blob(desc.digest)
+        self.client.push_manifest(repo, desc.digest, data, desc.media_type)
+        self.report("manifest", repo, desc.digest, desc.size, "pushed")
 
     def referrers(self, repo: str, subject: str, items: Sequence[Attachment]) -> None:
         """List attachments (whose content is pushed) among the subject's referrers."""
