@@ -14,6 +14,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 MOUNT_ROOT = "/extensions"  # where CloudNativePG mounts image volumes: /extensions/<name>
+# extension_control_path is new in PostgreSQL 18: before it, an extension loads only from inside
+# the Postgres tree (and control files say $libdir/NAME).
+FIRST_MAJOR_WITH_CONTROL_PATH = 18
 IMAGE_ROOT = "${image_root}"  # CloudNativePG's placeholder for that mount point
 
 _PREFIX = "org.monogres.extension."

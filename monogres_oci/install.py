@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, cast
 
-from monogres_oci.contract import RuntimeContract
+from monogres_oci.contract import FIRST_MAJOR_WITH_CONTROL_PATH, RuntimeContract
 from monogres_oci.errors import UsageError, VerifyError
 from monogres_oci.oci.extract import extract_layer
 from monogres_oci.oci.model import Platform
@@ -164,7 +164,8 @@ def postgresql_conf(items: Sequence[Installed]) -> list[str]:
     exts = [i for i in items if i.kind == "extension"]
     if not exts:
         return []
-    old = [e for e in exts if int(e.labels.get("org.monogres.postgres.major") or 18) < 18]
+    old = [e for e in exts if int(e.labels.get("org.monogres.postgres.major")
+                                  or FIRST_MAJOR_WITH_CONTROL_PATH) < FIRST_MAJOR_WITH_CONTROL_PATH]
     if old:
         # extension_control_path is new in PostgreSQL 18; before it, and since control files
         # say $libdir/NAME, an extension only loads from inside the Postgres tree.

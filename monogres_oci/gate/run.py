@@ -26,7 +26,7 @@ from pathlib import Path
 from monogres_oci.attach import INTOTO_TYPE, PREDICATE_ANNOTATION, attach
 from monogres_oci.catalog.model import Extension
 from monogres_oci.compile import ExtensionInvocation, export_build_image
-from monogres_oci.contract import RuntimeContract
+from monogres_oci.contract import FIRST_MAJOR_WITH_CONTROL_PATH, RuntimeContract
 from monogres_oci.errors import GateError
 from monogres_oci.gate.results import (
     OUTPUT_TAIL,
@@ -36,13 +36,7 @@ from monogres_oci.gate.results import (
     parse_cases,
     result_statement,
 )
-from monogres_oci.gate.server import (
-    BUILD_IMAGE,
-    FIRST_MAJOR_WITH_CONTROL_PATH,
-    Mounted,
-    Server,
-    load_image,
-)
+from monogres_oci.gate.server import BUILD_IMAGE, Mounted, Server, load_image
 from monogres_oci.oci.extract import extract_layer
 from monogres_oci.oci.layout import Layout
 from monogres_oci.oci.model import Blob, Descriptor, Platform, parse_image_config

@@ -34,7 +34,6 @@ SOCKET_DIR = "/tmp"
 DATA_DIR = "/var/lib/postgresql/data"
 READY_TIMEOUT = 300.0  # an emulated (QEMU) server starts slowly
 IMAGE_NAME = "monogres-gate/postgresql"
-FIRST_MAJOR_WITH_CONTROL_PATH = 18
 BUILD_IMAGE = "monogres-gate/build"
 
 
