@@ -168,11 +168,12 @@ def postgresql_conf(items: Sequence[Installed]) -> list[str]:
                                   or FIRST_MAJOR_WITH_CONTROL_PATH) < FIRST_MAJOR_WITH_CONTROL_PATH]
     if old:
         # extension_control_path is new in PostgreSQL 18; before it, and since control files
-        # say $libdir/NAME, an extension only loads from inside the Postgres tree.
+        # say $libdir/NAME, an extension only loads from inside the Postgres tree. All of share/:
+        # a control file's `directory` may name a sibling of share/extension (pgfincore's).
         lines = [f"# PostgreSQL {old[0].labels['org.monogres.postgres.major']} cannot load "
                  "extensions from outside its tree (extension_control_path is new in 18); "
                  "copy them in:"]
-        lines += [f"#   cp -r {e.path}/share/extension/. \"$(pg_config --sharedir)/extension/\" "
+        lines += [f"#   cp -r {e.path}/share/. \"$(pg_config --sharedir)/\" "
                   f"&& cp -r {e.path}/lib/. \"$(pg_config --pkglibdir)/\"" for e in exts]
     else:
         lines = [

@@ -98,7 +98,7 @@ def test_install_conf_lines_follow_the_postgres_major(tmp_path: Path) -> None:
     seventeen = postgresql_conf([ext("17", pgaudit)])
     assert not any(line.startswith("extension_control_path") for line in seventeen)
     assert "extension_control_path is new in 18" in seventeen[0]
-    assert f"cp -r {tmp_path}/pgaudit/share/extension/." in seventeen[1]
+    assert f"cp -r {tmp_path}/pgaudit/share/. \"$(pg_config --sharedir)/\"" in seventeen[1]
     env = server_environment([ext("18", POSTGIS)])
     assert env == {"GDAL_DATA": f"{tmp_path}/postgis/share/gdal",
                    "PROJ_DATA": f"{tmp_path}/postgis/share/proj",
