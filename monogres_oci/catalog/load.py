@@ -41,6 +41,9 @@ from monogres_oci.catalog.model import (
 from monogres_oci.catalog.ranges import ANY, VersionRange, majors_range, parse_range
 from monogres_oci.errors import CatalogError
 
+# libyaml's safe loader when PyYAML has it (about 15 times faster on a large catalog).
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 
 @cache
 def catalog_schema() -> dict[str, Any]:
@@ -61,7 +64,7 @@ def load_catalog(path: Path) -> Catalog:
     except (OSError, UnicodeDecodeError) as exc:
         raise CatalogError(shown, "", f"cannot read: {exc}") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_LOADER)  # noqa: S506 (a safe loader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -78,11 +81,31 @@ def load_catalog(path: Path) -> Catalog:
     return catalog
 
 
+def _inline_refs(node: Any, defs: dict[str, Any]) -> Any:
+    """``node`` with every ``{"$ref": "#/$defs/NAME", ...}`` replaced by that definition (its
+    own keys, a description, kept): the schema has no recursive definition, and a validator that
+    looks a reference up at every instance spends half its time doing so."""
+    if isinstance(node, list):
+        return [_inline_refs(n, defs) for n in node]
+    if not isinstance(node, dict):
+        return node
+    if "$ref" in node:
+        target = _inline_refs(defs[node["$ref"].removeprefix("#/$defs/")], defs)
+        return {**target, **{k: v for k, v in node.items() if k != "$ref"}}
+    return {k: v if k == "$defs" else _inline_refs(v, defs) for k, v in node.items()}
+
+
+@cache
+def _validator() -> jsonschema.Draft202012Validator:
+    schema = catalog_schema()
+    return jsonschema.Draft202012Validator(
+        _inline_refs(schema, schema.get("$defs", {})),
+        format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
+
+
 def validate_against_schema(data: Any, text: str, shown: str) -> None:
     """Raise CatalogError for the first (most relevant) schema violation."""
-    validator = jsonschema.Draft202012Validator(
-        catalog_schema(), format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
-    )
+    validator = _validator()
     errors = sorted(validator.iter_errors(data), key=lambda e: (list(e.absolute_path), e.message))
     if not errors:
         return
