@@ -31,6 +31,14 @@ class BuildCache:
     def has(self, key: str) -> bool:
         return (self.dir(key) / ".done").is_file()
 
+    def finished(self) -> frozenset[str]:
+        """Every key with a finished build: one directory listing, for asking about many."""
+        try:
+            names = os.listdir(self.root)
+        except FileNotFoundError:
+            return frozenset()
+        return frozenset(n for n in names if self.has(n))
+
 
 @dataclass(frozen=True)
 class Outcome:

@@ -116,7 +116,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_catalog(p)
     _add_selection(p)
     _add_build_inputs(p)
-    p.add_argument("--json", action="store_true")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="one document: {\"targets\": [...]}")
+    out.add_argument("--jsonl", action="store_true",
+                     help="one target per line, written as it is planned (for large catalogs: "
+                          "a million targets stream in seconds)")
 
     p = sub.add_parser("status", help="the whole catalog as one table: built, tested, published",
                        description="One row per target (extension version x Postgres release x "

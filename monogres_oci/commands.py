@@ -96,42 +96,35 @@ def cmd_plan(args: argparse.Namespace, progress: Progress) -> int:
     from monogres_oci.build_state import BuildCache
     from monogres_oci.cli import _cache_dir
     from monogres_oci.fetch import Fetcher
+    from monogres_oci.plan_rows import PlanState, plan_lines, plan_rows
 
     catalog = _catalog(args)
     plan = _plan(args, catalog)
-    cache = BuildCache(_cache_dir(args.cache_dir))
     fetcher = Fetcher(_cache_dir(args.cache_dir))
-    rows: list[dict[str, Any]] = []
-    for pg in plan.postgres:
-        rows.append({
-            "kind": "postgres", "name": pg.name, "input_digest": f"sha256:{pg.key}",
-            "platform": pg.platform, "method": pg.method, "base_image": pg.base_image,
-            "source_cached": fetcher.is_cached(pg.release.source),
-            "state": "built" if cache.has(pg.key) else "to build",
-        })
-    for ext in plan.extensions:
-        rows.append({
-            "kind": "extension", "name": ext.name, "input_digest": f"sha256:{ext.key}",
-            "platform": ext.postgres.platform, "method": ext.method,
-            "postgres": ext.postgres.name,
-            "source_cached": fetcher.is_cached(ext.version.source),
-            "state": "built" if cache.has(ext.key) else "to build",
-        })
-    for item in plan.disabled:
-        ext = item.target
-        rows.append({
-            "kind": "extension", "name": ext.name, "input_digest": f"sha256:{ext.key}",
-            "platform": ext.postgres.platform, "method": ext.method,
-            "postgres": ext.postgres.name, "source_cached": fetcher.is_cached(ext.version.source),
-            "state": "disabled", "reason": item.reason,
-        })
+    sources = {*(p.release.source for p in plan.postgres),
+               *(e.version.source for e in plan.extensions),
+               *(d.target.version.source for d in plan.disabled)}
+    have = PlanState(BuildCache(_cache_dir(args.cache_dir)).finished(),
+                     {s.sha256: fetcher.is_cached(s) for s in sources})
+    if args.jsonl:
+        # Written a batch at a time as they come: a million targets never sit in memory as text.
+        batch: list[str] = []
+        for line in plan_lines(plan, have):
+            batch.append(line)
+            if len(batch) == 4096:
+                sys.stdout.write("\n".join(batch) + "\n")
+                batch.clear()
+        if batch:
+            sys.stdout.write("\n".join(batch) + "\n")
+        return 0
+    rows = list(plan_rows(plan, have))
     if args.json:
         _print_json({"targets": rows})
         return 0
-    width = max(len(r["name"]) for r in rows)
+    width = max(len(str(r["name"])) for r in rows)
     for r in rows:
         print(f"{r['kind']:<9} {r['name']:<{width}}  {r['method']:<8}  {r['state']:<8}  "
-              f"{r['input_digest'][:19]}")
+              f"{str(r['input_digest'])[:19]}")
     to_build = sum(r["state"] == "to build" for r in rows)
     print(f"{len(rows)} target(s), {to_build} to build"
           + (f", {len(plan.disabled)} disabled (`monogres-oci status` says why)"

@@ -4,7 +4,8 @@ Planning is pure and cheap: no network, no Docker. The input digest of a target 
 the canonical JSON of everything that can change its output (sources, base image, packages,
 options, the build recipes' digests, the architecture); a target whose digest has a finished build
 in the cache is skipped. An extension's digest includes the digest of the Postgres build it is
-compiled against, so a new Postgres build rebuilds its extensions.
+compiled against, so a new Postgres build rebuilds its extensions; what its targets share is
+digested once per version and named by that digest (a million targets plan in seconds).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import json
 import platform as host_platform
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Literal
 
 from monogres_oci.catalog.model import (
@@ -27,6 +29,7 @@ from monogres_oci.catalog.model import (
     Patch,
     PostgresRelease,
 )
+from monogres_oci.catalog.ranges import VersionRange
 from monogres_oci.errors import UsageError
 
 Method = Literal["native", "cross", "emulated"]
@@ -61,6 +64,36 @@ def _digest(doc: Mapping[str, object]) -> str:
 
 
 @dataclass(frozen=True)
+class VersionInputs:
+    """The digest of what an extension version's targets share (its source, recipe, runtime
+    contract, the extension recipe's digest): computed once per version, so a target's own
+    digest hashes only that, its method and its Postgres build's key."""
+
+    extension: Extension  # what it was made from: a target made by replace() is checked
+    version: ExtensionVersion
+    recipe_digest: str
+    digest: str
+
+    @classmethod
+    def of(cls, extension: Extension, version: ExtensionVersion,
+           recipe_digest: str) -> VersionInputs:
+        return cls(extension, version, recipe_digest,
+                   _digest(extension_key_document(extension, version, recipe_digest)))
+
+    def made_for(self, extension: Extension, version: ExtensionVersion,
+                 recipe_digest: str) -> bool:
+        return (self.extension is extension and self.version is version
+                and self.recipe_digest == recipe_digest)
+
+    def target_key(self, method: str, postgres_key: str) -> str:
+        # _digest({"inputs": ..., "kind": "extension", "method": ..., "postgres": ...}) written
+        # out: every value is a hex digest or a method name, which JSON writes as they are.
+        return hashlib.sha256(
+            f'{{"inputs":"{self.digest}","kind":"extension","method":"{method}",'
+            f'"postgres":"{postgres_key}"}}'.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
 class PostgresTarget:
     """One Postgres build: release x option set x distro x architecture."""
 
@@ -75,11 +108,13 @@ class PostgresTarget:
     build_arch: str = "amd64"  # the build machine's architecture
     force_emulation: bool = False
 
-    @property
+    # Cached: every extension target built against this one asks for them (a frozen dataclass
+    # without slots keeps them in its __dict__; they are not fields, so equality ignores them).
+    @cached_property
     def name(self) -> str:
         return f"postgres-{self.release.version}-{self.option_set.name}-{self.distro.name}-{self.arch}"
 
-    @property
+    @cached_property
     def method(self) -> Method:
         """How it compiles: natively, with a cross compiler, or emulated by QEMU."""
         return _method(self.arch, self.build_arch,
@@ -104,7 +139,7 @@ class PostgresTarget:
     def meson_options(self) -> tuple[str, ...]:
         return self.option_set.meson_options_for(self.release.version)
 
-    @property
+    @cached_property
     def key(self) -> str:
         return _digest({
             "kind": "postgres",
@@ -132,6 +167,24 @@ class ExtensionTarget:
     version: ExtensionVersion
     postgres: PostgresTarget
     recipe_digest: str = field(repr=False)
+    # Shared by every target of the version (expand makes one); derived, so not compared.
+    inputs: VersionInputs | None = field(default=None, repr=False, compare=False)
+    # Derived from the fields above when the target is made (replace() makes them again):
+    # every use of a target asks for its key, and a plan may hold a million targets.
+    method: Method = field(init=False, repr=False, compare=False)
+    key: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        pg = self.postgres
+        # Emulated when its Postgres was (the same toolchain) or its build system needs it.
+        method = "emulated" if pg.method == "emulated" else _method(
+            pg.arch, pg.build_arch, bool(self.extension.emulate))
+        inputs = self.inputs
+        if inputs is None or not inputs.made_for(self.extension, self.version,
+                                                 self.recipe_digest):
+            inputs = VersionInputs.of(self.extension, self.version, self.recipe_digest)
+        object.__setattr__(self, "method", method)
+        object.__setattr__(self, "key", inputs.target_key(method, pg.key))
 
     @property
     def name(self) -> str:
@@ -140,32 +193,25 @@ class ExtensionTarget:
                 f"{pg.option_set.name}-{pg.distro.name}-{pg.arch}")
 
     @property
-    def method(self) -> Method:
-        """Emulated when its Postgres was (the same toolchain) or its build system needs it."""
-        pg = self.postgres
-        if pg.method == "emulated":
-            return "emulated"
-        return _method(pg.arch, pg.build_arch, bool(self.extension.emulate))
-
-    @property
     def compile_on(self) -> str:
         return "target" if self.method == "emulated" else "build"
 
-    @property
-    def key(self) -> str:
-        return _digest({
-            "kind": "extension",
-            "name": self.extension.name,
-            "version": self.version.version,
-            "source": self.version.source.sha256,
-            # Every argument of the build and what the annotations say of the runtime contract.
-            "build": _recipe_json(self.extension.build),
-            "runtime": dataclasses.asdict(self.extension.runtime),
-            "sql_names": list(self.extension.sql_names),
-            "postgres": self.postgres.key,
-            "method": self.method,
-            "recipe": self.recipe_digest,
-        })
+
+def extension_key_document(extension: Extension, version: ExtensionVersion,
+                           recipe_digest: str) -> dict[str, object]:
+    """What an extension target's key names but its method and Postgres build: the document
+    whose digest is VersionInputs.digest."""
+    return {
+        "kind": "extension",
+        "name": extension.name,
+        "version": version.version,
+        "source": version.source.sha256,
+        # Every argument of the build and what the annotations say of the runtime contract.
+        "build": _recipe_json(extension.build),
+        "runtime": dataclasses.asdict(extension.runtime),
+        "sql_names": list(extension.sql_names),
+        "recipe": recipe_digest,
+    }
 
 
 @dataclass(frozen=True)
@@ -244,22 +290,27 @@ def expand(
     disabled: list[DisabledTarget] = []
     if not selection.postgres_only:
         wanted = _wanted_extensions(selection.extensions)
+        # Extensions go with the default option set unless option sets were asked for.
+        hosts = [pg for pg in pg_targets if pg.default_option_set or selection.option_sets]
+        recipe = recipe_digests["extension"]
+        # Versions share a few ranges (">=15"): each range is matched against the builds once.
+        admitted_by: dict[VersionRange, list[PostgresTarget]] = {}
         for ext in catalog.extensions:
             if wanted and ext.name not in wanted:
                 continue
             for version in ext.versions:
                 if wanted.get(ext.name) and version.version != wanted[ext.name]:
                     continue
-                for pg in pg_targets:
-                    # Extensions go with the default option set unless option sets were asked for.
-                    if not (pg.default_option_set or selection.option_sets):
-                        continue
-                    if not version.postgres.admits(pg.release.version):
-                        continue
-                    target = ExtensionTarget(extension=ext, version=version, postgres=pg,
-                                             recipe_digest=recipe_digests["extension"])
+                admitted = admitted_by.get(version.postgres)
+                if admitted is None:
+                    admitted = admitted_by[version.postgres] = [
+                        pg for pg in hosts if version.postgres.admits(pg.release.version)]
+                inputs = VersionInputs.of(ext, version, recipe)
+                may_be_disabled = bool(ext.disabled or version.disabled)
+                for pg in admitted:
+                    target = ExtensionTarget(ext, version, pg, recipe, inputs)
                     reason = ext.disabled_for(version, pg.release.version, pg.distro.name,
-                                              pg.arch)
+                                              pg.arch) if may_be_disabled else ""
                     if reason:
                         disabled.append(DisabledTarget(target, reason))
                     else:

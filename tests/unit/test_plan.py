@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -9,7 +13,8 @@ import pytest
 
 from monogres_oci.catalog import load_catalog
 from monogres_oci.errors import UsageError
-from monogres_oci.plan import Selection, expand
+from monogres_oci.plan import Selection, expand, extension_key_document
+from monogres_oci.plan_rows import PlanState, plan_lines, plan_rows
 
 CATALOG = Path(__file__).resolve().parents[2] / "extensions.yaml"
 RECIPES = {"postgres": "p" * 64, "extension": "e" * 64}
@@ -179,3 +184,59 @@ def test_disabled_rules_match_by_scope_and_versions_win(tmp_path: Path) -> None:
     assert why["pgaudit-18.0-pg18.6-regular-trixie-amd64"] == "everything"
     assert built == {"rum-1.3.15-pg18.6-regular-trixie-amd64",
                      "rum-1.3.15-pg17.11-regular-bookworm-amd64"}
+
+
+def test_each_key_is_the_digest_of_what_names_it() -> None:
+    # An extension target's key is the digest of {inputs: the digest of its version's document,
+    # kind, method, postgres: its Postgres build's key}, both canonical JSON; expand writes the
+    # outer one out by hand for speed, so it must come to the same bytes
+    catalog = load_catalog(CATALOG)
+    plan = expand(catalog, Selection(option_sets=("barebones", "regular")), base_overrides={},
+                  recipe_digests=RECIPES)  # arm64: barebones cross-compiled, regular emulated
+    targets = [*plan.extensions, *(d.target for d in plan.disabled)]
+    assert {t.method for t in targets} == {"native", "cross", "emulated"}
+
+    def canonical_digest(doc: dict[str, object]) -> str:
+        text = json.dumps(doc, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    for target in targets:
+        inputs = canonical_digest(
+            extension_key_document(target.extension, target.version, RECIPES["extension"]))
+        assert target.key == canonical_digest({"inputs": inputs, "kind": "extension",
+                                               "method": target.method,
+                                               "postgres": target.postgres.key}), target.name
+    # one digest of the version's document, shared by its targets
+    rum = [t for t in plan.extensions if t.extension.name == "rum"]
+    assert len(rum) > 1 and all(t.inputs is rum[0].inputs for t in rum)
+
+
+def test_jsonl_lines_hold_what_the_rows_hold() -> None:
+    # plan --jsonl fills templates instead of encoding a dict per target: read back, each line
+    # must be the row --json prints, in the same order, whatever the target's state
+    catalog = load_catalog(CATALOG)
+    plan = expand(catalog, Selection(option_sets=("barebones", "regular")), base_overrides={},
+                  recipe_digests=RECIPES)
+    some = {t.key for t in plan.extensions[::3]} | {plan.postgres[0].key}
+    sources = {t.version.source.sha256 for t in (*plan.extensions,
+                                                 *(d.target for d in plan.disabled))}
+    have = PlanState(frozenset(some), {s: s < "8" for s in sources}
+                     | {p.release.source.sha256: True for p in plan.postgres})
+    rows = list(plan_rows(plan, have))
+    lines = list(plan_lines(plan, have))
+    assert [json.loads(line) for line in lines] == rows
+    assert all(line == json.dumps(row, sort_keys=True, separators=(",", ":"))
+               for line, row in zip(lines, rows, strict=True))
+    assert {r["state"] for r in rows} == {"built", "to build", "disabled"}
+    assert {r["source_cached"] for r in rows} == {True, False}
+
+
+def test_plan_jsonl_streams_the_targets_of_json(tmp_path: Path) -> None:
+    def plan(fmt: str) -> str:
+        return subprocess.run([sys.executable, "-m", "monogres_oci", "plan", fmt, "--postgres",
+                               "18", "--cache-dir", str(tmp_path)], cwd=CATALOG.parent,
+                              capture_output=True, text=True, check=True, timeout=120).stdout
+
+    lines = plan("--jsonl").splitlines()
+    assert len(lines) > 100
+    assert [json.loads(line) for line in lines] == json.loads(plan("--json"))["targets"]
