@@ -14,6 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from monogres_oci.oci.layout import Layout
 from monogres_oci.oci.model import Index, Platform
 from monogres_oci.package import INPUT_DIGEST
@@ -51,8 +53,10 @@ def publish_parts(host: str, namespace: str, layouts: list[Layout], out: Path) -
     return [str(f) for f in files]
 
 
-def test_merge_killed_anywhere_then_rerun_converges(registry: RunningRegistry,
-                                                    tmp_path: Path) -> None:
+def test_merge_killed_anywhere_then_rerun_converges(registry: RunningRegistry, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    # A merge killed with SIGKILL cannot remove its scratch directory: keep those in tmp_path.
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
     layouts = [part(tmp_path, "amd64"), part(tmp_path, "arm64")]
     kill_at: list[int] = []
     victim: list[int] = []
