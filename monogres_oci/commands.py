@@ -35,7 +35,11 @@ def _print_json(value: Any) -> None:
 
 
 def _catalog(args: argparse.Namespace) -> Catalog:
-    return load_catalog(Path(args.catalog))
+    from monogres_oci.cli import _cache_dir
+
+    # A command with a cache directory keeps the validated catalog there (`validate` has none).
+    cache = _cache_dir(args.cache_dir) / "catalogs" if "cache_dir" in vars(args) else None
+    return load_catalog(Path(args.catalog), validated_dir=cache)
 
 
 def _base_overrides(args: argparse.Namespace, catalog: Catalog) -> dict[str, str]:

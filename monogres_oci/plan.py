@@ -85,12 +85,22 @@ class VersionInputs:
         return (self.extension is extension and self.version is version
                 and self.recipe_digest == recipe_digest)
 
+    @cached_property
+    def _started(self) -> dict[str, hashlib._Hash]:
+        return {}
+
     def target_key(self, method: str, postgres_key: str) -> str:
         # _digest({"inputs": ..., "kind": "extension", "method": ..., "postgres": ...}) written
-        # out: every value is a hex digest or a method name, which JSON writes as they are.
-        return hashlib.sha256(
-            f'{{"inputs":"{self.digest}","kind":"extension","method":"{method}",'
-            f'"postgres":"{postgres_key}"}}'.encode()).hexdigest()
+        # out: every value is a hex digest or a method name, which JSON writes as they are. The
+        # hash of what precedes the Postgres key is taken once per method and copied.
+        started = self._started.get(method)
+        if started is None:
+            started = self._started[method] = hashlib.sha256(
+                f'{{"inputs":"{self.digest}","kind":"extension","method":"{method}",'
+                '"postgres":"'.encode())
+        h = started.copy()
+        h.update(f'{postgres_key}"}}'.encode())
+        return h.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -177,8 +187,9 @@ class ExtensionTarget:
     def __post_init__(self) -> None:
         pg = self.postgres
         # Emulated when its Postgres was (the same toolchain) or its build system needs it.
-        method = "emulated" if pg.method == "emulated" else _method(
-            pg.arch, pg.build_arch, bool(self.extension.emulate))
+        method: Method = pg.method
+        if method == "cross" and self.extension.build.emulate:
+            method = "emulated"
         inputs = self.inputs
         if inputs is None or not inputs.made_for(self.extension, self.version,
                                                  self.recipe_digest):

@@ -39,6 +39,7 @@ from monogres_oci.catalog.model import (
     UpstreamSuite,
 )
 from monogres_oci.catalog.ranges import ANY, VersionRange, majors_range, parse_range
+from monogres_oci.catalog.validated import recall, remember
 from monogres_oci.errors import CatalogError
 
 # libyaml's safe loader when PyYAML has it (about 15 times faster on a large catalog).
@@ -46,15 +47,20 @@ _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 @cache
+def _schema_text() -> str:
+    return resources.files("monogres_oci.catalog").joinpath("schema.json").read_text()
+
+
+@cache
 def catalog_schema() -> dict[str, Any]:
     """The JSON Schema of extensions.yaml, shipped inside the package."""
-    text = resources.files("monogres_oci.catalog").joinpath("schema.json").read_text()
-    schema: dict[str, Any] = json.loads(text)
+    schema: dict[str, Any] = json.loads(_schema_text())
     return schema
 
 
-def load_catalog(path: Path) -> Catalog:
-    """Read, validate and convert a catalog file."""
+def load_catalog(path: Path, *, validated_dir: Path | None = None) -> Catalog:
+    """Read, validate and convert a catalog file. With ``validated_dir``, data validated from
+    the very same text before is read from there instead of parsed and validated again."""
     shown = str(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -63,6 +69,17 @@ def load_catalog(path: Path) -> Catalog:
                            "directory that holds extensions.yaml") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise CatalogError(shown, "", f"cannot read: {exc}") from None
+    data = recall(validated_dir, _schema_text(), text) if validated_dir else None
+    if data is None:
+        data = _parse_and_validate(text, shown)
+        if validated_dir:
+            remember(validated_dir, _schema_text(), text, data)
+    catalog = _to_model(data, text, shown)
+    _check_references(catalog, text, shown)
+    return catalog
+
+
+def _parse_and_validate(text: str, shown: str) -> Any:
     try:
         data = yaml.load(text, Loader=_LOADER)  # noqa: S506 (a safe loader)
     except yaml.YAMLError as exc:
@@ -76,9 +93,7 @@ def load_catalog(path: Path) -> Catalog:
                            "a catalog has the keys publisher, distros, option_sets, postgres and "
                            "extensions (see the extensions.yaml shipped with monogres-oci)")
     validate_against_schema(data, text, shown)
-    catalog = _to_model(data, text, shown)
-    _check_references(catalog, text, shown)
-    return catalog
+    return data
 
 
 def _inline_refs(node: Any, defs: dict[str, Any]) -> Any:

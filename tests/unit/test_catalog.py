@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+from datetime import date
 from pathlib import Path
 
 import pytest
 import yaml
 
 from monogres_oci.catalog import load_catalog
+from monogres_oci.catalog.validated import recall, remember
 from monogres_oci.errors import CatalogError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -264,3 +267,33 @@ def test_a_suite_may_set_server_settings_but_not_those_of_the_contract(tmp_path:
     data["extensions"]["rum"]["test"] = {"server_settings": {"wal_level": "logical'; x"}}
     with pytest.raises(CatalogError, match="server_settings"):
         load_catalog(_write(tmp_path, data))
+
+
+def test_a_validated_catalog_is_read_back_until_its_text_changes(tmp_path: Path) -> None:
+    # plan, build and status keep the validated data in their cache directory: the same text
+    # gives the same catalog without parsing or validating again; any change is validated anew
+    kept = tmp_path / "catalogs"
+    path = tmp_path / "extensions.yaml"
+    path.write_text(CATALOG.read_text())
+    (tmp_path / "patches").symlink_to(REPO / "patches")
+    first = load_catalog(path, validated_dir=kept)
+    (entry,) = kept.iterdir()
+    assert load_catalog(path, validated_dir=kept) == first == load_catalog(path)
+    # read back, not parsed: a kept entry that says otherwise is what the loader returns
+    data = json.loads(entry.read_text())
+    data["publisher"]["vendor"] = "kept"
+    entry.write_text(json.dumps(data))
+    assert load_catalog(path, validated_dir=kept).publisher.vendor == "kept"
+    # one more byte of text is another catalog: validated (and refused) before anything is kept
+    path.write_text(CATALOG.read_text().replace("schema_version: 1", "schema_version: 1\nbogus: 1"))
+    with pytest.raises(CatalogError, match="bogus"):
+        load_catalog(path, validated_dir=kept)
+    assert list(kept.iterdir()) == [entry]
+
+
+def test_only_data_json_holds_exactly_is_kept(tmp_path: Path) -> None:
+    remember(tmp_path, "{}", "1: a", {1: "a"})  # an integer key would come back a string
+    remember(tmp_path, "{}", "when: 2026-12-06", {"when": date(2026, 12, 6)})
+    assert list(tmp_path.iterdir()) == []
+    remember(tmp_path, "{}", "a: 1", {"a": 1})
+    assert recall(tmp_path, "{}", "a: 1") == {"a": 1} and recall(tmp_path, "{ }", "a: 1") is None

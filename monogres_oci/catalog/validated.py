@@ -1,0 +1,58 @@
+"""Catalog data that passed the schema, kept by the digest of the text it came from.
+
+Parsing YAML and validating it are most of the time `plan` takes before it expands a large catalog
+(a thousand extensions of ten versions each: about 3 seconds). A command that has a cache directory
+keeps the validated data there as JSON, named by the sha256 of the schema, the YAML library's
+version and the catalog's text, and reads it back instead while none of them changes. Only data
+that JSON holds exactly is kept (no dates, no mapping keys that are not strings): what is read back
+is what the YAML loader returned. `validate` never reads it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+def _name(schema_text: str, text: str) -> str:
+    h = hashlib.sha256()
+    for part in (schema_text, yaml.__version__, text):
+        h.update(part.encode())
+        h.update(b"\0")
+    return f"{h.hexdigest()}.json"
+
+
+def recall(directory: Path, schema_text: str, text: str) -> Any | None:
+    """The data validated from exactly ``text`` against exactly this schema, or None."""
+    try:
+        return json.loads((directory / _name(schema_text, text)).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def remember(directory: Path, schema_text: str, text: str, data: Any) -> None:
+    """Keep ``data`` (valid) for the next load of ``text``; skipped when JSON cannot hold it
+    exactly, or the directory cannot be written (it is only a cache)."""
+    try:
+        encoded = json.dumps(data, separators=(",", ":"))
+    except (TypeError, ValueError):
+        return
+    if json.loads(encoded) != data:
+        return
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".catalog-")
+    except OSError:
+        return
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(encoded)
+        os.replace(tmp, directory / _name(schema_text, text))
+    except OSError:
+        Path(tmp).unlink(missing_ok=True)
