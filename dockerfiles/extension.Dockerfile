@@ -22,7 +22,7 @@
 #   PG_MAJOR            e.g. 18
 #   EXT_TARBALL         file name of the source tarball in the build context
 #   EXT_PATCHES         patch files in the build context, applied in order with patch -p1
-#   BUILD_SYSTEM        pgxs, cmake or configure
+#   BUILD_SYSTEM        pgxs, cmake, configure, or autoreconf (configure after autoreconf --install)
 #   SUBDIR              where the build system is, relative to the source root (default .)
 #   BUILD_PACKAGES      the Postgres build's packages, so that its headers see the same libraries
 #   EXTRA_PACKAGES      the extension's own build packages
@@ -150,14 +150,16 @@ FROM toolchain AS build
 ARG TARGETARCH
 ARG EXTRA_PACKAGES=""
 ARG BUILD_SYSTEM=pgxs
-# patchelf sets the RPATH that finds bundled libraries; cmake for CMake builds. Tools of the
-# build machine (they rewrite or drive any architecture's files).
+# patchelf sets the RPATH that finds bundled libraries; cmake for CMake builds, the autotools
+# for a release without a configure script. Tools of the build machine (they rewrite or drive
+# any architecture's files).
 RUN <<'SCRIPT'
 #!/bin/bash
 set -euo pipefail
 source /usr/local/lib/monogres/target.sh
 tools=(patchelf)
 if [[ ${BUILD_SYSTEM} == cmake ]]; then tools+=(cmake); fi
+if [[ ${BUILD_SYSTEM} == autoreconf ]]; then tools+=(autoconf automake libtool); fi
 # shellcheck disable=SC2086
 mapfile -t -O "${#tools[@]}" tools < <(build_package_names ${EXTRA_PACKAGES})
 DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${tools[@]}"
@@ -296,7 +298,7 @@ case "${BUILD_SYSTEM}" in
     make -C "$src" USE_PGXS=1 PG_CONFIG="$pg_config" "${make_cross[@]}" OPTFLAGS="" \
       COPT="$COPT" ${MAKE_FLAGS} install DESTDIR=/out
     ;;
-  configure)
+  configure|autoreconf)
     host=()
     if cross_build; then
       host=(--host="$(target_triplet)" --build="$(dpkg-architecture -qDEB_BUILD_GNU_TYPE)")
@@ -304,6 +306,7 @@ case "${BUILD_SYSTEM}" in
     fi
     export CFLAGS="-g -O2 ${COPT}" CXXFLAGS="-g -O2 ${COPT}"
     cd "$src"
+    if [[ ${BUILD_SYSTEM} == autoreconf ]]; then autoreconf --install --force; fi
     # shellcheck disable=SC2086
     # --prefix: what the build installs outside pg_config's directories (client programs,
     # man pages) lands in the Postgres tree too, so that the image holds it.
@@ -434,6 +437,9 @@ dpkg-query -W -f '${Package}\t${Version}\t${Architecture}\n' | sort > /out-meta/
 {
   "$cc" --version | sed -n 1p
   if [[ ${BUILD_SYSTEM} == cmake ]]; then cmake --version | sed -n 1p; fi
+  if [[ ${BUILD_SYSTEM} == autoreconf ]]; then
+    for tool in autoconf automake libtoolize; do "$tool" --version | sed -n 1p; done
+  fi
   echo "pg_config $(sed -n 's/^VERSION = //p' /build/pg_config.txt)"
 } > /out-meta/compiler.txt
 shopt -s nullglob nocaseglob

@@ -185,7 +185,7 @@ class BuildRecipe:
     Lists, never shell strings: each item is one argument.
     """
 
-    system: str  # pgxs | cmake | configure
+    system: str  # pgxs | cmake | configure | autoreconf
     packages: tuple[str, ...] = ()
     subdir: str = "."  # where the build system is, relative to the source root
     configure_flags: tuple[str, ...] = ()

@@ -40,7 +40,7 @@ class ControlFile:
 class SourceTree:
     """The findings, relative to the tarball's top directory."""
 
-    build_system: str  # pgxs | cmake | configure | "" (undecided)
+    build_system: str  # pgxs | cmake | configure | autoreconf | "" (undecided)
     subdir: str
     build_evidence: str
     controls: tuple[ControlFile, ...]
@@ -170,9 +170,9 @@ def _build_system(files: dict[str, str]) -> tuple[str, str, str]:
     if "configure" in files:
         return "configure", ".", "configure script at the top"
     if "configure.ac" in files:
-        # A PGXS Makefile below would then include what configure writes (pointcloud's config.mk).
-        return "", ".", ("configure.ac at the top but no configure script: the release needs "
-                         "autoreconf first, which the configure recipe does not run")
+        # Before a PGXS Makefile below: it may include what configure writes (pointcloud's
+        # config.mk), and the release ships no configure script to write it.
+        return "autoreconf", ".", "configure.ac at the top but no configure script"
     below = sorted(p for p, t in files.items()
                    if p.count("/") == 1 and PurePosixPath(p).name in ("Makefile", "GNUmakefile")
                    and "PGXS" in t)

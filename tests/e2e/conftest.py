@@ -266,10 +266,11 @@ def clean_build(tmp_path_factory: pytest.TempPathFactory, catalog: Path, base_im
     return PublishedLayout(one / "oci", publish_signed(one / "oci", registry, "repro", keys))
 
 
-# --- every kind of extension (configure, cmake, pgxs; bundled libraries; a client program; a
-# relocated data file; a failing suite; a path nothing ships), against the shared Postgres build ---
+# --- every kind of extension (configure, autoreconf, cmake, pgxs; bundled libraries; a client
+# program; a relocated data file; a failing suite; a path nothing ships), against the shared
+# Postgres build ---
 
-KINDS = ("postgis", "greet", "pg_repack", "unit", "sour", "badpath")
+KINDS = ("postgis", "pgpointcloud", "greet", "pg_repack", "unit", "sour", "badpath")
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,8 @@
 """Every kind of extension, built, proven by its own upstream suite, published and consumed.
 
 One build (the ``kinds`` fixture) against the shared PostgreSQL 18.6 build: PostGIS (configure;
-GEOS, PROJ, GDAL and their closure bundled), greet (a CMake fixture), pg_repack (a server
+GEOS, PROJ, GDAL and their closure bundled), pgpointcloud (configure.ac only: autoreconf first;
+pointcloud_postgis needs PostGIS), greet (a CMake fixture), pg_repack (a server
 library and a client program), postgresql-unit (its SQL copies a data file by absolute path),
 sour (its suite fails) and badpath (its SQL names a file nothing ships). Everything real: BuildKit,
 the registry, Postgres started from the published images, oras, cosign, the CRDs.
@@ -29,7 +30,8 @@ from tests.unit.test_cnpg import crd_schema
 
 pytestmark = pytest.mark.e2e
 
-VERSIONS = {"postgis": "3.6.4", "greet": "1.0", "pg_repack": "1.5.3", "unit": "7.10"}
+VERSIONS = {"postgis": "3.6.4", "pgpointcloud": "1.2.5", "greet": "1.0", "pg_repack": "1.5.3",
+            "unit": "7.10"}
 POSTGIS_LIBS = ("libgeos_c.so.1", "libproj.so.25", "libgdal.so.32", "libjson-c.so.5",
                 "libprotobuf-c.so.1")
 
@@ -53,7 +55,7 @@ def layer_members(layout: Layout, repo_tag: str) -> dict[str, tarfile.TarInfo]:
 def test_every_build_system_passes_its_own_upstream_suite(kinds: tuple[Built, Published]) -> None:
     built, _ = kinds
     by_name = targets(built)
-    minimum = {"postgis": 300, "greet": 1, "pg_repack": 11, "unit": 19}
+    minimum = {"postgis": 300, "pgpointcloud": 3, "greet": 1, "pg_repack": 11, "unit": 19}
     for name, tests in minimum.items():
         target = by_name[name]
         assert target["ok"], target["error"][-3000:]
@@ -63,6 +65,17 @@ def test_every_build_system_passes_its_own_upstream_suite(kinds: tuple[Built, Pu
         assert gate["suite"]["passed"] == gate["suite"]["total"] >= tests, gate["suite"]
     assert [c["sql_name"] for c in by_name["postgis"]["gate"]["create_extension"]] == [
         "postgis", "postgis_raster", "postgis_topology", "postgis_tiger_geocoder"]
+    # autoreconf wrote the configure script the release lacks, with the autotools the build record
+    # names; pointcloud_postgis was created over the PostGIS image mounted beside it
+    assert [c["sql_name"] for c in by_name["pgpointcloud"]["gate"]["create_extension"]] == [
+        "pointcloud", "pointcloud_postgis"]
+    layout = Layout.open(built.layout)
+    index = layout.read_index(layout.resolve(tag("pgpointcloud")).digest)
+    key = layout.read_manifest(index.manifests[0].digest).annotations["org.monogres.input.digest"]
+    record = json.loads((CACHE / "builds" / key.removeprefix("sha256:") / "meta"
+                         / "buildinfo.json").read_text())
+    tools = " ".join(record["compilers"])
+    assert "autoconf" in tools and "automake" in tools and "libtool" in tools, tools
 
 
 def test_a_failing_suite_is_not_published_and_the_others_are(kinds: tuple[Built, Published]) -> None:

@@ -177,16 +177,17 @@ def test_cmake_extension_names_from_postgresql_add_extension(tmp_path: Path) -> 
     assert tree.preload_evidence == ()
 
 
-def test_configure_ac_without_configure_is_left_undecided(tmp_path: Path) -> None:
+def test_configure_ac_without_configure_is_built_after_autoreconf(tmp_path: Path) -> None:
     # pointcloud 1.2.5: configure.ac and autogen.sh at the top; pgsql_postgis/Makefile includes
-    # PGXS and ../config.mk, which only configure writes (seen: "../config.mk: No such file")
+    # PGXS and ../config.mk, which only configure writes (seen: "../config.mk: No such file"),
+    # so the PGXS Makefile one directory down must not be taken for the build system
     tree = inspect(_tarball(tmp_path, {
         "configure.ac": "AC_INIT([pointcloud], [1.2.5])\n",
         "pgsql_postgis/Makefile": "include ../config.mk\nPGXS := $(shell $(PG_CONFIG) --pgxs)\n"
                                   "include $(PGXS)\n",
         "pgsql_postgis/pointcloud_postgis.control": "default_version = '1.2.5'\n"}))
-    assert tree.build_system == ""
-    assert "autoreconf" in tree.build_evidence
+    assert (tree.build_system, tree.subdir) == ("autoreconf", ".")
+    assert "no configure script" in tree.build_evidence
 
 
 def test_configure_and_pgxs_one_directory_down(tmp_path: Path) -> None:
