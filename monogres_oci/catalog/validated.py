@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -28,6 +29,25 @@ def _name(schema_text: str, text: str) -> str:
     return f"{h.hexdigest()}.json"
 
 
+def _json_exact(node: Any) -> bool:
+    """Would JSON give ``node`` back as it is (string keys, plain types, finite numbers)?"""
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if not all(type(k) is str for k in item):
+                return False
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                return False
+        elif not (item is None or type(item) in (str, int, bool)):
+            return False
+    return True
+
+
 def recall(directory: Path, schema_text: str, text: str) -> Any | None:
     """The data validated from exactly ``text`` against exactly this schema, or None."""
     try:
@@ -39,12 +59,9 @@ def recall(directory: Path, schema_text: str, text: str) -> Any | None:
 def remember(directory: Path, schema_text: str, text: str, data: Any) -> None:
     """Keep ``data`` (valid) for the next load of ``text``; skipped when JSON cannot hold it
     exactly, or the directory cannot be written (it is only a cache)."""
-    try:
-        encoded = json.dumps(data, separators=(",", ":"))
-    except (TypeError, ValueError):
+    if not _json_exact(data):
         return
-    if json.loads(encoded) != data:
-        return
+    encoded = json.dumps(data, separators=(",", ":"))
     try:
         directory.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=".catalog-")
