@@ -48,12 +48,19 @@ def _json_exact(node: Any) -> bool:
     return True
 
 
+# Catalogs kept at most: the ones used last (a catalog's history and a few test copies).
+KEPT = 32
+
+
 def recall(directory: Path, schema_text: str, text: str) -> Any | None:
     """The data validated from exactly ``text`` against exactly this schema, or None."""
+    path = directory / _name(schema_text, text)
     try:
-        return json.loads((directory / _name(schema_text, text)).read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"))
+        os.utime(path)  # used now: the last to be dropped
     except (OSError, ValueError):
         return None
+    return data
 
 
 def remember(directory: Path, schema_text: str, text: str, data: Any) -> None:
@@ -73,3 +80,17 @@ def remember(directory: Path, schema_text: str, text: str, data: Any) -> None:
         os.replace(tmp, directory / _name(schema_text, text))
     except OSError:
         Path(tmp).unlink(missing_ok=True)
+        return
+    _drop_oldest(directory)
+
+
+def _drop_oldest(directory: Path) -> None:
+    """Keep the KEPT catalogs used last; another process may be removing them too."""
+    entries = []
+    for path in directory.glob("*.json"):
+        try:
+            entries.append((path.stat().st_mtime_ns, path))
+        except OSError:
+            continue
+    for _, path in sorted(entries, reverse=True)[KEPT:]:
+        path.unlink(missing_ok=True)

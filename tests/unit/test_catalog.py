@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from datetime import date
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 import yaml
 
 from monogres_oci.catalog import load_catalog
-from monogres_oci.catalog.validated import recall, remember
+from monogres_oci.catalog.validated import KEPT, recall, remember
 from monogres_oci.errors import CatalogError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -297,3 +298,16 @@ def test_only_data_json_holds_exactly_is_kept(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
     remember(tmp_path, "{}", "a: 1", {"a": 1})
     assert recall(tmp_path, "{}", "a: 1") == {"a": 1} and recall(tmp_path, "{ }", "a: 1") is None
+
+
+def test_only_the_catalogs_used_last_are_kept(tmp_path: Path) -> None:
+    for i in range(KEPT + 3):
+        remember(tmp_path, "{}", f"a: {i}", {"a": i})
+        time.sleep(0.01)  # files written within one clock tick would have the same time
+    assert len(list(tmp_path.glob("*.json"))) == KEPT
+    assert recall(tmp_path, "{}", "a: 0") is None  # the first ones went
+    assert recall(tmp_path, "{}", "a: 3") == {"a": 3}
+    # the one just used stays when the next ones come
+    time.sleep(0.01)
+    remember(tmp_path, "{}", "a: new", {"a": "new"})
+    assert recall(tmp_path, "{}", "a: 3") == {"a": 3} and recall(tmp_path, "{}", "a: 4") is None
