@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -406,6 +408,14 @@ def _print_json(value: Any) -> None:
     print(json.dumps(value, indent=2, sort_keys=True))
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is, like the KeyboardInterrupt of Ctrl-C."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise _Terminated
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -413,12 +423,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     from monogres_oci import commands
 
     handler = getattr(commands, f"cmd_{args.command.replace('-', '_')}")
+    # SIGTERM (kill, a CI job cancelled, systemd) ends the command as Ctrl-C does: by an
+    # exception, so that what is under way cleans up after itself (a gate's containers, scratch
+    # directories) instead of the process vanishing mid-step.
+    if threading.current_thread() is threading.main_thread():  # where Python delivers signals
+        signal.signal(signal.SIGTERM, _terminate)
     try:
         result: int = handler(args, progress)
         return result
     except MonogresError as error:
         print(f"monogres-oci {args.command}: error: {error}", file=sys.stderr)
         return error.exit_code
+    except _Terminated:
+        print("monogres-oci: terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print("monogres-oci: interrupted", file=sys.stderr)
         return 130

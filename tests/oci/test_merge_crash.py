@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -92,3 +93,38 @@ def test_merge_killed_anywhere_then_rerun_converges(registry: RunningRegistry, t
             again = cli("merge", "--registry", f"{proxy.host}/{namespace}", *parts)
             assert again.wait(timeout=120) == 0, again.communicate()[1]
             assert state(registry, namespace) == reference, f"killed at request {n} of {requests}"
+
+
+def test_merge_terminated_ends_cleanly_and_removes_its_scratch(registry: RunningRegistry,
+                                                               tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch
+                                                               ) -> None:
+    # SIGTERM (a cancelled CI job, `kill`) must end a command as Ctrl-C does: its cleanup runs
+    # (here: merge's scratch layout is removed), it says so, and exits 128 + 15, no traceback.
+    # The registry stalls the merge's first request after its ping, so the signal lands mid-step.
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setenv("TMPDIR", str(scratch))
+    layouts = [part(tmp_path, "amd64"), part(tmp_path, "arm64")]
+    armed, stalled = threading.Event(), threading.Event()
+    seen: list[int] = []
+
+    def plan(number: int, method: str, path: str) -> Fault | None:
+        if armed.is_set():
+            seen.append(number)
+            if len(seen) == 2 and not stalled.is_set():  # the first request after the ping
+                stalled.set()
+                return Fault("slow", delay=10)
+        return None
+
+    with fault_proxy(registry.host, plan) as proxy:
+        parts = publish_parts(proxy.host, "term", layouts, tmp_path)
+        armed.set()
+        merging = cli("merge", "--registry", f"{proxy.host}/term", *parts)
+        assert stalled.wait(timeout=60), "the merge never reached the registry"
+        assert any(p.name.startswith("monogres-merge-") for p in scratch.iterdir())
+        merging.send_signal(signal.SIGTERM)
+        _, stderr = merging.communicate(timeout=60)
+    assert merging.returncode == 128 + signal.SIGTERM, stderr
+    assert "monogres-oci: terminated" in stderr and "Traceback" not in stderr
+    assert list(scratch.iterdir()) == []
