@@ -196,15 +196,21 @@ def _suite(subject: GateSubject, server: Server, port: int, work: Path, base: Ga
            "TEST_INPUTDIR": suite.inputdir, "TEST_OPTIONS": " ".join(suite.options),
            "TEST_TREE_ON_SERVER": " ".join(suite.tree_on_server)}
     progress(f"gate {ext.name}: running the upstream suite in the build tree")
+    # Named, so that it is removed however this ends: a timeout or an interruption kills the
+    # docker client, and a container whose client is gone runs on (seen: a suite spinning
+    # under QEMU outlived the build that started it).
+    container = f"{server.name}-suite"
     try:
         # The image is recorded for the target's platform whatever ran the compiler: a cross
         # build's tree holds the build machine's programs, which the kernel runs as they are.
-        run(["docker", "run", "--rm", "--network", "host", "--platform", build.platform,
+        run(["docker", "run", "--rm", "--name", container, "--network", "host",
+             "--platform", build.platform,
              *(a for k, v in sorted(env.items()) for a in ("-e", f"{k}={v}")),
              "-v", f"{dest}:/results", "-v", f"{work / 'tree'}:/monogres/tree",
              *server.shared_mounts, image, SUITE_SCRIPT],
             what=f"the upstream suite of {ext.name}", timeout=SUITE_TIMEOUT)
     finally:
+        run(["docker", "rm", "--force", container], check=False)
         run(["docker", "image", "rm", image], check=False)
     output = (dest / "output.txt").read_text(errors="replace")
     exit_code = int((dest / "exit-code").read_text().strip() or "0")
