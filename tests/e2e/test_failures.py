@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import jsonschema
 import pytest
 import yaml
 
-from tests.e2e.conftest import Built, Published, build_args, cli
+from tests.e2e.conftest import CACHE, REPO, Built, Published, build_args, cli
 from tests.support.registry import free_port, registry_server
 from tests.unit.test_cnpg import crd_schema
 
@@ -89,3 +94,33 @@ def test_cnpg_manifests_pin_published_digests(published: Published, built: Built
         assert ext["image"]["reference"] in published_refs
     assert cluster["spec"]["imageName"] in published_refs
     assert catalog["spec"]["images"][0]["major"] == 18
+
+
+def test_a_terminated_gate_leaves_no_container_running(built: Built, tmp_path: Path) -> None:
+    # SIGTERM (a cancelled CI job) while the gate runs rum's upstream suite: the command says so
+    # and exits 128 + 15, and neither the gate's server nor the suite's container outlives it
+    # (the suite's container used to: its docker client was killed, the container ran on)
+    layout = tmp_path / "oci"
+    shutil.copytree(built.layout, layout)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "monogres_oci", "test", "--layout", str(layout), "--extension",
+         "rum", "--catalog", str(built.catalog), "--cache-dir", str(CACHE),
+         "--base", f"bookworm={built.base_image}"],
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if "running the upstream suite" in line:
+            break
+    else:
+        raise AssertionError("the gate never ran the suite:\n" + "".join(seen[-30:]))
+    time.sleep(2)
+    mine = ["docker", "ps", "--all", "--quiet", "--filter", f"name=monogres-gate-{proc.pid}-"]
+    assert len(subprocess.run(mine, capture_output=True, text=True,
+                              check=True).stdout.split()) == 2  # the server and the suite
+    proc.send_signal(signal.SIGTERM)
+    rest = proc.stderr.read()
+    assert proc.wait(timeout=120) == 128 + signal.SIGTERM, rest
+    assert "monogres-oci: terminated" in rest and "Traceback" not in rest
+    assert subprocess.run(mine, capture_output=True, text=True, check=True).stdout.split() == []
