@@ -124,6 +124,11 @@ def main() -> int:
     work = Path(args.work or tempfile.mkdtemp(prefix="monogres-bench-ext-"))
     work.mkdir(parents=True, exist_ok=True)
     catalog = load_catalog(Path(args.catalog))
+    if not args.report_only:
+        # BuildKit keeps every layer of every build (a day of whole-catalog runs filled this
+        # machine's disk): cap it first, as scripts/test.sh does.
+        subprocess.run(["docker", "buildx", "prune", "--force", "--reserved-space", "20gb"],
+                       check=True, stdout=subprocess.DEVNULL)
     outs = []
     for target in args.target:
         out = work / target.replace(":", "-")
