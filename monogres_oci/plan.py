@@ -188,7 +188,7 @@ class ExtensionTarget:
         pg = self.postgres
         # Emulated when its Postgres was (the same toolchain) or its build system needs it.
         method: Method = pg.method
-        if method == "cross" and self.extension.build.emulate:
+        if method == "cross" and self.extension.emulate:
             method = "emulated"
         inputs = self.inputs
         if inputs is None or not inputs.made_for(self.extension, self.version,
