@@ -104,11 +104,12 @@ def cmd_plan(args: argparse.Namespace, progress: Progress) -> int:
 
     catalog = _catalog(args)
     plan = _plan(args, catalog)
-    fetcher = Fetcher(_cache_dir(args.cache_dir))
+    cache_dir = _cache_dir(args.cache_dir)
+    fetcher = Fetcher(cache_dir)
     sources = {*(p.release.source for p in plan.postgres),
                *(e.version.source for e in plan.extensions),
                *(d.target.version.source for d in plan.disabled)}
-    have = PlanState(BuildCache(_cache_dir(args.cache_dir)).finished(),
+    have = PlanState(BuildCache(cache_dir).finished(),
                      {s.sha256: fetcher.is_cached(s) for s in sources})
     if args.jsonl:
         # Written a batch at a time as they come: a million targets never sit in memory as text.
