@@ -24,7 +24,7 @@ sys.path.insert(0, str(REPO))
 
 from monogres_oci.attest.buildinfo import postgres_record  # noqa: E402
 from monogres_oci.base import create_base_image  # noqa: E402
-from monogres_oci.build import package_extension, source_date_epoch  # noqa: E402
+from monogres_oci.build import source_date_epoch  # noqa: E402
 from monogres_oci.build_state import BuildCache  # noqa: E402
 from monogres_oci.catalog import load_catalog  # noqa: E402
 from monogres_oci.compile import (  # noqa: E402
@@ -32,6 +32,7 @@ from monogres_oci.compile import (  # noqa: E402
     compile_postgres,
     extension_invocation,
 )
+from monogres_oci.extension_stage import package_extension  # noqa: E402
 from monogres_oci.fetch import Fetcher  # noqa: E402
 from monogres_oci.install import install_one  # noqa: E402
 from monogres_oci.oci.layout import Layout  # noqa: E402

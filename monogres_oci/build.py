@@ -10,24 +10,22 @@ others; the layout's tags are written last, only for what was built and passed t
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import tarfile
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
-from monogres_oci.attest.buildinfo import (
-    BuildRecord,
-    extension_record,
-    postgres_record,
-    read_bundled,
+from monogres_oci.attest.buildinfo import keep_beside, postgres_record
+from monogres_oci.build_state import (
+    BuildCache,
+    BuildReport,
+    Outcome,
+    Outcomes,
+    TargetResult,
+    error_summary,
 )
-from monogres_oci.build_state import BuildCache, Outcome, Outcomes, Stage
 from monogres_oci.catalog import Catalog, Source
 from monogres_oci.compile import (
     ExtensionBuildOutput,
@@ -38,11 +36,10 @@ from monogres_oci.compile import (
     extension_invocation,
 )
 from monogres_oci.errors import BuildError, MonogresError, UsageError
+from monogres_oci.extension_stage import Compiled, ExtensionStage, StageContext
 from monogres_oci.fetch import Fetcher
-from monogres_oci.gate import GateResult, GateSubject, attach_result, gate_extension
-from monogres_oci.gate.cache import GateCache, gate_key
-from monogres_oci.image_volume import stage_extension
-from monogres_oci.oci.model import Descriptor, Platform
+from monogres_oci.gate.cache import GateCache
+from monogres_oci.gate.pool import GatePool
 from monogres_oci.package import Packager
 from monogres_oci.plan import ExtensionTarget, Plan, PostgresTarget
 from monogres_oci.progress import Progress, StepMeter
@@ -69,30 +66,6 @@ def _newest_mtime(tarball: Path) -> int:
         for member in tar:
             newest = max(newest, int(member.mtime))
     return newest
-
-
-@dataclass(frozen=True)
-class TargetResult:
-    """How one target ended."""
-
-    name: str
-    kind: str
-    ok: bool
-    cached: bool = False
-    error: str = ""
-    gate: GateResult | None = None
-
-
-@dataclass
-class BuildReport:
-    """Everything the build did, for the summary and --json."""
-
-    results: list[TargetResult] = field(default_factory=list)
-    refs: list[str] = field(default_factory=list)
-
-    @property
-    def failed(self) -> list[TargetResult]:
-        return [r for r in self.results if not r.ok]
 
 
 def fetch_all(plan: Plan, fetcher: Fetcher, progress: Callable[[str], None]) -> dict[str, Path]:
@@ -133,7 +106,8 @@ def run_build(
     ``sandbox_hostname`` is passed to every compile (see ``compile_postgres``). ``gate`` False
     packages extension images without proving them (they then carry no test result, and
     ``publish`` refuses them unless told otherwise). ``jobs`` extension compiles of one Postgres
-    build run at once (BuildKit runs them side by side); packaging and gating stay in plan order.
+    build run at once (BuildKit runs them side by side), and as many gates; packaging, and
+    applying what each gate found, stay in plan order (see ``extension_stage``).
     How each target ended is recorded in the cache directory's outcomes (``status`` reads them).
     """
     report = BuildReport()
@@ -152,7 +126,7 @@ def run_build(
             pg_out, cached = _compile_postgres(pg, paths, cache, progress, pg_epoch, rebuild,
                                                sandbox_hostname, catalog_dir)
         except MonogresError as exc:
-            outcomes.record(pg.key, Outcome(pg.name, "compile", ok=False, summary=_first(exc)))
+            outcomes.record(pg.key, Outcome(pg.name, "compile", ok=False, summary=error_summary(exc)))
             report.results.append(TargetResult(pg.name, "postgres", ok=False, error=str(exc)))
             for ext in plan.extensions_of(pg):
                 report.results.append(TargetResult(ext.name, "extension", ok=False,
@@ -160,83 +134,41 @@ def run_build(
             progress.stage(f"FAILED {pg.name}")
             continue
         outcomes.record(pg.key, Outcome(pg.name, "compile", ok=True))
-        pg_record = _record(postgres_record(pg, pg_out, pg_epoch), pg_out.meta_dir)
+        pg_record = keep_beside(postgres_record(pg, pg_out, pg_epoch), pg_out.meta_dir)
         runnable = packager.add_postgres(pg, pg_out, pg_record)
         report.results.append(TargetResult(pg.name, "postgres", ok=True, cached=cached))
-        images: dict[str, Descriptor] = {}
         targets = requires_first(plan.extensions_of(pg))
 
         def compile_one(ext: ExtensionTarget, pg_out: PostgresBuildOutput = pg_out,
-                        pg_epoch: int = pg_epoch) -> _Compiled:
+                        pg_epoch: int = pg_epoch) -> Compiled:
             epoch = max(pg_epoch, source_date_epoch(paths[ext.version.source.sha256],
                                                      ext.version.source_date_epoch))
             out, invocation, cached = _compile_extension(
                 ext, pg_out, paths, cache, progress, epoch, rebuild, sandbox_hostname,
                 catalog_dir)
-            return _Compiled(out, invocation, cached, epoch)
+            return Compiled(out, invocation, cached, epoch)
 
-        for ext, compiled in _compiled_in_order(targets, compile_one, jobs):
-            if isinstance(compiled, BuildError):
-                _failed(report, outcomes, ext, "compile", compiled, progress)
-                continue
-            try:
-                image = package_extension(ext, compiled.out, pg_out, compiled.epoch, pg_record,
-                                          packager)
-            except BuildError as exc:
-                _failed(report, outcomes, ext, "package", exc, progress)
-                continue
-            result = None
-            if gate:
-                try:
-                    result = _gate(ext, image, compiled.invocation, runnable, images, packager,
-                                   progress, cache.dir(ext.key) / "suite",
-                                   gates if reuse_gates and not rebuild else None)
-                except MonogresError as exc:
-                    packager.withdraw(ext)
-                    outcomes.record(ext.key, Outcome(ext.name, "gate", ok=False,
-                                                     summary=f"the gate could not run: {_first(exc)}"))
-                    report.results.append(TargetResult(
-                        ext.name, "extension", ok=False, cached=compiled.cached,
-                        error=f"the gate could not run: {exc}"))
-                    progress.stage(f"FAILED {ext.name}: the gate could not run (not tagged)")
-                    continue
-                outcomes.record(ext.key, _gate_outcome(ext, result))
-                if not result.ok:
-                    packager.withdraw(ext)
-                    report.results.append(TargetResult(
-                        ext.name, "extension", ok=False, cached=compiled.cached, gate=result,
-                        error=f"gate {result.summary()} (not tagged, so not published)\n"
-                              f"{result.output_tail}"))
-                    progress.stage(f"FAILED {ext.name}: gate {result.summary()}")
-                    continue
-            else:
-                outcomes.record(ext.key, Outcome(ext.name, "package", ok=True,
-                                                 summary="packaged without the gate"))
-            images[ext.extension.name] = image
-            report.results.append(TargetResult(ext.name, "extension", ok=True,
-                                               cached=compiled.cached, gate=result))
+        ctx = StageContext(report, outcomes, packager, progress, pg_out, pg_record, runnable,
+                           gate, gates if reuse_gates and not rebuild else None)
+        with GatePool(jobs if gate else 1) as pool:
+            stage = ExtensionStage(ctx, pool)
+            for ext, compiled in _compiled_in_order(targets, compile_one, jobs):
+                stage.take(ext, compiled, cache.dir(ext.key) / "suite")
+            stage.finish()
     report.refs = packager.finish()
     return report
 
 
-@dataclass(frozen=True)
-class _Compiled:
-    out: ExtensionBuildOutput
-    invocation: ExtensionInvocation
-    cached: bool
-    epoch: int
-
-
 def _compiled_in_order(targets: Sequence[ExtensionTarget],
-                       compile_one: Callable[[ExtensionTarget], _Compiled], jobs: int,
-                       ) -> Iterator[tuple[ExtensionTarget, _Compiled | BuildError]]:
+                       compile_one: Callable[[ExtensionTarget], Compiled], jobs: int,
+                       ) -> Iterator[tuple[ExtensionTarget, Compiled | BuildError]]:
     """Each target with its compile output (or the error), in the targets' order.
 
     With ``jobs`` > 1 up to that many compiles run in threads (each is a BuildKit build, so the
     threads only wait) while the caller packages and gates the ones before; with 1, each compile
     waits for the caller to finish the previous target, as a plain loop would.
     """
-    def attempt(ext: ExtensionTarget) -> _Compiled | BuildError:
+    def attempt(ext: ExtensionTarget) -> Compiled | BuildError:
         try:
             return compile_one(ext)
         except BuildError as exc:
@@ -254,35 +186,6 @@ def _compiled_in_order(targets: Sequence[ExtensionTarget],
         finally:
             for future in futures:
                 future.cancel()  # interrupted: start no new compile; running ones finish
-
-
-def _failed(report: BuildReport, outcomes: Outcomes, ext: ExtensionTarget, stage: Stage,
-            exc: BuildError, progress: Progress) -> None:
-    outcomes.record(ext.key, Outcome(ext.name, stage, ok=False, summary=_first(exc)))
-    report.results.append(TargetResult(ext.name, "extension", ok=False, error=str(exc)))
-    progress.stage(f"FAILED {ext.name} (other targets go on)")
-
-
-def _gate_outcome(ext: ExtensionTarget, result: GateResult) -> Outcome:
-    return Outcome(ext.name, "gate", ok=result.ok, summary=result.summary(),
-                   tests_passed=len(result.passed_cases), tests_total=len(result.cases),
-                   suite_skipped=result.skipped)
-
-
-# A compiler's or linker's own words in a build log line, after BuildKit's "#12 3.456 " prefix.
-_CAUSE = re.compile(r"(: (fatal )?error: |: undefined reference to |cannot find -l|"
-                    r"No such file or directory|configure: error: |CMake Error)")
-_BUILDKIT_PREFIX = re.compile(r"^#\d+ [\d.]+ ")
-
-
-def _first(exc: Exception) -> str:
-    """What status shows of an error: its first line, and for a failed compile the first line of
-    the log tail where the compiler says what broke (the whole tail stays in the report)."""
-    lines = str(exc).strip().splitlines()
-    if not lines:
-        return type(exc).__name__
-    cause = next((_BUILDKIT_PREFIX.sub("", line) for line in lines[1:] if _CAUSE.search(line)), "")
-    return f"{cause} [{lines[0]}]" if cause else lines[0]
 
 
 def requires_first(targets: Sequence[ExtensionTarget]) -> list[ExtensionTarget]:
@@ -306,58 +209,6 @@ def requires_first(targets: Sequence[ExtensionTarget]) -> list[ExtensionTarget]:
     for t in targets:
         visit(t.extension.name, ())
     return ordered
-
-
-def package_extension(ext: ExtensionTarget, out: ExtensionBuildOutput, pg_out: PostgresBuildOutput,
-                       epoch: int, pg_record: BuildRecord, packager: Packager) -> Descriptor:
-    """Lay the build output out for the image (checked and relocated), record it, package it."""
-    bundled = read_bundled(out.meta_dir, out.system_licenses_dir)
-    with tempfile.TemporaryDirectory(prefix="monogres-stage-") as scratch:
-        staged = stage_extension(ext.extension, out, major=ext.postgres.release.major,
-                                 postgres_tree=pg_out.prefix, bundled=bundled,
-                                 scratch=Path(scratch))
-        record = _record(extension_record(ext, out, epoch, pg_record, bundled=bundled,
-                                          relocations=staged.relocated.rewrites,
-                                          kept_paths=staged.kept), out.meta_dir)
-        return packager.add_extension(ext, staged, record)
-
-
-def _gate(ext: ExtensionTarget, image: Descriptor, invocation: ExtensionInvocation,
-          runnable: Descriptor, images: dict[str, Descriptor], packager: Packager,
-          progress: Progress, log_dir: Path, gates: GateCache | None) -> GateResult:
-    """Run the gate on a packaged image (or take the result of the very same gate from
-    ``gates``) and attach its result to it in the layout."""
-    missing = [r for r in ext.extension.runtime.requires if r not in images]
-    if missing:
-        raise BuildError(f"{ext.name} requires {', '.join(missing)}, which this build did not "
-                         f"package for the same Postgres; add --extension {missing[0]}")
-    pg = ext.postgres
-    required = [images[r] for r in ext.extension.runtime.requires]
-    platform = Platform(architecture=pg.arch, os="linux")
-    key = gate_key(ext.extension, image.digest, [d.digest for d in required], runnable.digest,
-                   str(platform))
-    result = gates.get(key) if gates else None
-    if result is not None:
-        progress.stage(f"gate {ext.name}: these very images passed before; result reused "
-                       f"(gate sha256:{key[:12]})")
-    else:
-        subject = GateSubject(ext.extension, ext.version.version, image, platform, invocation,
-                              log_dir)
-        result = gate_extension(packager.layout, subject, runnable, required, progress.stage)
-        if gates:
-            gates.put(key, result)
-    attach_result(packager.layout, image, result, runnable, ext.recipe_digest)
-    progress.stage(f"gate {ext.name}: {result.summary()}")
-    return result
-
-
-def _record(record: BuildRecord, meta_dir: Path) -> BuildRecord:
-    """Keep the build record beside the build output too (like a .buildinfo file)."""
-    text = json.dumps(record.to_json(), indent=2, sort_keys=True) + "\n"
-    path = meta_dir / "buildinfo.json"
-    if not path.is_file() or path.read_text() != text:
-        path.write_text(text)
-    return record
 
 
 def _compile_postgres(pg: PostgresTarget, paths: dict[str, Path], cache: BuildCache,

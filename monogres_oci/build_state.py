@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from monogres_oci.gate import GateResult
 
 Stage = Literal["compile", "package", "gate"]
 
@@ -80,3 +84,43 @@ class Outcomes:
         except (OSError, ValueError, TypeError):
             # Missing, or written by another version: as if never attempted.
             return None
+
+
+@dataclass(frozen=True)
+class TargetResult:
+    """How one target ended, for this invocation's report."""
+
+    name: str
+    kind: str
+    ok: bool
+    cached: bool = False
+    error: str = ""
+    gate: GateResult | None = None
+
+
+@dataclass
+class BuildReport:
+    """Everything the build did, for the summary and --json."""
+
+    results: list[TargetResult] = field(default_factory=list)
+    refs: list[str] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[TargetResult]:
+        return [r for r in self.results if not r.ok]
+
+
+# A compiler's or linker's own words in a build log line, after BuildKit's "#12 3.456 " prefix.
+_CAUSE = re.compile(r"(: (fatal )?error: |: undefined reference to |cannot find -l|"
+                    r"No such file or directory|configure: error: |CMake Error)")
+_BUILDKIT_PREFIX = re.compile(r"^#\d+ [\d.]+ ")
+
+
+def error_summary(exc: Exception) -> str:
+    """What status shows of an error: its first line, and for a failed compile the first line of
+    the log tail where the compiler says what broke (the whole tail stays in the report)."""
+    lines = str(exc).strip().splitlines()
+    if not lines:
+        return type(exc).__name__
+    cause = next((_BUILDKIT_PREFIX.sub("", line) for line in lines[1:] if _CAUSE.search(line)), "")
+    return f"{cause} [{lines[0]}]" if cause else lines[0]

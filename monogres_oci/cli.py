@@ -170,8 +170,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "the upstream suite against the runnable image); publish then refuses "
                         "them unless --allow-untested")
     p.add_argument("--jobs", type=_positive, default=1, metavar="N",
-                   help="compile up to N extensions of one Postgres build at once (default 1; "
-                        "a rerun resumes: finished compiles are cached)")
+                   help="compile up to N extensions of one Postgres build at once, and gate "
+                        "up to N (default 1; results are applied in plan order, so the layout "
+                        "is the same for any N; a rerun resumes: finished compiles and passing "
+                        "gates are cached)")
     p.add_argument("--json", action="store_true")
     _add_registry_opts(p)
 
@@ -305,6 +307,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_catalog(p)
     _add_build_inputs(p)
     p.add_argument("--distdir", metavar="DIR", help="pre-downloaded source files, by file name")
+    p.add_argument("--jobs", type=_positive, default=1, metavar="N",
+                   help="run up to N gates at once (default 1)")
     p.add_argument("--json", action="store_true")
     _add_registry_opts(p)
 

@@ -528,7 +528,8 @@ def cmd_test(args: argparse.Namespace, progress: Progress) -> int:
                       recipe_digests=recipe_digests())
         # Asked to test: the gate runs, whatever passed before.
         report = run_build(catalog, plan, fetcher=fetcher, cache=BuildCache(cache_dir),
-                           packager=packager, progress=progress, reuse_gates=False)
+                           packager=packager, progress=progress, reuse_gates=False,
+                           jobs=args.jobs)
         results += [r for r in report.results if r.kind == "extension"]
     refs = packager.finish()
     # The images tested must be the very ones asked about: the catalog built them again.

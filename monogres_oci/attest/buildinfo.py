@@ -9,6 +9,7 @@ always give the same record.
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -251,3 +252,12 @@ def extension_record(ext: ExtensionTarget, out: ExtensionBuildOutput, epoch: int
         relocations=tuple(relocations),
         kept_paths=tuple(kept_paths),
     )
+
+
+def keep_beside(record: BuildRecord, meta_dir: Path) -> BuildRecord:
+    """Keep the build record beside the build output too (like a .buildinfo file)."""
+    text = json.dumps(record.to_json(), indent=2, sort_keys=True) + "\n"
+    path = meta_dir / "buildinfo.json"
+    if not path.is_file() or path.read_text() != text:
+        path.write_text(text)
+    return record

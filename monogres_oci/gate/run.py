@@ -19,6 +19,7 @@ import dataclasses
 import shutil
 import socket
 import tempfile
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,11 +57,21 @@ class GateSubject:
     log_dir: Path | None = None  # where to keep the suite's output (beside the build's log)
 
 
+_GIVEN: set[int] = set()
+_GIVING = threading.Lock()
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 nothing listened on a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A TCP port on 127.0.0.1 nothing listened on a moment ago, and not one given to another
+    gate of this process (gates run side by side; a server binds its port only later)."""
+    with _GIVING:
+        while True:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                sock.bind(("127.0.0.1", 0))
+                port = int(sock.getsockname()[1])
+            if port not in _GIVEN:
+                _GIVEN.add(port)
+                return port
 
 
 def _extract(layout: Layout, image: Descriptor, into: Path) -> Mounted:

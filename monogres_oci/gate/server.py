@@ -18,6 +18,7 @@ import os
 import shutil
 import tarfile
 import tempfile
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -35,6 +36,21 @@ DATA_DIR = "/var/lib/postgresql/data"
 READY_TIMEOUT = 300.0  # an emulated (QEMU) server starts slowly
 IMAGE_NAME = "monogres-gate/postgresql"
 BUILD_IMAGE = "monogres-gate/build"
+_LOADING = threading.Lock()  # gates run side by side; one `docker load` of an image is enough
+
+
+def container_prefix() -> str:
+    """What the names of this process's gate containers begin with (server and suite)."""
+    return f"monogres-gate-{os.getpid()}-"
+
+
+def remove_own_containers() -> None:
+    """Remove every gate container this process started: an interrupted gate's threads then
+    find their server and suite gone and end."""
+    listed = run(["docker", "ps", "--all", "--quiet", "--filter",
+                  f"name=^{container_prefix()}"], check=False)
+    if ids := listed.stdout.split():
+        run(["docker", "rm", "--force", *ids], check=False)
 
 
 def load_image(layout: Layout, image: Descriptor, platform: Platform) -> str:
@@ -43,9 +59,13 @@ def load_image(layout: Layout, image: Descriptor, platform: Platform) -> str:
     Skipped when an image of that name (named by the manifest digest) is already there.
     """
     name = f"{IMAGE_NAME}:{image.digest.removeprefix('sha256:')[:24]}"
-    present = run(["docker", "image", "inspect", name], check=False)
-    if present.returncode == 0:
-        return name
+    with _LOADING:
+        if run(["docker", "image", "inspect", name], check=False).returncode != 0:
+            _load(layout, image, platform, name)
+    return name
+
+
+def _load(layout: Layout, image: Descriptor, platform: Platform, name: str) -> None:
     manifest = layout.read_manifest(image.digest)
     blobs = [image.digest, manifest.config.digest, *(layer.digest for layer in manifest.layers)]
     entry = Descriptor(image.media_type, image.digest, image.size,
@@ -60,7 +80,6 @@ def load_image(layout: Layout, image: Descriptor, platform: Platform) -> str:
             for digest in dict.fromkeys(blobs):
                 tar.add(layout.blob_path(digest), f"blobs/sha256/{digest.removeprefix('sha256:')}")
         run(["docker", "load", "--input", str(archive)], what=f"docker load of {name}")
-    return name
 
 
 def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
@@ -118,7 +137,7 @@ class Server:
         self.image = image
         self.platform = platform
         self.port = port
-        self.name = f"monogres-gate-{os.getpid()}-{port}"
+        self.name = f"{container_prefix()}{port}"
         # Host directories mounted in the server and in the suite's client at the same path.
         self.shared_mounts = [a for path, host in sorted((shared or {}).items())
                               for a in ("-v", f"{host}:{path}")]

@@ -276,9 +276,12 @@ KINDS = ("postgis", "pgpointcloud", "greet", "pg_repack", "unit", "sour", "badpa
 @pytest.fixture(scope="session")
 def kinds(tmp_path_factory: pytest.TempPathFactory, catalog: Path, base_image: str,
           registry: RunningRegistry, keys: Keys) -> tuple[Built, Published]:
-    """One build of KINDS (the failures are expected: build exits 1), signed and published."""
+    """One build of KINDS (the failures are expected: build exits 1), signed and published.
+
+    With --jobs 2: two compiles and two gates at a time, pgpointcloud's gate after PostGIS's."""
     out = tmp_path_factory.mktemp("kinds") / "oci"
-    proc = cli(*build_args(catalog, base_image, out, *KINDS), check=False, timeout=5400)
+    proc = cli(*build_args(catalog, base_image, out, *KINDS), "--jobs", "2", check=False,
+               timeout=5400)
     assert proc.returncode == 1 and proc.stdout, proc.stderr[-5000:]  # sour and badpath fail
     built = Built(out, json.loads(proc.stdout), catalog, base_image)
     return built, publish_signed(out, registry, "kinds", keys)

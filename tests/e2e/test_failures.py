@@ -7,6 +7,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -96,31 +97,61 @@ def test_cnpg_manifests_pin_published_digests(published: Published, built: Built
     assert catalog["spec"]["images"][0]["major"] == 18
 
 
-def test_a_terminated_gate_leaves_no_container_running(built: Built, tmp_path: Path) -> None:
+def _gate_containers(pid: int) -> list[str]:
+    """The names of the gate containers (servers and suites) a monogres-oci process started."""
+    listed = subprocess.run(["docker", "ps", "--all", "--format", "{{.Names}}", "--filter",
+                             f"name=monogres-gate-{pid}-"], capture_output=True, text=True,
+                            check=True)
+    return listed.stdout.split()
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_terminated_gate_leaves_no_container_running(built: Built, tmp_path: Path,
+                                                       jobs: int) -> None:
     # SIGTERM (a cancelled CI job) while the gate runs rum's upstream suite: the command says so
     # and exits 128 + 15, and neither the gate's server nor the suite's container outlives it
-    # (the suite's container used to: its docker client was killed, the container ran on)
+    # (the suite's container used to: its docker client was killed, the container ran on).
+    # With --jobs 2, pgaudit's gate runs beside rum's, in another thread: its containers too.
     layout = tmp_path / "oci"
     shutil.copytree(built.layout, layout)
+    names = ["rum"] if jobs == 1 else ["rum", "pgaudit"]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "monogres_oci", "test", "--layout", str(layout), "--extension",
-         "rum", "--catalog", str(built.catalog), "--cache-dir", str(CACHE),
+        [sys.executable, "-m", "monogres_oci", "test", "--layout", str(layout),
+         *(a for n in names for a in ("--extension", n)), "--jobs", str(jobs),
+         "--catalog", str(built.catalog), "--cache-dir", str(CACHE),
          "--base", f"bookworm={built.base_image}"],
         cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     assert proc.stderr is not None
+    servers: set[str] = set()  # every gate server seen, and the most seen at once
+    most = [0]
+    watching = threading.Event()
+
+    def watch() -> None:
+        while not watching.is_set():
+            now = {n for n in _gate_containers(proc.pid) if not n.endswith("-suite")}
+            servers.update(now)
+            most[0] = max(most[0], len(now))
+            time.sleep(0.2)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
     seen = []
-    for line in proc.stderr:
-        seen.append(line)
-        if "running the upstream suite" in line:
-            break
-    else:
-        raise AssertionError("the gate never ran the suite:\n" + "".join(seen[-30:]))
-    time.sleep(2)
-    mine = ["docker", "ps", "--all", "--quiet", "--filter", f"name=monogres-gate-{proc.pid}-"]
-    assert len(subprocess.run(mine, capture_output=True, text=True,
-                              check=True).stdout.split()) == 2  # the server and the suite
+    try:
+        for line in proc.stderr:
+            seen.append(line)
+            if "gate rum: running the upstream suite" in line:
+                break
+        else:
+            raise AssertionError("the gate never ran the suite:\n" + "".join(seen[-30:]))
+        time.sleep(2)
+    finally:
+        watching.set()
+        watcher.join()
+    running = _gate_containers(proc.pid)
+    assert len(running) >= 2 and any(n.endswith("-suite") for n in running), running
+    assert most[0] == jobs, (most[0], servers)  # --jobs 2: the two gates' servers side by side
     proc.send_signal(signal.SIGTERM)
     rest = proc.stderr.read()
     assert proc.wait(timeout=120) == 128 + signal.SIGTERM, rest
     assert "monogres-oci: terminated" in rest and "Traceback" not in rest
-    assert subprocess.run(mine, capture_output=True, text=True, check=True).stdout.split() == []
+    assert _gate_containers(proc.pid) == []

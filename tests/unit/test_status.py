@@ -10,10 +10,11 @@ from typing import Any
 
 import pytest
 
-from monogres_oci.build import _Compiled, _compiled_in_order
+from monogres_oci.build import _compiled_in_order
 from monogres_oci.build_state import BuildCache, Outcome, Outcomes
 from monogres_oci.catalog import Catalog, load_catalog
 from monogres_oci.errors import BuildError
+from monogres_oci.extension_stage import Compiled
 from monogres_oci.plan import ExtensionTarget, Plan, Selection, expand
 from monogres_oci.status import collect, counts, to_markdown
 
@@ -117,7 +118,7 @@ def test_compiles_come_back_in_plan_order_with_failures_in_place(jobs: int) -> N
     targets = list(plan.extensions)
     running, peak, lock = [0], [0], threading.Lock()
 
-    def compile_one(t: ExtensionTarget) -> _Compiled:
+    def compile_one(t: ExtensionTarget) -> Compiled:
         with lock:
             running[0] += 1
             peak[0] = max(peak[0], running[0])
@@ -126,7 +127,7 @@ def test_compiles_come_back_in_plan_order_with_failures_in_place(jobs: int) -> N
             running[0] -= 1
         if t.extension.name == "rum":
             raise BuildError("rum: does not compile")
-        return _Compiled(None, None, False, 0)  # type: ignore[arg-type]
+        return Compiled(None, None, False, 0)  # type: ignore[arg-type]
 
     got = list(_compiled_in_order(targets, compile_one, jobs))
     assert [t for t, _ in got] == targets
@@ -136,7 +137,7 @@ def test_compiles_come_back_in_plan_order_with_failures_in_place(jobs: int) -> N
 
 
 def test_a_failed_compile_is_summed_up_by_the_compilers_own_words() -> None:
-    from monogres_oci.build import _first
+    from monogres_oci.build_state import error_summary as _first
 
     # The shape buildkit.buildx_build gives a failed build (lines from pgfincore 1.3.1 on 18.6).
     exc = BuildError(
