@@ -370,13 +370,20 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog="examples:\n  monogres-oci import debian pgsphere postgresql-q3c=2.0.1-4\n"
                               "  monogres-oci import debian pgsphere --dry-run --json\n"
                               "  monogres-oci import debian --check --json   (for a scheduled job)\n"
-                              "  monogres-oci import debian --all --dry-run",
+                              "  monogres-oci import debian --all --dry-run\n"
+                              "  monogres-oci import debian pgfincore --license BSD-3-Clause"
+                              "   (read in its copyright file)",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("origin", choices=["debian"], help="where the packages come from")
     p.add_argument("packages", nargs="*", metavar="SOURCE[=VERSION]",
                    help="source package names (the newest version whose tarball downloads here, "
                         "unless =VERSION)")
     _add_catalog(p)
+    p.add_argument("--license", metavar="SPDX-EXPRESSION",
+                   help="the licence a person read in the package's copyright file, for one "
+                        "whose debian/copyright is not machine-readable or names a licence "
+                        "without an SPDX identifier (the importer refuses to guess); with one "
+                        "SOURCE. Once in the catalog, later imports of it keep it")
     p.add_argument("--all", action="store_true",
                    help="every source package of the archive's suites that build-depends on "
                         "postgresql-server-dev-all or postgresql-all; prints what it could not take")

@@ -23,6 +23,10 @@ def run_import(args: argparse.Namespace, progress: Progress, cache_dir: Path) ->
         raise UsageError(f"import {args.origin}: only `debian` source packages can be imported")
     if sum(map(bool, (args.packages, args.all, args.check))) != 1:
         raise UsageError("import debian: name SOURCE[=VERSION]..., or give --all or --check")
+    license_read = spdx_expression(args.license) if args.license else ""
+    if license_read and len(args.packages) != 1:
+        raise UsageError("--license: the licence of one package, read in its copyright file: "
+                         "name exactly one SOURCE[=VERSION] with it")
     catalog_path = Path(args.catalog)
     catalog = load_catalog(catalog_path)
     # Its own apt state: the binary indexes (descriptions, copyright files of .debs) are needed
@@ -35,7 +39,8 @@ def run_import(args: argparse.Namespace, progress: Progress, cache_dir: Path) ->
     work = cache_dir / "import-work"
     work.mkdir(parents=True, exist_ok=True)
     importer = DebianImporter(archive, Fetcher(cache_dir, progress=progress), work,
-                              progress=progress)
+                              progress=progress,
+                              licenses={e.name: e.license for e in catalog.extensions})
     specs = args.packages or sorted({r.package for r in archive.extension_sources()})
     if args.all:
         progress(f"{len(specs)} source packages build-depend on postgresql-server-dev-all or "
@@ -44,7 +49,7 @@ def run_import(args: argparse.Namespace, progress: Progress, cache_dir: Path) ->
     failed: dict[str, str] = {}
     for spec in specs:
         try:
-            imported.append(importer.import_spec(spec, toolchain))
+            imported.append(importer.import_spec(spec, toolchain, license_read))
         except ImporterError as exc:
             failed[spec] = str(exc)
     changes = apply(catalog_path, imported, write=not args.dry_run)
@@ -91,3 +96,28 @@ def _check(catalog: Catalog, archive: Archive, as_json: bool) -> int:
         if not found:
             print("every entry taken from Debian is at the archive's newest upstream version")
     return 0
+
+
+def spdx_expression(text: str) -> str:
+    """``text`` as a valid SPDX licence expression (identifiers in their SPDX spelling), or
+    UsageError saying what is wrong. ``LicenseRef-`` names (a licence SPDX does not list) pass."""
+    from license_expression import (  # type: ignore[import-untyped]
+        ExpressionError,
+        get_spdx_licensing,
+    )
+
+    licensing = get_spdx_licensing()
+    try:
+        parsed = licensing.parse(text, validate=False)
+    except ExpressionError as exc:
+        raise UsageError(f"--license {text!r}: not an SPDX expression ({exc})") from None
+    if parsed is None:
+        raise UsageError("--license: empty; give an SPDX expression, e.g. PostgreSQL or "
+                         "'GPL-2.0-or-later OR Artistic-1.0'")
+    unknown = [k for k in licensing.unknown_license_keys(parsed)
+               if not k.startswith("LicenseRef-")]
+    if unknown:
+        raise UsageError(f"--license {text!r}: {', '.join(unknown)}: not an SPDX licence "
+                         "identifier (https://spdx.org/licenses/; LicenseRef-NAME for one it "
+                         "does not list)")
+    return str(licensing.parse(text, validate=False, simple=False))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import tarfile
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -138,11 +138,15 @@ class DebianImporter:
     """Turns source package names into catalog entries."""
 
     def __init__(self, archive: Archive, fetcher: Fetcher, work: Path,
-                 progress: Callable[[str], None] = lambda _: None) -> None:
+                 progress: Callable[[str], None] = lambda _: None,
+                 licenses: Mapping[str, str] | None = None) -> None:
         self.archive = archive
         self.fetcher = fetcher
         self.work = work
         self.progress = progress
+        # The catalog's licences by extension name: what a person set for an entry whose
+        # debian/copyright does not say it in SPDX terms, kept when a new version is imported.
+        self.licenses = dict(licenses or {})
 
     def candidates(self, spec: str) -> list[SourceRecord]:
         """The archive's records for ``NAME=VERSION``, or for ``NAME``: each version, newest first."""
@@ -160,13 +164,15 @@ class DebianImporter:
             return match[:1]
         return list({r.version: r for r in reversed(records)}.values())[::-1]
 
-    def import_spec(self, spec: str, distro_toolchain: Sequence[str] = ()) -> Imported:
+    def import_spec(self, spec: str, distro_toolchain: Sequence[str] = (),
+                    license_read: str = "") -> Imported:
         """The entry for ``NAME[=VERSION]``: without a version, the newest whose upstream tarball
-        downloads here (the others are named in what was not decided)."""
+        downloads here (the others are named in what was not decided). ``license_read``: the
+        SPDX expression a person read in the package's copyright file (see ``_license``)."""
         unreachable: list[str] = []
         for record in self.candidates(spec):
             try:
-                item = self.import_record(record, distro_toolchain)
+                item = self.import_record(record, distro_toolchain, license_read)
             except FetchError as exc:
                 unreachable.append(f"{record.version} ({' '.join(str(exc).split())[:120]})")
                 continue
@@ -177,7 +183,8 @@ class DebianImporter:
         raise ImporterError(f"{spec}: source unreachable: no version's upstream tarball downloads "
                             f"here: {'; '.join(unreachable)}")
 
-    def import_record(self, record: SourceRecord, distro_toolchain: Sequence[str] = ()) -> Imported:
+    def import_record(self, record: SourceRecord, distro_toolchain: Sequence[str] = (),
+                      license_read: str = "") -> Imported:
         orig = record.orig
         if orig is None:
             raise ImporterError(f"{record.package} {record.version}: a native Debian package "
@@ -199,7 +206,7 @@ class DebianImporter:
             raise ImporterError(f"{record.package} {record.version}: {exc}") from None
         name = catalog_name(record.package, tree.sql_names or modules)
 
-        license_expr, license_from = self._license(record, debian)
+        license_expr, license_from = self._license(record, debian, name, license_read)
         findings.append(Finding("license", license_expr, license_from))
         if not tree.build_system:
             raise ImporterError(f"{record.package} {record.version}: build system undecided: "
@@ -294,26 +301,34 @@ class DebianImporter:
                         found[base.removeprefix("debian/")] = handle.read().decode(errors="replace")
         return found
 
-    def _license(self, record: SourceRecord, debian: dict[str, str]) -> tuple[str, str]:
-        """The SPDX expression and the file it was read from, or ImporterError saying what to read."""
+    def _license(self, record: SourceRecord, debian: dict[str, str], name: str,
+                 license_read: str) -> tuple[str, str]:
+        """The SPDX expression and where it comes from: a machine-readable copyright file; else
+        what a person read (``license_read``, or the catalog's entry of ``name`` when it has
+        one); else ImporterError saying which file to read."""
         text, where = debian.get("copyright"), f"debian/copyright of {record.package} {record.version}"
         if text is None:
             text, where = self._binary_copyright(record)
+        expression = upstream_license(text) if text is not None else None
+        if expression is not None and "LicenseRef-" not in expression:
+            if license_read and license_read != expression:
+                raise ImporterError(f"{record.package} {record.version}: --license "
+                                    f"{license_read!r}, but {where} says {expression!r}: drop "
+                                    "--license, or report the copyright file to Debian")
+            return expression, where
         if text is None:
-            raise ImporterError(
-                f"{record.package} {record.version}: licence undecided: neither its Debian "
-                "tarball nor a binary package downloads here, so debian/copyright cannot be read; "
-                "read the upstream tarball's LICENSE/COPYING and add the entry by hand")
-        expression = upstream_license(text)
-        if expression is None:
-            raise ImporterError(f"{record.package} {record.version}: licence undecided: {where} is "
-                                "not machine-readable (no DEP-5 Format: line); read it and set "
-                                "`license` by hand")
-        if "LicenseRef-" in expression:
-            raise ImporterError(f"{record.package} {record.version}: licence undecided: {where} "
-                                f"names a licence without an SPDX identifier ({expression}); "
-                                "read it and set `license` by hand")
-        return expression, where
+            why = ("neither its Debian tarball nor a binary package downloads here, so "
+                   "debian/copyright cannot be read; read the upstream tarball's LICENSE/COPYING")
+        elif expression is None:
+            why = f"{where} is not machine-readable (no DEP-5 Format: line); read it"
+        else:
+            why = f"{where} names a licence without an SPDX identifier ({expression}); read it"
+        if license_read:
+            return license_read, f"read by a person (--license): {why.rsplit(';', 1)[0]}"
+        if name in self.licenses:
+            return self.licenses[name], f"the catalog's entry (set by a person): {why.rsplit(';', 1)[0]}"
+        raise ImporterError(f"{record.package} {record.version}: licence undecided: {why}, then "
+                            f"import it again with --license SPDX-EXPRESSION")
 
     def _binary_copyright(self, record: SourceRecord) -> tuple[str | None, str]:
         for binary in _preferred(record.binaries):

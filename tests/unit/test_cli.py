@@ -35,3 +35,16 @@ def test_a_closed_pipe_ends_quietly_with_sigpipe_status(tmp_path: Path) -> None:
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 141, err
     assert "Traceback" not in err and "BrokenPipe" not in err
+
+
+def test_import_license_is_checked_before_anything_is_read(tmp_path: Path) -> None:
+    # A licence is only taken as an SPDX expression, for one package: said before the archive
+    # is read, without a traceback.
+    bad = _run("import", "debian", "pgfincore", "--license", "BSD-ish", "--cache-dir",
+               str(tmp_path))
+    assert bad.returncode == 2 and "BSD-ish: not an SPDX licence identifier" in bad.stderr
+    two = _run("import", "debian", "pgfincore", "pg-repack", "--license", "BSD-3-Clause",
+               "--cache-dir", str(tmp_path))
+    assert two.returncode == 2 and "name exactly one SOURCE" in two.stderr
+    assert "Traceback" not in bad.stderr + two.stderr
+    assert not (tmp_path / "import-apt").exists()

@@ -14,11 +14,13 @@ import pytest
 from monogres_oci.attest.deb_license import upstream_license
 from monogres_oci.catalog import load_catalog
 from monogres_oci.deb822 import paragraphs
-from monogres_oci.errors import ImporterError
+from monogres_oci.errors import ImporterError, UsageError
 from monogres_oci.importer.archive import Archive, SourceRecord, _record
 from monogres_oci.importer.catalog_edit import Change, apply
 from monogres_oci.importer.check import outdated
+from monogres_oci.importer.command import spdx_expression
 from monogres_oci.importer.debian import (
+    DebianImporter,
     Finding,
     Imported,
     _binaries_range,
@@ -296,3 +298,52 @@ def test_archive_lookups_by_name(tmp_path: Path) -> None:
     assert {r.package for r in archive.extension_sources()} == {"pg-repack", "pgsphere",
                                                                  "timescaledb"}
     assert archive.newest_postgres_major() == 18  # postgresql-18 in sid, postgresql-17 in trixie
+
+
+def _importer(tmp_path: Path, licenses: dict[str, str] | None = None) -> DebianImporter:
+    return DebianImporter(Archive(_ExcerptIndexes()), None, tmp_path,  # type: ignore[arg-type]
+                          licenses=licenses)
+
+
+def test_a_licence_not_machine_readable_is_refused_naming_the_file_and_what_to_give(
+        tmp_path: Path) -> None:
+    record = _records("pg-repack")[0]
+    copyright_file = {"copyright": (DATA / "copyright.postgresql-18-repack").read_text()}
+    with pytest.raises(ImporterError, match=r"debian/copyright of pg-repack 1\.5\.3-1 is not "
+                       r"machine-readable.*import it again with --license SPDX-EXPRESSION"):
+        _importer(tmp_path)._license(record, copyright_file, "pg_repack", "")
+    # what a person read, given once...
+    expression, source = _importer(tmp_path)._license(record, copyright_file, "pg_repack",
+                                                      "BSD-3-Clause")
+    assert expression == "BSD-3-Clause" and source.startswith("read by a person (--license)")
+    # ...and kept from the catalog's entry when a later version is imported
+    expression, source = _importer(tmp_path, {"pg_repack": "BSD-3-Clause"})._license(
+        record, copyright_file, "pg_repack", "")
+    assert expression == "BSD-3-Clause" and source.startswith("the catalog's entry")
+
+
+def test_a_licence_the_copyright_file_states_wins_and_a_different_one_given_is_refused(
+        tmp_path: Path) -> None:
+    record = _records("pgsphere")[0]
+    copyright_file = {"copyright": (DATA / "copyright.postgresql-18-pgsphere").read_text()}
+    stated = "BSD-3-Clause AND GPL-3.0-or-later"
+    importer = _importer(tmp_path, {"pgsphere": "PostgreSQL"})
+    assert importer._license(record, copyright_file, "pgsphere", "")[0] == stated
+    assert importer._license(record, copyright_file, "pgsphere", stated)[0] == stated
+    with pytest.raises(ImporterError, match="--license 'MIT', but debian/copyright of pgsphere"):
+        importer._license(record, copyright_file, "pgsphere", "MIT")
+
+
+@pytest.mark.parametrize(("given", "expected"), [
+    ("bsd-3-clause", "BSD-3-Clause"),  # SPDX's spelling
+    ("GPL-2.0+ OR Artistic-1.0", "GPL-2.0-or-later OR Artistic-1.0"),
+    ("LicenseRef-pgpcre", "LicenseRef-pgpcre"),
+    ("Foo-1", "Foo-1: not an SPDX licence identifier"),
+    ("MIT AND", "not an SPDX expression"),
+])
+def test_a_licence_given_on_the_command_line_must_be_spdx(given: str, expected: str) -> None:
+    if "SPDX" in expected:
+        with pytest.raises(UsageError, match=expected):
+            spdx_expression(given)
+    else:
+        assert spdx_expression(given) == expected
