@@ -77,6 +77,15 @@ class Outcomes:
             f.write("\n")
         os.replace(tmp, self._path(key))
 
+    def recorded(self) -> frozenset[str]:
+        """Every key with a record: one directory listing, for asking about many."""
+        try:
+            names = os.listdir(self.root)
+        except FileNotFoundError:
+            return frozenset()
+        return frozenset(n.removesuffix(".json") for n in names
+                         if n.endswith(".json") and not n.startswith("."))
+
     def get(self, key: str) -> Outcome | None:
         try:
             doc = json.loads(self._path(key).read_text())

@@ -59,8 +59,10 @@ def collect(catalog: Catalog, plan: Plan, cache: BuildCache, outcomes: Outcomes,
             published: PublishedLookup | None = None,
             selection: Selection = _EVERYTHING) -> list[Row]:
     """Every target of the plan, and every selected extension version it has no target for."""
-    rows = [_postgres_row(pg, cache, outcomes, published) for pg in plan.postgres]
-    rows += [_extension_row(t, cache, outcomes, published) for t in plan.extensions]
+    # One listing of each directory, not a file lookup per target: a plan may hold millions.
+    known = _Known(cache.finished(), outcomes.recorded(), outcomes)
+    rows = [_postgres_row(pg, known, published) for pg in plan.postgres]
+    rows += [_extension_row(t, known, published) for t in plan.extensions]
     rows += [_row(d.target, "disabled", detail=d.reason) for d in plan.disabled]
     planned = {(t.extension.name, t.version.version) for t in plan.extensions}
     planned |= {(d.target.extension.name, d.target.version.version) for d in plan.disabled}
@@ -92,9 +94,20 @@ def _row(t: ExtensionTarget, state: State, **kw: str) -> Row:
                pg.option_set.name, pg.distro.name, pg.arch, state, **kw)
 
 
-def _postgres_row(pg: PostgresTarget, cache: BuildCache, outcomes: Outcomes,
-                  published: PublishedLookup | None) -> Row:
-    state, detail, _ = _built_state(pg.key, cache, outcomes.get(pg.key))
+@dataclass(frozen=True)
+class _Known:
+    """What the cache directory holds: finished builds and recorded outcomes, by input digest."""
+
+    finished: frozenset[str]
+    recorded: frozenset[str]
+    outcomes: Outcomes
+
+    def outcome(self, key: str) -> Outcome | None:
+        return self.outcomes.get(key) if key in self.recorded else None
+
+
+def _postgres_row(pg: PostgresTarget, known: _Known, published: PublishedLookup | None) -> Row:
+    state, detail, _ = _built_state(pg.key, known)
     tags = postgres_tags(pg, 0, runnable=False)  # rolling tags do not depend on the epoch
     state, detail = _published(state, detail, pg.key, published,
                                (tags.repository, tags.rolling[0], pg.arch))
@@ -103,19 +116,19 @@ def _postgres_row(pg: PostgresTarget, cache: BuildCache, outcomes: Outcomes,
                input_digest=f"sha256:{pg.key}")
 
 
-def _extension_row(t: ExtensionTarget, cache: BuildCache, outcomes: Outcomes,
-                   published: PublishedLookup | None) -> Row:
-    state, detail, tests = _built_state(t.key, cache, outcomes.get(t.key))
+def _extension_row(t: ExtensionTarget, known: _Known, published: PublishedLookup | None) -> Row:
+    state, detail, tests = _built_state(t.key, known)
     tags = extension_tags(t, 0)
     state, detail = _published(state, detail, t.key, published,
                                (tags.repository, tags.rolling[0], t.postgres.arch))
     return _row(t, state, detail=detail, tests=tests, input_digest=f"sha256:{t.key}")
 
 
-def _built_state(key: str, cache: BuildCache, outcome: Outcome | None) -> tuple[State, str, str]:
+def _built_state(key: str, known: _Known) -> tuple[State, str, str]:
+    outcome = known.outcome(key)
     if outcome is not None and not outcome.ok:
         return "failed", f"{outcome.stage}: {outcome.summary}", _tests(outcome)
-    if not cache.has(key):
+    if key not in known.finished:
         return "not built", "", ""
     if outcome is not None and outcome.stage == "gate":
         if outcome.suite_skipped:
