@@ -21,6 +21,7 @@ from monogres_oci.oci.reference import Reference, parse_reference, parse_target,
 from monogres_oci.oci.registry import RegistryClient
 from monogres_oci.oci.retry import policy_from
 from monogres_oci.package import BaseImage, BaseResolver, Packager
+from monogres_oci.package_cache import PackagedStore
 from monogres_oci.plan import Plan, Selection, expand
 from monogres_oci.progress import Progress, StepMeter
 from monogres_oci.pull import as_oci_layer, make_client, resolve, this_platform
@@ -229,7 +230,9 @@ def cmd_build(args: argparse.Namespace, progress: Progress) -> int:
     fetcher = Fetcher(cache_dir, Path(args.distdir) if args.distdir else None, progress.stage)
     out = Path(args.out)
     layout = Layout.open(out) if (out / "index.json").exists() else Layout.create(out)
-    packager = Packager(catalog, layout, _base_resolver(layout, args), progress.stage)
+    # --rebuild: everything from nothing, packaging included.
+    store = None if args.rebuild else PackagedStore(cache_dir)
+    packager = Packager(catalog, layout, _base_resolver(layout, args), progress.stage, store)
     report = run_build(catalog, plan, fetcher=fetcher, cache=BuildCache(cache_dir),
                        packager=packager, progress=progress, rebuild=args.rebuild,
                        gate=not args.no_gate, jobs=args.jobs)
@@ -517,7 +520,8 @@ def cmd_test(args: argparse.Namespace, progress: Progress) -> int:
         raise UsageError(f"no extension image to test in {layout.root}")
     cache_dir = _cache_dir(args.cache_dir)
     fetcher = Fetcher(cache_dir, Path(args.distdir) if args.distdir else None, progress.stage)
-    packager = Packager(catalog, layout, _base_resolver(layout, args), progress.stage)
+    packager = Packager(catalog, layout, _base_resolver(layout, args), progress.stage,
+                        PackagedStore(cache_dir))
     groups: dict[tuple[str, str, str, str], list[Published]] = defaultdict(list)
     for item in published:
         groups[item.group()].append(item)

@@ -54,7 +54,10 @@ class Compiled:
 
 def package_extension(ext: ExtensionTarget, out: ExtensionBuildOutput, pg_out: PostgresBuildOutput,
                       epoch: int, pg_record: BuildRecord, packager: Packager) -> Descriptor:
-    """Lay the build output out for the image (checked and relocated), record it, package it."""
+    """Lay the build output out for the image (checked and relocated), record it, package it
+    (or take what was packaged before from the same inputs)."""
+    if (packaged := packager.packaged_extension(ext, epoch)) is not None:
+        return packaged
     bundled = read_bundled(out.meta_dir, out.system_licenses_dir)
     with tempfile.TemporaryDirectory(prefix="monogres-stage-") as scratch:
         staged = stage_extension(ext.extension, out, major=ext.postgres.release.major,

@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from monogres_oci.attach import Attachment
 from monogres_oci.attest.buildinfo import BuildRecord
 from monogres_oci.attest.image import attest_image
 from monogres_oci.catalog import Catalog
@@ -32,6 +33,7 @@ from monogres_oci.oci.digest import sha256_digest
 from monogres_oci.oci.layer import LayerEntry, LayerInfo, Override, tree_entries, write_layer
 from monogres_oci.oci.layout import Layout
 from monogres_oci.oci.model import Descriptor, ImageConfig, Index, Manifest, Platform
+from monogres_oci.package_cache import Packaged, PackagedStore, packaged_key
 from monogres_oci.plan import ExtensionTarget, PostgresTarget
 from monogres_oci.tags import Tags, extension_tags, postgres_tags
 
@@ -69,11 +71,13 @@ class Packager:
     """Writes images into a layout as targets finish; ``finish`` writes indexes and tags."""
 
     def __init__(self, catalog: Catalog, layout: Layout, resolve_base: BaseResolver,
-                 progress: Callable[[str], None] = lambda _: None) -> None:
+                 progress: Callable[[str], None] = lambda _: None,
+                 store: PackagedStore | None = None) -> None:
         self.catalog = catalog
         self.layout = layout
         self.resolve_base = resolve_base
         self.progress = progress
+        self.store = store  # packaged results to reuse and keep; None: package everything
         self._groups: dict[tuple[str, str], _Group] = {}
         self._pg_image_tags: dict[str, Tags] = {}
 
@@ -110,6 +114,15 @@ class Packager:
         """Package the install tree twice: scratch artifact and runnable image, one layer blob.
         Return the runnable image's manifest (what the gate runs extensions in)."""
         epoch = record.source_date_epoch
+        key = self._key(pg.key, epoch, (pg.release, pg.option_set, pg.distro))
+        if (packaged := self._reuse(key)) is not None:
+            (dist, dist_labels), (runnable, runnable_labels) = packaged.images
+            self._add(postgres_tags(pg, epoch, runnable=False), PlatformImage(dist, dist_labels))
+            image_tags = postgres_tags(pg, epoch, runnable=True)
+            self._add(image_tags, PlatformImage(runnable, runnable_labels))
+            self._pg_image_tags[pg.key] = image_tags
+            self.progress(f"packaged {pg.name}: reused, packaged before from the same inputs")
+            return runnable
         platform = Platform(architecture=pg.arch, os="linux")
         prefix = f"usr/lib/postgresql/{pg.release.major}"
         tree = out.install_root / prefix
@@ -123,8 +136,10 @@ class Packager:
         dist_tags = postgres_tags(pg, epoch, runnable=False)
         labels = postgres_labels(self.catalog, pg, epoch, runnable=False)
         desc = self._image(platform, [pg_layer], [pg_diff_id], labels, epoch)
-        attest_image(self.layout, desc, labels, record, pg_entries, entry, self.catalog.publisher)
+        attached = list(attest_image(self.layout, desc, labels, record, pg_entries, entry,
+                                     self.catalog.publisher))
         self._add(dist_tags, PlatformImage(desc, labels))
+        images = [(desc, labels)]
 
         base = self.resolve_base(pg.base_image, platform)
         runtime_entries = _runtime_entries(out.runtime_root)
@@ -139,12 +154,28 @@ class Packager:
             [*base.config.diff_ids, runtime_diff_id, pg_diff_id],
             labels, epoch, env=env, user=str(POSTGRES_UID),
         )
-        attest_image(self.layout, desc, labels, record, [*runtime_entries, *pg_entries], entry,
-                     self.catalog.publisher, bundled=True)
+        attached += attest_image(self.layout, desc, labels, record,
+                                 [*runtime_entries, *pg_entries], entry, self.catalog.publisher,
+                                 bundled=True)
         self._add(image_tags, PlatformImage(desc, labels))
         self._pg_image_tags[pg.key] = image_tags
+        self._keep(key, [*images, (desc, labels)], attached)
         self.progress(f"packaged {pg.name}: postgresql-dist and postgresql "
                       f"(layer {pg_layer.digest[:19]}, {pg_layer.size / 1e6:.1f} MB)")
+        return desc
+
+    def _extension_key(self, ext: ExtensionTarget, epoch: int) -> str:
+        return self._key(ext.key, epoch, (ext.extension, ext.version))
+
+    def packaged_extension(self, ext: ExtensionTarget, epoch: int) -> Descriptor | None:
+        """The extension's image, taken from what was packaged before from the same inputs;
+        None when it must be packaged (``add_extension``)."""
+        packaged = self._reuse(self._extension_key(ext, epoch))
+        if packaged is None:
+            return None
+        ((desc, labels),) = packaged.images
+        self._add(extension_tags(ext, epoch), PlatformImage(desc, labels))
+        self.progress(f"packaged {ext.name}: reused, packaged before from the same inputs")
         return desc
 
     def add_extension(self, ext: ExtensionTarget, staged: StagedExtension,
@@ -170,12 +201,33 @@ class Packager:
         entry = {"extension": {k: v for k, v in dataclasses.asdict(ext.extension).items() if k != "versions"},
                  "version": ext.version, "postgres": pg.release, "option_set": pg.option_set,
                  "distro": pg.distro}
-        attest_image(self.layout, desc, labels, record, entries, entry, self.catalog.publisher)
+        attached = attest_image(self.layout, desc, labels, record, entries, entry,
+                                self.catalog.publisher)
         self._add(extension_tags(ext, epoch), PlatformImage(desc, labels))
+        self._keep(self._extension_key(ext, epoch), [(desc, labels)], attached)
         bundled = sum(1 for e in entries if e.path.startswith("system/") and e.source)
         self.progress(f"packaged {ext.name} ({layer.size / 1e3:.0f} kB"
                       + (f", {bundled} bundled libraries" if bundled else "") + ")")
         return desc
+
+    # --- packaged before ----------------------------------------------------------------------
+
+    def _key(self, target_key: str, epoch: int, inputs: object) -> str:
+        # Labels and attestations also carry catalog text (descriptions, licences, the
+        # publisher) that the target's input digest leaves out: they are in the key too.
+        return packaged_key(target_key, epoch, repr((inputs, self.catalog.publisher)))
+
+    def _reuse(self, key: str) -> Packaged | None:
+        if self.store is None or (packaged := self.store.get(key)) is None:
+            return None
+        self.store.restore(packaged, self.layout)
+        return packaged
+
+    def _keep(self, key: str, images: Sequence[tuple[Descriptor, dict[str, str]]],
+              attached: Sequence[Attachment]) -> None:
+        if self.store is not None:
+            self.store.put(key, Packaged(tuple(images), tuple(a.descriptor for a in attached)),
+                           self.layout)
 
     def withdraw(self, ext: ExtensionTarget) -> None:
         """Leave an artifact out of the tags (one of its images failed the gate), every platform
