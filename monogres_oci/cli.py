@@ -95,6 +95,11 @@ def _add_registry_opts(p: argparse.ArgumentParser) -> None:
                         "$MONOGRES_RETRIES, else 5; 0: never)")
 
 
+def _add_published_in(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--registry", metavar="HOST[:PORT]/NAMESPACE", help=what + " (rolling tags "
+                   "read in parallel; each image records its input digest)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="monogres-oci",
@@ -123,6 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--jsonl", action="store_true",
                      help="one target per line, written as it is planned (for large catalogs: "
                           "a million targets stream in seconds)")
+    _add_published_in(p, "also say of each target whether REGISTRY holds it: published from "
+                         "the same inputs (current), from other inputs (stale, and which "
+                         "inputs changed), or not published")
+    _add_registry_opts(p)
 
     p = sub.add_parser("status", help="the whole catalog as one table: built, tested, published",
                        description="One row per target (extension version x Postgres release x "
@@ -175,6 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "is the same for any N; a rerun resumes: finished compiles and passing "
                         "gates are cached)")
     p.add_argument("--json", action="store_true")
+    _add_published_in(p, "build only what REGISTRY does not hold from the same inputs (a target "
+                         "published there from other inputs is built)")
     _add_registry_opts(p)
 
     p = sub.add_parser("publish", help="push an OCI layout to a registry",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import re
@@ -22,13 +23,15 @@ from monogres_oci.oci.registry import RegistryClient
 from monogres_oci.oci.retry import policy_from
 from monogres_oci.package import BaseImage, BaseResolver, Packager
 from monogres_oci.package_cache import PackagedStore
-from monogres_oci.plan import Plan, Selection, expand
+from monogres_oci.plan import ExtensionTarget, Plan, PostgresTarget, Selection, expand
 from monogres_oci.progress import Progress, StepMeter
 from monogres_oci.pull import as_oci_layer, make_client, resolve, this_platform
 from monogres_oci.recipes import recipe_digests
 
 if TYPE_CHECKING:
+    from monogres_oci.plan_rows import PlanState
     from monogres_oci.rebuild import RebuildResult
+    from monogres_oci.registry_state import InRegistry
 
 
 def _print_json(value: Any) -> None:
@@ -112,6 +115,8 @@ def cmd_plan(args: argparse.Namespace, progress: Progress) -> int:
                *(d.target.version.source for d in plan.disabled)}
     have = PlanState(BuildCache(cache_dir).finished(),
                      {s.sha256: fetcher.is_cached(s) for s in sources})
+    if args.registry:
+        return _plan_published(args, plan, have, progress)
     if args.jsonl:
         # Written a batch at a time as they come: a million targets never sit in memory as text.
         batch: list[str] = []
@@ -145,17 +150,12 @@ STATUS_END = "<!-- END monogres-oci status -->"
 def cmd_status(args: argparse.Namespace, progress: Progress) -> int:
     from monogres_oci.build_state import BuildCache, Outcomes
     from monogres_oci.cli import _cache_dir
-    from monogres_oci.status import collect, counts, registry_lookup, to_json, to_markdown
+    from monogres_oci.status import collect, counts, to_json, to_markdown
 
     catalog = _catalog(args)
     plan = _plan(args, catalog)
     cache_dir = _cache_dir(args.cache_dir)
-    lookup = None
-    if args.registry:
-        host, namespace = parse_target(args.registry)
-        progress.stage(f"reading what {args.registry} holds for {len(plan.postgres)} Postgres "
-                       f"and {len(plan.extensions)} extension target(s)")
-        lookup = registry_lookup(_client(host, args), namespace)
+    lookup = _published_states(args, plan, progress) if args.registry else None
     rows = collect(catalog, plan, BuildCache(cache_dir), Outcomes(cache_dir), lookup,
                    _selection(args))
     if args.json:
@@ -218,6 +218,61 @@ def _base_resolver(layout: Layout, args: argparse.Namespace) -> BaseResolver:
     return resolve_base
 
 
+def _published_states(args: argparse.Namespace, plan: Plan,
+                      progress: Progress) -> dict[str, InRegistry]:
+    from monogres_oci.registry_state import count, published_states
+
+    host, namespace = parse_target(args.registry)
+    targets: list[PostgresTarget | ExtensionTarget] = [*plan.postgres, *plan.extensions]
+    progress.stage(f"reading what {args.registry} holds for {len(targets)} target(s)")
+    states = published_states(_client(host, args), namespace, targets)
+    totals = count(states.values())
+    progress.stage(f"{args.registry}: {totals['current']} current, {totals['stale']} stale, "
+                   f"{totals['not published']} not published")
+    return states
+
+
+def _unpublished(plan: Plan, states: dict[str, InRegistry], progress: Progress) -> Plan:
+    """The plan without what the registry holds from the same inputs; a Postgres build stays
+    while an extension to build needs it."""
+    current = {k for k, s in states.items() if s.state == "current"}
+    extensions = tuple(e for e in plan.extensions if e.key not in current)
+    needed = {e.postgres.key for e in extensions}
+    postgres = tuple(p for p in plan.postgres if p.key not in current or p.key in needed)
+    skipped = len(plan.postgres) - len(postgres) + len(plan.extensions) - len(extensions)
+    if skipped:
+        progress.stage(f"skipping {skipped} target(s) published from the same inputs")
+    return dataclasses.replace(plan, postgres=postgres, extensions=extensions)
+
+
+def _plan_published(args: argparse.Namespace, plan: Plan, have: PlanState,
+                    progress: Progress) -> int:
+    from monogres_oci.plan_rows import plan_rows
+
+    states = _published_states(args, plan, progress)
+    rows = list(plan_rows(plan, have))
+    for row in rows:
+        known = states.get(str(row["input_digest"]).removeprefix("sha256:"))
+        if known is not None:
+            row["published"] = known.state
+            if known.reference:
+                row["published_ref"] = known.reference
+            if known.changed:
+                row["changed"] = list(known.changed)
+    if args.jsonl:
+        for row in rows:
+            print(json.dumps(row, sort_keys=True, separators=(",", ":")))
+    elif args.json:
+        _print_json({"targets": rows})
+    else:
+        width = max(len(str(r["name"])) for r in rows)
+        for r in rows:
+            changed = f" (changed: {', '.join(r['changed'])})" if r.get("changed") else ""  # type: ignore[arg-type]
+            print(f"{r['kind']:<9} {r['name']:<{width}}  {r['state']:<8}  "
+                  f"{r.get('published', r['state'])}{changed}")
+    return 0
+
+
 def cmd_build(args: argparse.Namespace, progress: Progress) -> int:
     from monogres_oci.build import run_build
     from monogres_oci.build_state import BuildCache
@@ -226,6 +281,8 @@ def cmd_build(args: argparse.Namespace, progress: Progress) -> int:
 
     catalog = _catalog(args)
     plan = _plan(args, catalog)
+    if args.registry:
+        plan = _unpublished(plan, _published_states(args, plan, progress), progress)
     cache_dir = _cache_dir(args.cache_dir)
     fetcher = Fetcher(cache_dir, Path(args.distdir) if args.distdir else None, progress.stage)
     out = Path(args.out)

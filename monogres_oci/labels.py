@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -49,8 +50,20 @@ def rfc3339(epoch: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
 
 
+INPUT_PARTS = "org.monogres.input.parts"
+
+
+def format_parts(parts: Mapping[str, str]) -> str:
+    """The input parts as a label: ``name=digest`` pairs, sorted, separated by spaces."""
+    return " ".join(f"{name}={digest}" for name, digest in sorted(parts.items()))
+
+
+def parse_parts(text: str) -> dict[str, str]:
+    return dict(item.partition("=")[::2] for item in text.split())
+
+
 def _base(catalog: Catalog, pg: PostgresTarget, epoch: int, input_key: str,
-          source_sha256: str) -> dict[str, str]:
+          source_sha256: str, parts: Mapping[str, str]) -> dict[str, str]:
     pub = catalog.publisher
     base_name, _, base_digest = pg.base_image.partition("@")
     labels = {
@@ -71,6 +84,7 @@ def _base(catalog: Catalog, pg: PostgresTarget, epoch: int, input_key: str,
         "org.monogres.distro": pg.distro.name,
         "org.monogres.source.sha256": source_sha256,
         "org.monogres.input.digest": f"sha256:{input_key}",
+        INPUT_PARTS: format_parts(parts),
     }
     if pub.revision:
         labels["org.opencontainers.image.revision"] = pub.revision
@@ -79,7 +93,7 @@ def _base(catalog: Catalog, pg: PostgresTarget, epoch: int, input_key: str,
 
 def postgres_labels(catalog: Catalog, pg: PostgresTarget, epoch: int, *, runnable: bool) -> dict[str, str]:
     """Labels of the Postgres scratch artifact or of the runnable image."""
-    labels = _base(catalog, pg, epoch, pg.key, pg.release.source.sha256)
+    labels = _base(catalog, pg, epoch, pg.key, pg.release.source.sha256, pg.key_parts())
     labels.update({
         "org.opencontainers.image.title": "postgresql" if runnable else "postgresql-dist",
         "org.opencontainers.image.description":
@@ -98,7 +112,8 @@ def extension_labels(catalog: Catalog, target: ExtensionTarget, epoch: int,
     """Labels of an extension image; ``postgres_image`` is the repository:tag it was built for,
     ``license_expression`` covers the extension and every package it bundles."""
     ext, version, pg = target.extension, target.version, target.postgres
-    labels = _base(catalog, pg, epoch, target.key, version.source.sha256)
+    labels = _base(catalog, pg, epoch, target.key, version.source.sha256,
+                   target.key_parts())
     labels.update({
         "org.opencontainers.image.title": ext.name,
         "org.opencontainers.image.description": ext.description,

@@ -58,6 +58,16 @@ def _recipe_json(recipe: BuildRecipe) -> dict[str, object]:
     return doc
 
 
+_PART = 12  # hex digits of a part's digest: enough to tell two values apart
+
+
+def key_parts(doc: Mapping[str, object]) -> dict[str, str]:
+    """Each value of a key document digested apart (``kind`` says nothing that can change)."""
+    return {name: hashlib.sha256(json.dumps(value, sort_keys=True, separators=(",", ":"))
+                                 .encode()).hexdigest()[:_PART]
+            for name, value in doc.items() if name != "kind"}
+
+
 def _digest(doc: Mapping[str, object]) -> str:
     text = json.dumps(doc, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
@@ -151,7 +161,15 @@ class PostgresTarget:
 
     @cached_property
     def key(self) -> str:
-        return _digest({
+        return _digest(self._key_document())
+
+    def key_parts(self) -> dict[str, str]:
+        """Each input of the key, digested apart: what a published image records, so that
+        one built from other inputs can say which changed."""
+        return key_parts(self._key_document())
+
+    def _key_document(self) -> dict[str, object]:
+        return {
             "kind": "postgres",
             "version": self.release.version,
             "source": self.release.source.sha256,
@@ -166,7 +184,7 @@ class PostgresTarget:
             # A cross compiler is another compiler: its output is another build.
             "method": self.method if self.method != "cross" else f"cross from {self.build_arch}",
             "recipe": self.recipe_digest,
-        })
+        }
 
 
 @dataclass(frozen=True)
@@ -206,6 +224,12 @@ class ExtensionTarget:
     @property
     def compile_on(self) -> str:
         return "target" if self.method == "emulated" else "build"
+
+    def key_parts(self) -> dict[str, str]:
+        """Each input of the key, digested apart (see PostgresTarget.key_parts)."""
+        doc = extension_key_document(self.extension, self.version, self.recipe_digest)
+        return {**key_parts(doc), **key_parts({"method": self.method}),
+                "postgres": self.postgres.key[:_PART]}
 
 
 def extension_key_document(extension: Extension, version: ExtensionVersion,

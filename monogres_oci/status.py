@@ -9,26 +9,21 @@ admits are rows too, so the table shows everything the catalog holds.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Literal
 
 from monogres_oci.build_state import BuildCache, Outcome, Outcomes
 from monogres_oci.catalog import Catalog
-from monogres_oci.oci.model import OCI_INDEX
-from monogres_oci.oci.registry import RegistryClient
-from monogres_oci.package import INPUT_DIGEST
 from monogres_oci.plan import ExtensionTarget, Plan, PostgresTarget, Selection
-from monogres_oci.tags import extension_tags, postgres_tags
+from monogres_oci.registry_state import InRegistry
 
 State = Literal["disabled", "no release", "not built", "failed", "built", "tested", "published"]
 STATES: tuple[State, ...] = ("published", "tested", "built", "failed", "not built", "disabled",
                              "no release")
 
 # (repository, rolling tag, architecture) -> the input digest the published manifest records
-PublishedLookup = Callable[[str, str, str], str | None]
 
 
 _EVERYTHING = Selection()
@@ -56,7 +51,7 @@ class Row:
 
 
 def collect(catalog: Catalog, plan: Plan, cache: BuildCache, outcomes: Outcomes,
-            published: PublishedLookup | None = None,
+            published: Mapping[str, InRegistry] | None = None,
             selection: Selection = _EVERYTHING) -> list[Row]:
     """Every target of the plan, and every selected extension version it has no target for."""
     # One listing of each directory, not a file lookup per target: a plan may hold millions.
@@ -106,21 +101,19 @@ class _Known:
         return self.outcomes.get(key) if key in self.recorded else None
 
 
-def _postgres_row(pg: PostgresTarget, known: _Known, published: PublishedLookup | None) -> Row:
+def _postgres_row(pg: PostgresTarget, known: _Known,
+                  published: Mapping[str, InRegistry] | None) -> Row:
     state, detail, _ = _built_state(pg.key, known)
-    tags = postgres_tags(pg, 0, runnable=False)  # rolling tags do not depend on the epoch
-    state, detail = _published(state, detail, pg.key, published,
-                               (tags.repository, tags.rolling[0], pg.arch))
+    state, detail = _published(state, detail, pg.key, published)
     return Row("postgres", "postgresql", pg.release.version, pg.release.version,
                pg.option_set.name, pg.distro.name, pg.arch, state, detail=detail,
                input_digest=f"sha256:{pg.key}")
 
 
-def _extension_row(t: ExtensionTarget, known: _Known, published: PublishedLookup | None) -> Row:
+def _extension_row(t: ExtensionTarget, known: _Known,
+                   published: Mapping[str, InRegistry] | None) -> Row:
     state, detail, tests = _built_state(t.key, known)
-    tags = extension_tags(t, 0)
-    state, detail = _published(state, detail, t.key, published,
-                               (tags.repository, tags.rolling[0], t.postgres.arch))
+    state, detail = _published(state, detail, t.key, published)
     return _row(t, state, detail=detail, tests=tests, input_digest=f"sha256:{t.key}")
 
 
@@ -141,19 +134,16 @@ def _tests(outcome: Outcome) -> str:
     return f"{outcome.tests_passed}/{outcome.tests_total}" if outcome.tests_total else ""
 
 
-def _published(state: State, detail: str, key: str, published: PublishedLookup | None,
-               where: tuple[str, str, str]) -> tuple[State, str]:
-    if published is None:
+def _published(state: State, detail: str, key: str,
+               published: Mapping[str, InRegistry] | None) -> tuple[State, str]:
+    found = published.get(key) if published is not None else None
+    if found is None or found.state == "not published":
         return state, detail
-    recorded = published(*where)
-    if recorded is None:
-        return state, detail
-    repo, tag, _ = where
-    if recorded == f"sha256:{key}":
-        return "published", f"{repo}:{tag}" + (f"; {detail}" if detail else "")
+    more = f"; {detail}" if detail else ""
+    if found.state == "current":
+        return "published", found.reference + more
     # A stale image is not this target: the row keeps the local state and says what is out there.
-    return state, f"{repo}:{tag} is published from other inputs ({recorded[:19]})" + (
-        f"; {detail}" if detail else "")
+    return state, found.describe() + more
 
 
 def counts(rows: Iterable[Row]) -> dict[str, int]:
@@ -223,27 +213,3 @@ def _numeric(version: str) -> tuple[int, ...]:
     for p in version.replace("-", ".").split("."):
         parts.append(int(p) if p.isdigit() else -1)
     return tuple(parts)
-
-
-def registry_lookup(client: RegistryClient, namespace: str) -> PublishedLookup:
-    """What a registry holds: the input digest recorded by the platform manifest a tag's index
-    names for an architecture (each index fetched once)."""
-    indexes: dict[tuple[str, str], dict[str, object] | None] = {}
-
-    def lookup(repository: str, tag: str, arch: str) -> str | None:
-        repo = f"{namespace}/{repository}" if namespace else repository
-        if (repo, tag) not in indexes:
-            found = client.head_manifest(repo, tag)
-            indexes[(repo, tag)] = (json.loads(client.get_manifest(repo, tag)[0])
-                                    if found and found.media_type == OCI_INDEX else None)
-        index = indexes[(repo, tag)]
-        if index is None:
-            return None
-        for m in index.get("manifests", []):  # type: ignore[attr-defined]
-            if m.get("platform", {}).get("architecture") == arch:
-                manifest = json.loads(client.get_manifest(repo, m["digest"])[0])
-                digest = manifest.get("annotations", {}).get(INPUT_DIGEST)
-                return str(digest) if digest else None
-        return None
-
-    return lookup
