@@ -114,6 +114,8 @@ def _merge(extensions: CommentedMap, item: Imported) -> tuple[str, Callable[[], 
             item.name, before=f"imported from Debian source package {item.package} "
             f"{item.debian_version} by `monogres-oci import debian`", indent=2)
         for finding in item.findings:
+            if finding.key == "license" and finding.source.startswith("read by a person"):
+                node.yaml_add_eol_comment(finding.source, "license")
             if finding.detected:
                 node.yaml_add_eol_comment(
                     f"detected ({finding.source}): confirm, then drop this comment",

@@ -117,12 +117,16 @@ def inspect(tarball: Path) -> SourceTree:
     system, subdir, evidence = _build_system(files)
     wanted = {p: t for p, t in files.items()
               if not _SKIP_DIRS.intersection(PurePosixPath(p).parts[:-1])}
+    # NAME--VERSION.control is a secondary control file of NAME's update scripts, not an
+    # extension of its own (pgnodemx ships pg_proctab--0.0.10-compat.control).
     controls = sorted((_control(p, t) for p, t in wanted.items()
-                       if p.endswith((".control", ".control.in"))),
+                       if p.endswith((".control", ".control.in"))
+                       and "--" not in PurePosixPath(p).name),
                       key=lambda c: (c.path.count("/"), c.path))
     makefile = files.get(f"{subdir}/Makefile" if subdir != "." else "Makefile", "")
     # Control files a build generates: PGXS's EXTENSION, CMake's PostgreSQL_add_extension().
-    generated = [(f"{subdir}/Makefile", n) for n in _make_var(makefile, "EXTENSION")]
+    generated = [(f"{subdir}/Makefile", n) for n in _make_var(makefile, "EXTENSION")
+                 if "--" not in n]
     generated += [(p, n) for p, t in sorted(wanted.items()) if p.endswith("CMakeLists.txt")
                   for n in _cmake_extensions(t)]
     known = {c.sql_name for c in controls}

@@ -179,6 +179,19 @@ def test_cmake_extension_names_from_postgresql_add_extension(tmp_path: Path) -> 
     assert tree.preload_evidence == ()
 
 
+def test_a_secondary_control_file_is_not_an_extension(tmp_path: Path) -> None:
+    # pgnodemx 1.7 ships pg_proctab--0.0.10-compat.control beside its own control files: the
+    # control file of pg_proctab's update scripts (NAME--VERSION.control), not an extension.
+    tree = inspect(_tarball(tmp_path, {
+        "Makefile": "EXTENSION = pgnodemx pg_proctab--0.0.10-compat pg_proctab\n"
+                    "PGXS := $(shell $(PG_CONFIG) --pgxs)\n",
+        "pgnodemx.control": "default_version = '1.7'\n",
+        "pg_proctab.control": "default_version = '0.0.10-compat'\n",
+        "pg_proctab--0.0.10-compat.control": "requires = 'pgnodemx'\n",
+    }))
+    assert tree.sql_names == ["pg_proctab", "pgnodemx"]
+
+
 def test_configure_ac_without_configure_is_built_after_autoreconf(tmp_path: Path) -> None:
     # pointcloud 1.2.5: configure.ac and autogen.sh at the top; pgsql_postgis/Makefile includes
     # PGXS and ../config.mk, which only configure writes (seen: "../config.mk: No such file"),
