@@ -1,0 +1,79 @@
+"""What a real registry holds for each target: current, stale (and which inputs changed), or
+not published, read from the rolling tags' indexes and their platform manifests."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from monogres_oci.catalog import load_catalog
+from monogres_oci.labels import INPUT_PARTS, format_parts
+from monogres_oci.oci.layout import Layout
+from monogres_oci.oci.model import EMPTY_BLOB, Index, Manifest, Platform
+from monogres_oci.package import INPUT_DIGEST
+from monogres_oci.plan import ExtensionTarget, PostgresTarget, Selection, expand
+from monogres_oci.publish import publish
+from monogres_oci.pull import make_client
+from monogres_oci.recipes import recipe_digests
+from monogres_oci.registry_state import published_states
+from monogres_oci.tags import extension_tags, postgres_tags
+from tests.support.registry import RunningRegistry
+
+CATALOG = Path(__file__).resolve().parents[2] / "extensions.yaml"
+
+
+def _plan(**selection: tuple[str, ...]) -> tuple[list[PostgresTarget], list[ExtensionTarget]]:
+    plan = expand(load_catalog(CATALOG), Selection(postgres=("18.6",), distros=("bookworm",),
+                                                   option_sets=("regular",), **selection),
+                  recipe_digests=recipe_digests(), base_overrides={})
+    return list(plan.postgres), list(plan.extensions)
+
+
+def _publish_as_built(layout: Layout, target: PostgresTarget | ExtensionTarget) -> None:
+    """An index under the target's rolling tag whose platform manifest records its inputs, as
+    `build` writes it (the content does not matter here)."""
+    if isinstance(target, PostgresTarget):
+        tags, arch = postgres_tags(target, 0, runnable=False), target.arch
+    else:
+        tags, arch = extension_tags(target, 0), target.postgres.arch
+    layout.add_blob(EMPTY_BLOB)
+    manifest = Manifest(config=EMPTY_BLOB.descriptor(), layers=(), annotations={
+        INPUT_DIGEST: f"sha256:{target.key}", INPUT_PARTS: format_parts(target.key_parts())})
+    desc = layout.add_manifest(manifest).with_platform(Platform(architecture=arch, os="linux"))
+    index = layout.add_manifest(Index(manifests=(desc,)))
+    layout.set_ref(f"{tags.repository}:{tags.rolling[0]}", index)
+
+
+def test_current_stale_with_the_changed_input_and_not_published(
+        registry: RunningRegistry, tmp_path: Path) -> None:
+    (pg,), exts = _plan(archs=("amd64",), extensions=("pgaudit", "rum", "unit"))
+    pgaudit, rum, unit = sorted(exts, key=lambda e: e.extension.name)
+    layout = Layout.create(tmp_path / "oci")
+    for target in (pg, pgaudit, rum):
+        _publish_as_built(layout, target)
+    client = make_client(registry.host)
+    publish(layout, f"{registry.host}/state", client, jobs=4)
+
+    states = published_states(client, "state", [pg, pgaudit, rum, unit])
+    assert {t.extension.name: states[t.key].state for t in (pgaudit, rum, unit)} == {
+        "pgaudit": "current", "rum": "current", "unit": "not published"}
+    assert states[pg.key].state == "current"
+    assert states[pgaudit.key].reference == "pgaudit:18.6-18.0-bookworm"
+
+    # One input changed since: rum's build packages (as a catalog edit would change them).
+    edited = dataclasses.replace(rum.extension, build=dataclasses.replace(
+        rum.extension.build, packages=(*rum.extension.build.packages, "libicu-dev")))
+    rum_now = dataclasses.replace(rum, extension=edited)
+    # ...and the Postgres build's recipe (a Dockerfile edit), which every extension build of it
+    # inherits.
+    pg_now = dataclasses.replace(pg, recipe_digest="0" * 64)
+    pgaudit_now = dataclasses.replace(pgaudit, postgres=pg_now)
+    states = published_states(client, "state", [pg_now, pgaudit_now, rum_now])
+    assert (states[rum_now.key].state, states[rum_now.key].changed) == ("stale", ("build",))
+    assert (states[pg_now.key].state, states[pg_now.key].changed) == ("stale", ("recipe",))
+    assert (states[pgaudit_now.key].state, states[pgaudit_now.key].changed) == \
+        ("stale", ("postgres",))
+    assert states[rum_now.key].recorded == f"sha256:{rum.key}"
+    # an arm64 target of a tag that has only amd64: not published
+    (pg_arm,), _ = _plan(archs=("arm64",), extensions=("pgaudit",))
+    assert published_states(client, "state", [pg_arm])[pg_arm.key].state == "not published"
