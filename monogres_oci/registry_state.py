@@ -54,7 +54,7 @@ def _where(target: Target) -> tuple[str, str, str]:
 
 
 def published_states(client: RegistryClient, namespace: str, targets: Sequence[Target],
-                     jobs: int = 8) -> dict[str, InRegistry]:
+                     jobs: int = 16) -> dict[str, InRegistry]:
     """Each target's state by its key."""
     def repo(name: str) -> str:
         return f"{namespace}/{name}" if namespace else name
