@@ -18,6 +18,8 @@ searches ``dynamic_library_path``, but not from ``LOAD``: an update script's
 ``LOAD '$libdir/postgis-3'`` would look in the Postgres tree and fail ``ALTER EXTENSION ...
 UPDATE``. It is rewritten to ``LOAD 'postgis-3'``, which every release searches for in
 ``dynamic_library_path`` (``$libdir`` first, so it still works when copied into the tree).
+``LOAD 'MODULE_PATHNAME'`` (pg_comparator) becomes the same when the control file's
+``module_pathname`` is ``$libdir/NAME``.
 
 Pure: it reads the files it is given and returns what to write; the packager writes the layer.
 """
@@ -35,6 +37,10 @@ from monogres_oci.errors import BuildError
 BUILD_PATHS = (b"/build/src/", b"/build/cmake/")
 _LIBDIR = re.compile(r"\$libdir/([A-Za-z0-9_.+-]+(?:/[A-Za-z0-9_.+-]+)*)")
 _LOAD_LIBDIR = re.compile(r"(\bLOAD\s+')\$libdir/([A-Za-z0-9_.+-]+)'", re.IGNORECASE)
+# LOAD 'MODULE_PATHNAME': CREATE EXTENSION puts the control file's module_pathname there.
+_LOAD_MODULE = re.compile(r"(\bLOAD\s+')MODULE_PATHNAME'", re.IGNORECASE)
+_MODULE_PATHNAME = re.compile(r"^\s*module_pathname\s*=\s*'\$libdir/([A-Za-z0-9_.+-]+)'",
+                              re.MULTILINE)
 _PATH_END = "\\s'\"`;,()<>|"
 SNIFF = 8192
 
@@ -73,6 +79,7 @@ def relocate(files: Mapping[str, Path], *, prefix: str, mount: str, postgres_tre
     are shipped as they are.
     """
     shipped = set(files)
+    modules = _modules(files)
     problems: list[str] = []
     rewrites: list[Rewrite] = []
     contents: dict[str, bytes] = {}
@@ -106,6 +113,12 @@ def relocate(files: Mapping[str, Path], *, prefix: str, mount: str, postgres_tre
                         f"{path}:{number}: names {match.group(0)}, which neither this image nor "
                         f"PostgreSQL ships (add it with extensions.{extension}.build.data, "
                         f"{hint_keep})")
+            if path.endswith(".sql") and (module := modules.get(_extension_of(path))):
+                for match in _LOAD_MODULE.finditer(new):
+                    if f"lib/{module}.so" in shipped or f"lib/{module}" in shipped:
+                        after = f"{match.group(1)}{module}'"
+                        rewrites.append(Rewrite(path, number, match.group(0), after))
+                        new = new.replace(match.group(0), after, 1)
             if path.endswith(".sql"):
                 for match in _LOAD_LIBDIR.finditer(new):
                     name = match.group(2)
@@ -130,6 +143,22 @@ def relocate(files: Mapping[str, Path], *, prefix: str, mount: str, postgres_tre
         raise BuildError(f"{extension}: shipped files name paths that break when the image is "
                          f"mounted at {mount}:\n  {shown}{more}")
     return Relocated(tuple(rewrites), contents)
+
+
+def _extension_of(path: str) -> str:
+    """The extension a script belongs to: share/extension/NAME--1.0.sql -> NAME."""
+    return path.rsplit("/", 1)[-1].split("--", 1)[0]
+
+
+def _modules(files: Mapping[str, Path]) -> dict[str, str]:
+    """Each control file's ``module_pathname`` library, when it is ``$libdir/NAME``."""
+    out = {}
+    for path, file in files.items():
+        if path.startswith("share/extension/") and path.endswith(".control"):
+            match = _MODULE_PATHNAME.search(file.read_text(errors="replace"))
+            if match:
+                out[path.rsplit("/", 1)[-1].removesuffix(".control")] = match.group(1)
+    return out
 
 
 def _libdir_problem(name: str, shipped: set[str], postgres_tree: Path) -> str:

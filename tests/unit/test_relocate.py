@@ -108,3 +108,20 @@ def test_load_of_an_images_library_drops_libdir(trees: tuple[Path, Path]) -> Non
         (1, "LOAD '$libdir/unit'", "LOAD 'unit'")]
     assert out.contents["share/extension/unit--6--7.sql"].decode() == (
         "LOAD 'unit';\nLOAD '$libdir/plpgsql';\n")
+
+
+def test_load_of_module_pathname_drops_libdir(trees: tuple[Path, Path]) -> None:
+    # pg_comparator's script says LOAD 'MODULE_PATHNAME'; CREATE EXTENSION puts the control
+    # file's '$libdir/pgcmp' there, which LOAD looks up in the Postgres tree only.
+    image, postgres = trees
+    found = files(image, {
+        "lib/pgcmp.so": b"\x7fELF",
+        "share/extension/pgcmp.control": "module_pathname = '$libdir/pgcmp'\n",
+        "share/extension/pgcmp--3.1.sql": "AS 'MODULE_PATHNAME', 'f';\nLOAD 'MODULE_PATHNAME';\n",
+        # another extension's script, whose control names no library: left alone
+        "share/extension/other--1.sql": "LOAD 'MODULE_PATHNAME';\n"})
+    out = run(found, postgres)
+    assert [(r.path, r.line, r.after) for r in out.rewrites] == [
+        ("share/extension/pgcmp--3.1.sql", 2, "LOAD 'pgcmp'")]
+    assert out.contents["share/extension/pgcmp--3.1.sql"].decode() == (
+        "AS 'MODULE_PATHNAME', 'f';\nLOAD 'pgcmp';\n")
