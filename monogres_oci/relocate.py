@@ -21,6 +21,10 @@ UPDATE``. It is rewritten to ``LOAD 'postgis-3'``, which every release searches 
 ``LOAD 'MODULE_PATHNAME'`` (pg_comparator) becomes the same when the control file's
 ``module_pathname`` is ``$libdir/NAME``.
 
+The licence texts of bundled Debian packages (``licenses/``) ship as Debian wrote them, unread
+(boost's copyright file names a /build/src path of its own); a control file's
+``module_pathname`` is checked only when a script of that extension says ``MODULE_PATHNAME``.
+
 Pure: it reads the files it is given and returns what to write; the packager writes the layer.
 """
 
@@ -80,6 +84,10 @@ def relocate(files: Mapping[str, Path], *, prefix: str, mount: str, postgres_tre
     """
     shipped = set(files)
     modules = _modules(files)
+    # A control file's module_pathname matters only to scripts that say MODULE_PATHNAME
+    # (pg_track_settings 2.x is SQL only, and its control still names a library).
+    module_users = {_extension_of(p) for p, f in files.items()
+                    if p.endswith(".sql") and b"MODULE_PATHNAME" in f.read_bytes()}
     problems: list[str] = []
     rewrites: list[Rewrite] = []
     contents: dict[str, bytes] = {}
@@ -87,6 +95,8 @@ def relocate(files: Mapping[str, Path], *, prefix: str, mount: str, postgres_tre
     hint_keep = (f"or ship the file as it is with extensions.{extension}.build.keep_paths: "
                  "[{file: PATH, reason: ...}]")
     for path in sorted(files):
+        if path.startswith("licenses/"):
+            continue  # licence texts of bundled Debian packages, shipped as Debian wrote them
         data = files[path].read_bytes()
         kept = any(fnmatch.fnmatchcase(path, glob) for glob in keep)
         for marker in BUILD_PATHS:
@@ -126,7 +136,9 @@ def relocate(files: Mapping[str, Path], *, prefix: str, mount: str, postgres_tre
                         after = f"{match.group(1)}{name}'"
                         rewrites.append(Rewrite(path, number, match.group(0), after))
                         new = new.replace(match.group(0), after, 1)
-            if path.endswith((".sql", ".control")):
+            unused_module = (path.endswith(".control") and "module_pathname" in line
+                             and _extension_of(path).removesuffix(".control") not in module_users)
+            if path.endswith((".sql", ".control")) and not unused_module:
                 for match in _LIBDIR.finditer(line):
                     problem = _libdir_problem(match.group(1), shipped, postgres_tree)
                     if problem:

@@ -125,3 +125,22 @@ def test_load_of_module_pathname_drops_libdir(trees: tuple[Path, Path]) -> None:
         ("share/extension/pgcmp--3.1.sql", 2, "LOAD 'pgcmp'")]
     assert out.contents["share/extension/pgcmp--3.1.sql"].decode() == (
         "AS 'MODULE_PATHNAME', 'f';\nLOAD 'pgcmp';\n")
+
+
+def test_bundled_licence_texts_ship_as_debian_wrote_them(trees: tuple[Path, Path]) -> None:
+    # boost's copyright file (bundled by pgagent) quotes a /build/src path of its own
+    image, postgres = trees
+    found = files(image, {"licenses/libboost-thread1.74.0/copyright":
+                          "Files: /build/src/boost/thread.hpp\n"})
+    assert run(found, postgres).rewrites == ()
+
+
+def test_a_module_pathname_no_script_uses_is_not_checked(trees: tuple[Path, Path]) -> None:
+    # pg_track_settings 2.x is SQL only; its control file still names $libdir/pg_track_settings
+    image, postgres = trees
+    sql_only = {"share/extension/track.control": "module_pathname = '$libdir/track'\n",
+                "share/extension/track--2.1.sql": "CREATE TABLE t ();\n"}
+    assert run(files(image, sql_only), postgres).rewrites == ()
+    used = {**sql_only, "share/extension/track--2.1.sql": "AS 'MODULE_PATHNAME', 'f';\n"}
+    with pytest.raises(BuildError, match=r"track.control:1: \$libdir/track: no such library"):
+        run(files(image, used), postgres)
