@@ -112,6 +112,14 @@ def buildx_build(
             f"build of {what} failed (exit {exc.return_code}){where}; "
             "last lines of the build log:\n" + "\n".join(log_tail(tail))
         ) from exc
+    except UnicodeDecodeError as exc:
+        # python-on-whales decodes a failed build's whole output as UTF-8 to classify the
+        # error, and a compiler's non-UTF-8 byte (a quote in a localized message) breaks it:
+        # the build failed all the same, and the log says how.
+        where = f" (full log: {log_file})" if log_file else ""
+        raise BuildError(
+            f"build of {what} failed{where}; last lines of the build log:\n"
+            + "\n".join(log_tail(tail))) from exc
     except FileNotFoundError as exc:  # no docker client on PATH
         raise BuildError(f"build of {what} failed: {exc}") from exc
     finally:
