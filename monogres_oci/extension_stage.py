@@ -116,8 +116,11 @@ class ExtensionStage:
         if not ctx.gate:
             self._end(None, partial(self._untested, ext, compiled))
             return
+        # After the gates of what it requires (their results decide whether it can run).
+        after = [self._gating[r] for r in ext.extension.runtime.requires if r in self._gating]
         future = self.pool.submit(partial(self._run_gate, ext, image, compiled.invocation,
-                                          log_dir))
+                                          log_dir), after=after,
+                                  alone=bool(ext.extension.test.alone))
         self._gating[ext.extension.name] = future
         self._end(future, partial(self._gated, ext, image, compiled, future))
 

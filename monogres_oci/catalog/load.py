@@ -290,7 +290,7 @@ def _extension(name: str, e: dict[str, Any]) -> Extension:
             server_settings=tuple(sorted(s.get("server_settings", {}).items())),
             shared_dirs=tuple(s.get("shared_dirs", [])),
             tree_on_server=tuple(s.get("tree_on_server", [])),
-            skip=s.get("skip", "")),
+            skip=s.get("skip", ""), alone=s.get("alone", "")),
         versions=tuple(
             ExtensionVersion(version=v["version"], sql_version=v.get("sql_version", v["version"]),
                              source=_source(v["source"]), postgres=_versions(v["postgres"]),

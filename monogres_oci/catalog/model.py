@@ -238,6 +238,7 @@ class UpstreamSuite:
     setup: tuple[str, ...] = ()  # SQL run as the superuser before the suite
     server_settings: tuple[tuple[str, str], ...] = ()  # -c name=value for the gate's server
     skip: str = ""  # why the suite cannot run against an image (CREATE EXTENSION still does)
+    alone: str = ""  # why its gate must run with no other gate beside it (timing)
 
     def known_failure(self, name: str) -> str:
         return dict(self.known_failures).get(name, "")

@@ -2,22 +2,53 @@
 on them), and an interruption stops every one of them.
 
 The caller submits gates so that each comes after the gates of the extensions it requires, and
-a gate that needs another's result waits on that one's future. Workers take gates first in,
-first out, so whatever a running gate waits on has started already: no deadlock.
+names those gates' futures (``after``): a worker waits for them before the gate starts. Workers
+take gates first in, first out, so whatever a gate waits on has started already. A gate whose
+suite must run ``alone`` (timers a busy machine outruns: pglogical's subscription sync) waits
+until the running gates end, and no other starts until it has.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from types import TracebackType
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from monogres_oci.errors import GateError
 from monogres_oci.gate.server import remove_own_containers
 
 T = TypeVar("T")
+
+
+class _Turns:
+    """Gates side by side, or one alone: a gate that must run alone waits for the running ones
+    to end, and holds back those that would start after it."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._running = 0
+        self._alone = False
+        self._waiting_alone = 0
+
+    def enter(self, alone: bool) -> None:
+        with self._cond:
+            if alone:
+                self._waiting_alone += 1
+                self._cond.wait_for(lambda: self._running == 0)
+                self._waiting_alone -= 1
+                self._alone = True
+            else:
+                self._cond.wait_for(lambda: not self._alone and not self._waiting_alone)
+            self._running += 1
+
+    def leave(self, alone: bool) -> None:
+        with self._cond:
+            self._running -= 1
+            if alone:
+                self._alone = False
+            self._cond.notify_all()
 
 
 class GatePool:
@@ -28,8 +59,12 @@ class GatePool:
                           if jobs > 1 else None)
         self._futures: list[Future[object]] = []
         self._stopping = threading.Event()
+        self._turns = _Turns()
 
-    def submit(self, gate: Callable[[], T]) -> Future[T]:
+    def submit(self, gate: Callable[[], T], *, after: Sequence[Future[Any]] = (),
+               alone: bool = False) -> Future[T]:
+        """Run ``gate`` once the futures ``after`` are done; with ``alone``, with no other gate
+        beside it."""
         if self._executor is None:
             done: Future[T] = Future()
             try:
@@ -37,14 +72,21 @@ class GatePool:
             except Exception as exc:  # an interruption is not a result: it propagates
                 done.set_exception(exc)
             return done
-        future = self._executor.submit(self._start, gate)
+        future = self._executor.submit(self._start, gate, tuple(after), alone)
         self._futures.append(future)  # type: ignore[arg-type]
         return future
 
-    def _start(self, gate: Callable[[], T]) -> T:
+    def _start(self, gate: Callable[[], T], after: tuple[Future[Any], ...], alone: bool) -> T:
+        wait(after)
         if self._stopping.is_set():
             raise GateError("not started: the build was interrupted")
-        return gate()
+        self._turns.enter(alone)
+        try:
+            if self._stopping.is_set():
+                raise GateError("not started: the build was interrupted")
+            return gate()
+        finally:
+            self._turns.leave(alone)
 
     def __enter__(self) -> GatePool:
         return self

@@ -79,3 +79,28 @@ def test_after_an_interruption_no_queued_gate_starts() -> None:
     assert sorted(started) == ["g0", "g1"]  # those under way ended; the rest never began
     assert all(f.done() for f in futures)
     assert [f.cancelled() for f in futures[2:]] == [True, True, True]
+
+
+def test_a_gate_that_must_run_alone_has_no_other_beside_it() -> None:
+    spans: dict[str, tuple[float, float]] = {}
+
+    def gate(name: str, seconds: float) -> Callable[[], str]:
+        def run() -> str:
+            start = time.monotonic()
+            time.sleep(seconds)
+            spans[name] = (start, time.monotonic())
+            return name
+        return run
+
+    with GatePool(3) as pool:
+        before = [pool.submit(gate(f"b{i}", 0.2)) for i in range(2)]
+        alone = pool.submit(gate("alone", 0.2), alone=True)
+        after = [pool.submit(gate(f"a{i}", 0.1)) for i in range(3)]
+        # a gate that waits on the alone one (as pglogical_ticker on pglogical) starts after it
+        dependent = pool.submit(gate("dependent", 0.05), after=[alone])
+    assert all(f.done() for f in (*before, alone, *after, dependent))
+    start, end = spans["alone"]
+    others = {n: s for n, s in spans.items() if n != "alone"}
+    assert all(e <= start or s >= end for s, e in others.values()), spans
+    assert spans["b0"][0] < spans["b1"][1] and spans["b1"][0] < spans["b0"][1]  # side by side
+    assert spans["dependent"][0] >= end
