@@ -12,10 +12,11 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
+
+from monogres_oci.atomic import write_atomically
 
 if TYPE_CHECKING:
     from monogres_oci.gate import GateResult
@@ -37,11 +38,7 @@ class BuildCache:
 
     def finished(self) -> frozenset[str]:
         """Every key with a finished build: one directory listing, for asking about many."""
-        try:
-            names = os.listdir(self.root)
-        except FileNotFoundError:
-            return frozenset()
-        return frozenset(n for n in names if self.has(n))
+        return frozenset(n for n in _names(self.root) if self.has(n))
 
 
 @dataclass(frozen=True)
@@ -71,19 +68,12 @@ class Outcomes:
 
     def record(self, key: str, outcome: Outcome) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-")
-        with os.fdopen(fd, "w") as f:
-            json.dump(outcome.to_json(), f, indent=2, sort_keys=True)
-            f.write("\n")
-        os.replace(tmp, self._path(key))
+        text = json.dumps(outcome.to_json(), indent=2, sort_keys=True) + "\n"
+        write_atomically(self._path(key), text.encode())
 
     def recorded(self) -> frozenset[str]:
         """Every key with a record: one directory listing, for asking about many."""
-        try:
-            names = os.listdir(self.root)
-        except FileNotFoundError:
-            return frozenset()
-        return frozenset(n.removesuffix(".json") for n in names
+        return frozenset(n.removesuffix(".json") for n in _names(self.root)
                          if n.endswith(".json") and not n.startswith("."))
 
     def get(self, key: str) -> Outcome | None:
@@ -93,6 +83,14 @@ class Outcomes:
         except (OSError, ValueError, TypeError):
             # Missing, or written by another version: as if never attempted.
             return None
+
+
+def _names(directory: Path) -> list[str]:
+    """The entries of ``directory``; none when it does not exist yet."""
+    try:
+        return os.listdir(directory)
+    except FileNotFoundError:
+        return []
 
 
 @dataclass(frozen=True)

@@ -14,13 +14,13 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
 
+from monogres_oci.atomic import write_atomically
 from monogres_oci.oci.layout import Layout
 from monogres_oci.oci.model import Descriptor, parse_descriptor
 
@@ -91,10 +91,8 @@ class PackagedStore:
         for desc in _descriptors(layout, packaged):
             _link(layout.blob_path(desc.digest), self.blobs, desc)
         self.records.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.records, prefix=".tmp-")
-        with os.fdopen(fd, "w") as f:
-            json.dump(packaged.to_json(), f, indent=1, sort_keys=True)
-        os.replace(tmp, self.records / f"{key}.json")
+        write_atomically(self.records / f"{key}.json",
+                         json.dumps(packaged.to_json(), indent=1, sort_keys=True).encode())
 
     def restore(self, packaged: Packaged, layout: Layout) -> None:
         """Put what ``packaged`` needs into ``layout``: every blob, and its attachments listed."""

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict
 from functools import cache
 from pathlib import Path
 from typing import Any
 
+from monogres_oci.atomic import write_atomically
 from monogres_oci.catalog.model import Extension
 from monogres_oci.gate.results import Created, GateResult, SuiteCase
 
@@ -73,7 +72,5 @@ class GateCache:
         if not result.ok:
             return
         self.root.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-")
-        with os.fdopen(fd, "w") as f:
-            json.dump(result.to_json(), f, indent=2, sort_keys=True)
-        os.replace(tmp, self.root / f"{key}.json")
+        write_atomically(self.root / f"{key}.json",
+                         json.dumps(result.to_json(), indent=2, sort_keys=True).encode())

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO, TypeVar, cast
 
+from monogres_oci.atomic import write_atomically
 from monogres_oci.errors import VerifyError
 from monogres_oci.oci.digest import CHUNK_SIZE, DigestWriter, encoded, sha256_digest
 from monogres_oci.oci.model import (
@@ -48,19 +49,6 @@ LAYOUT_VERSION = "1.0.0"
 T = TypeVar("T")
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same directory and a rename."""
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-        os.chmod(temp, 0o644)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-
-
 def _entry_key(desc: Descriptor) -> tuple[int, str, str]:
     name = desc.annotations.get(ANNOTATION_REF_NAME)
     return (0, name, desc.digest) if name is not None else (1, "", desc.digest)
@@ -82,7 +70,7 @@ class Layout:
         marker = canonical_json({"imageLayoutVersion": LAYOUT_VERSION})
         marker_path = root / LAYOUT_FILE
         if not marker_path.exists() or marker_path.read_bytes() != marker:
-            _atomic_write(marker_path, marker)
+            write_atomically(marker_path, marker)
         if not (root / INDEX_FILE).exists():
             layout._write_index([])
         return layout
@@ -113,7 +101,7 @@ class Layout:
         """Store ``data`` as a blob unless already there; return its digest."""
         digest = sha256_digest(data)
         if not self.has_blob(digest, len(data)):
-            _atomic_write(self.blob_path(digest), data)
+            write_atomically(self.blob_path(digest), data)
         return digest
 
     def add_blob(self, blob: Blob) -> Descriptor:
@@ -227,7 +215,7 @@ class Layout:
 
     def _write_index(self, entries: list[Descriptor]) -> None:
         index = Index(tuple(sorted(entries, key=_entry_key)))
-        _atomic_write(self.root / INDEX_FILE, index.to_json())
+        write_atomically(self.root / INDEX_FILE, index.to_json())
 
     def set_ref(self, name: str, desc: Descriptor) -> Descriptor:
         """Point the reference ``name`` at ``desc`` in index.json (replacing any previous target).

@@ -107,7 +107,7 @@ def test_outcome_records_are_whole_or_absent(tmp_path: Path) -> None:
     assert outcomes.get("a" * 64) == Outcome("t", "gate", ok=True, tests_passed=1, tests_total=1)
     (tmp_path / "outcomes" / f"{'b' * 64}.json").write_text('{"target": "t", "stage": ')
     assert outcomes.get("b" * 64) is None  # torn or foreign: as if never attempted
-    assert not list((tmp_path / "outcomes").glob(".tmp-*"))
+    assert not list((tmp_path / "outcomes").glob(".*"))  # no temporary file left
     assert json.loads((tmp_path / "outcomes" / f"{'a' * 64}.json").read_text())["ok"] is True
 
 
