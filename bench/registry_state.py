@@ -28,37 +28,13 @@ sys.path.insert(0, str(REPO))
 
 from bench.plan_scale import generate  # noqa: E402
 from monogres_oci.catalog import load_catalog  # noqa: E402
-from monogres_oci.labels import INPUT_PARTS, format_parts  # noqa: E402
 from monogres_oci.oci.layout import Layout  # noqa: E402
-from monogres_oci.oci.model import EMPTY_BLOB, Index, Manifest, Platform  # noqa: E402
-from monogres_oci.package import INPUT_DIGEST  # noqa: E402
 from monogres_oci.plan import ExtensionTarget, PostgresTarget, Selection, expand  # noqa: E402
 from monogres_oci.publish import publish  # noqa: E402
 from monogres_oci.pull import make_client  # noqa: E402
 from monogres_oci.recipes import recipe_digests  # noqa: E402
-from monogres_oci.tags import extension_tags, postgres_tags  # noqa: E402
+from tests.support.as_built import add_as_built  # noqa: E402
 from tests.support.registry import start_registry  # noqa: E402
-
-
-def publish_targets(layout: Layout, targets: list[PostgresTarget | ExtensionTarget]) -> None:
-    """An index per rolling tag, one platform manifest per target recording its inputs."""
-    by_tag: dict[str, list[tuple[PostgresTarget | ExtensionTarget, str]]] = \
-        collections.defaultdict(list)
-    for t in targets:
-        if isinstance(t, PostgresTarget):
-            tags, arch = postgres_tags(t, 0, runnable=False), t.arch
-        else:
-            tags, arch = extension_tags(t, 0), t.postgres.arch
-        by_tag[f"{tags.repository}:{tags.rolling[0]}"].append((t, arch))
-    layout.add_blob(EMPTY_BLOB)
-    for name, items in sorted(by_tag.items()):
-        manifests = []
-        for t, arch in items:
-            m = Manifest(config=EMPTY_BLOB.descriptor(), layers=(), annotations={
-                INPUT_DIGEST: f"sha256:{t.key}", INPUT_PARTS: format_parts(t.key_parts())})
-            manifests.append(layout.add_manifest(m).with_platform(
-                Platform(architecture=arch, os="linux")))
-        layout.set_ref(name, layout.add_manifest(Index(manifests=tuple(manifests))))
 
 
 def main() -> int:
@@ -84,7 +60,7 @@ def main() -> int:
         registry = start_registry(work / "registry")
         try:
             layout = Layout.create(work / "oci")
-            publish_targets(layout, published)
+            add_as_built(layout, published)
             started = time.monotonic()
             publish(layout, f"{registry.host}/bench", make_client(registry.host), jobs=8)
             pushed = time.monotonic() - started

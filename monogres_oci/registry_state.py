@@ -44,7 +44,7 @@ class InRegistry:
         return "not published"
 
 
-def _where(target: Target) -> tuple[str, str, str]:
+def published_under(target: Target) -> tuple[str, str, str]:
     """The repository, rolling tag and architecture a target is published under."""
     if isinstance(target, PostgresTarget):
         tags = postgres_tags(target, 0, runnable=False)  # rolling tags ignore the epoch
@@ -59,7 +59,7 @@ def published_states(client: RegistryClient, namespace: str, targets: Sequence[T
     def repo(name: str) -> str:
         return f"{namespace}/{name}" if namespace else name
 
-    wheres = {t.key: _where(t) for t in targets}
+    wheres = {t.key: published_under(t) for t in targets}
     tags = sorted({(repo(r), tag) for r, tag, _ in wheres.values()})
 
     def index_of(item: tuple[str, str]) -> dict[str, str]:

@@ -7,16 +7,13 @@ import dataclasses
 from pathlib import Path
 
 from monogres_oci.catalog import load_catalog
-from monogres_oci.labels import INPUT_PARTS, format_parts
 from monogres_oci.oci.layout import Layout
-from monogres_oci.oci.model import EMPTY_BLOB, Index, Manifest, Platform
-from monogres_oci.package import INPUT_DIGEST
 from monogres_oci.plan import ExtensionTarget, PostgresTarget, Selection, expand
 from monogres_oci.publish import publish
 from monogres_oci.pull import make_client
 from monogres_oci.recipes import recipe_digests
 from monogres_oci.registry_state import published_states
-from monogres_oci.tags import extension_tags, postgres_tags
+from tests.support.as_built import add_as_built
 from tests.support.registry import RunningRegistry
 
 CATALOG = Path(__file__).resolve().parents[2] / "extensions.yaml"
@@ -29,28 +26,13 @@ def _plan(**selection: tuple[str, ...]) -> tuple[list[PostgresTarget], list[Exte
     return list(plan.postgres), list(plan.extensions)
 
 
-def _publish_as_built(layout: Layout, target: PostgresTarget | ExtensionTarget) -> None:
-    """An index under the target's rolling tag whose platform manifest records its inputs, as
-    `build` writes it (the content does not matter here)."""
-    if isinstance(target, PostgresTarget):
-        tags, arch = postgres_tags(target, 0, runnable=False), target.arch
-    else:
-        tags, arch = extension_tags(target, 0), target.postgres.arch
-    layout.add_blob(EMPTY_BLOB)
-    manifest = Manifest(config=EMPTY_BLOB.descriptor(), layers=(), annotations={
-        INPUT_DIGEST: f"sha256:{target.key}", INPUT_PARTS: format_parts(target.key_parts())})
-    desc = layout.add_manifest(manifest).with_platform(Platform(architecture=arch, os="linux"))
-    index = layout.add_manifest(Index(manifests=(desc,)))
-    layout.set_ref(f"{tags.repository}:{tags.rolling[0]}", index)
-
 
 def test_current_stale_with_the_changed_input_and_not_published(
         registry: RunningRegistry, tmp_path: Path) -> None:
     (pg,), exts = _plan(archs=("amd64",), extensions=("pgaudit", "rum", "unit"))
     pgaudit, rum, unit = sorted(exts, key=lambda e: e.extension.name)
     layout = Layout.create(tmp_path / "oci")
-    for target in (pg, pgaudit, rum):
-        _publish_as_built(layout, target)
+    add_as_built(layout, [pg, pgaudit, rum])
     client = make_client(registry.host)
     publish(layout, f"{registry.host}/state", client, jobs=4)
 
