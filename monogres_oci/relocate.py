@@ -123,21 +123,18 @@ def relocate(files: Mapping[str, Path], *, prefix: str, mount: str, postgres_tre
                         f"{path}:{number}: names {match.group(0)}, which neither this image nor "
                         f"PostgreSQL ships (add it with extensions.{extension}.build.data, "
                         f"{hint_keep})")
-            if path.endswith(".sql") and (module := modules.get(_extension_of(path))):
-                for match in _LOAD_MODULE.finditer(new):
-                    if f"lib/{module}.so" in shipped or f"lib/{module}" in shipped:
-                        after = f"{match.group(1)}{module}'"
-                        rewrites.append(Rewrite(path, number, match.group(0), after))
-                        new = new.replace(match.group(0), after, 1)
             if path.endswith(".sql"):
-                for match in _LOAD_LIBDIR.finditer(new):
-                    name = match.group(2)
+                # LOAD of one of the image's libraries, by $libdir/NAME or MODULE_PATHNAME
+                module = modules.get(_extension_of(path))
+                loads = [(m, module) for m in _LOAD_MODULE.finditer(new) if module]
+                loads += [(m, m.group(2)) for m in _LOAD_LIBDIR.finditer(new)]
+                for match, name in loads:
                     if f"lib/{name}.so" in shipped or f"lib/{name}" in shipped:
                         after = f"{match.group(1)}{name}'"
                         rewrites.append(Rewrite(path, number, match.group(0), after))
                         new = new.replace(match.group(0), after, 1)
             unused_module = (path.endswith(".control") and "module_pathname" in line
-                             and _extension_of(path).removesuffix(".control") not in module_users)
+                             and _extension_of(path) not in module_users)
             if path.endswith((".sql", ".control")) and not unused_module:
                 for match in _LIBDIR.finditer(line):
                     problem = _libdir_problem(match.group(1), shipped, postgres_tree)
@@ -158,18 +155,21 @@ def relocate(files: Mapping[str, Path], *, prefix: str, mount: str, postgres_tre
 
 
 def _extension_of(path: str) -> str:
-    """The extension a script belongs to: share/extension/NAME--1.0.sql -> NAME."""
-    return path.rsplit("/", 1)[-1].split("--", 1)[0]
+    """The extension a script or control file belongs to: share/extension/NAME--1.0.sql and
+    share/extension/NAME.control -> NAME."""
+    return path.rsplit("/", 1)[-1].split("--", 1)[0].removesuffix(".control")
 
 
 def _modules(files: Mapping[str, Path]) -> dict[str, str]:
     """Each control file's ``module_pathname`` library, when it is ``$libdir/NAME``."""
     out = {}
     for path, file in files.items():
-        if path.startswith("share/extension/") and path.endswith(".control"):
+        # NAME.control; a secondary NAME--VERSION.control is not read here
+        if (path.startswith("share/extension/") and path.endswith(".control")
+                and "--" not in path.rsplit("/", 1)[-1]):
             match = _MODULE_PATHNAME.search(file.read_text(errors="replace"))
             if match:
-                out[path.rsplit("/", 1)[-1].removesuffix(".control")] = match.group(1)
+                out[_extension_of(path)] = match.group(1)
     return out
 
 
