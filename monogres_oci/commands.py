@@ -247,7 +247,7 @@ def _unpublished(plan: Plan, states: dict[str, InRegistry], progress: Progress) 
 
 def _plan_published(args: argparse.Namespace, plan: Plan, have: PlanState,
                     progress: Progress) -> int:
-    from monogres_oci.plan_rows import plan_rows
+    from monogres_oci.plan_rows import plan_rows, row_line
 
     states = _published_states(args, plan, progress)
     rows = list(plan_rows(plan, have))
@@ -261,7 +261,7 @@ def _plan_published(args: argparse.Namespace, plan: Plan, have: PlanState,
                 row["changed"] = list(known.changed)
     if args.jsonl:
         for row in rows:
-            print(json.dumps(row, sort_keys=True, separators=(",", ":")))
+            print(row_line(row))
     elif args.json:
         _print_json({"targets": rows})
     else:

@@ -55,7 +55,8 @@ def plan_rows(plan: Plan, have: PlanState) -> Iterator[dict[str, object]]:
         yield extension_row(item.target, have, item.reason)
 
 
-_ENCODE = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
+# A row as one line of --jsonl: compact JSON with sorted keys.
+row_line = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
 
 
 def _escaped(text: str) -> str:
@@ -66,7 +67,7 @@ def _escaped(text: str) -> str:
 def plan_lines(plan: Plan, have: PlanState) -> Iterator[str]:
     """The rows of ``plan_rows`` as JSON Lines (no newline), in the same order."""
     for pg in plan.postgres:
-        yield _ENCODE(postgres_row(pg, have))
+        yield row_line(postgres_row(pg, have))
     # What a line shares with the other targets of its Postgres build, escaped once per build.
     hosts: dict[int, tuple[str, str, str]] = {}
     names: dict[tuple[int, int], str] = {}
@@ -89,4 +90,4 @@ def plan_lines(plan: Plan, have: PlanState) -> Iterator[str]:
                f'"name":"{prefix}{suffix}","platform":"{platform}","postgres":"{pg_name}",'
                f'"source_cached":{cached},"state":"{have.state(key)}"}}')
     for item in plan.disabled:
-        yield _ENCODE(extension_row(item.target, have, item.reason))
+        yield row_line(extension_row(item.target, have, item.reason))
