@@ -114,7 +114,7 @@ class Packager:
         """Package the install tree twice: scratch artifact and runnable image, one layer blob.
         Return the runnable image's manifest (what the gate runs extensions in)."""
         epoch = record.source_date_epoch
-        key = self._key(pg.key, epoch, (pg.release, pg.option_set, pg.distro))
+        key = self._key(pg.key, epoch, (pg.release, pg.option_set, pg.distro), pg.base_image)
         if (packaged := self._reuse(key)) is not None:
             (dist, dist_labels), (runnable, runnable_labels) = packaged.images
             self._add(postgres_tags(pg, epoch, runnable=False), PlatformImage(dist, dist_labels))
@@ -165,7 +165,7 @@ class Packager:
         return desc
 
     def _extension_key(self, ext: ExtensionTarget, epoch: int) -> str:
-        return self._key(ext.key, epoch, (ext.extension, ext.version))
+        return self._key(ext.key, epoch, (ext.extension, ext.version), ext.postgres.base_image)
 
     def packaged_extension(self, ext: ExtensionTarget, epoch: int) -> Descriptor | None:
         """The extension's image, taken from what was packaged before from the same inputs;
@@ -212,10 +212,13 @@ class Packager:
 
     # --- packaged before ----------------------------------------------------------------------
 
-    def _key(self, target_key: str, epoch: int, inputs: object) -> str:
+    def _key(self, target_key: str, epoch: int, inputs: object, base_image: str) -> str:
         # Labels and attestations also carry catalog text (descriptions, licences, the
-        # publisher) that the target's input digest leaves out: they are in the key too.
-        return packaged_key(target_key, epoch, repr((inputs, self.catalog.publisher)))
+        # publisher) that the target's input digest leaves out: they are in the key too. So is
+        # the base image's whole reference: the input digest names only its content, but the
+        # base.name label and the SBOM say where it was taken from.
+        return packaged_key(target_key, epoch,
+                            repr((inputs, base_image, self.catalog.publisher)))
 
     def _reuse(self, key: str) -> Packaged | None:
         if self.store is None or (packaged := self.store.get(key)) is None:

@@ -349,6 +349,12 @@ def test_every_build_keeps_a_build_record(built: Built) -> None:
                for path in (CACHE / "builds").glob("*/meta/buildinfo.json")]
     (pgaudit,) = [r for r in records if r["input_digest"] == wanted]
     assert pgaudit["base_image"] == built.base_image
+    # The image names the base it was built on as this build took it (packaged before from a
+    # base served elsewhere, e.g. another run's registry, it would name that one).
+    config = json.loads((built.layout / "blobs/sha256"
+                         / manifest["config"]["digest"][7:]).read_text())
+    assert config["config"]["Labels"]["org.opencontainers.image.base.name"] \
+        == built.base_image.partition("@")[0]
     assert pgaudit["postgres"]["target"].startswith("postgres-18.6-regular-bookworm")
     packages = {p["name"]: p for p in pgaudit["installed_build_depends"]}
     assert packages["gcc-12"]["version"] and packages["gcc-12"]["architecture"] == "amd64"
