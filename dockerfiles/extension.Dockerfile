@@ -31,6 +31,7 @@
 #   MAKE_FLAGS          pgxs and configure: extra make arguments (VAR=value ...)
 #   EXTRA_CFLAGS        added to the C compiler's flags
 #   DATA_DIRS           SRC=DEST words: copy the build container's SRC to data/DEST
+#   DLOPEN              library names the extension dlopen()s: bundled in system/ by that name
 #   SOURCE_DATE_EPOCH   seconds; exported to the compiler and tools
 #   COMPILE_ON          build (default) or target, as for postgres.Dockerfile (and the same value)
 # Every list is space-separated words (no word holds a blank or a quote).
@@ -173,6 +174,7 @@ ARG CMAKE_OPTIONS=""
 ARG MAKE_FLAGS=""
 ARG EXTRA_CFLAGS=""
 ARG DATA_DIRS=""
+ARG DLOPEN=""
 ARG SOURCE_DATE_EPOCH
 # PYTHONHASHSEED: meson is Python; a fixed seed keeps its set orderings (and logs) stable.
 ENV SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH} LC_ALL=C.UTF-8 TZ=UTC PYTHONHASHSEED=0
@@ -373,11 +375,27 @@ done < elf-files.txt
   cat /build/provided-libs.txt
   find /out -name '*.so*' -printf '%f\n'
 } > provided.txt
-elf_closure provided.txt < elf-files.txt > bundled-libs.txt
+# Libraries the extension opens with dlopen() (the catalog's build.dlopen): no DT_NEEDED names
+# them, so they are looked up like one, copied under the name the module opens (often a -dev
+# package's symlink), and what they load is bundled too. (The lookup is elf_closure's, spelled
+# again here: elf.sh belongs to the toolchain stage the Postgres build shares.)
+: > dlopened.txt
+for name in ${DLOPEN}; do
+  if grep -qxF "$name" provided.txt; then continue; fi  # the image it runs in has it
+  found=""
+  for d in "/lib/$(target_triplet)" "/usr/lib/$(target_triplet)" /lib /usr/lib; do
+    if [[ -e "$d/$name" ]]; then found="$d/$name"; break; fi
+  done
+  [[ -n $found ]] || { echo "build.dlopen: $name is in none of the target's library directories: add the package that has it to build.packages" >&2; exit 1; }
+  echo "$found" >> dlopened.txt
+done
+{ cat elf-files.txt; xargs -r readlink -f < dlopened.txt; } | elf_closure provided.txt > closure.txt
+sort -u closure.txt dlopened.txt > bundled-libs.txt
 : > packages.txt
 while read -r lib; do
   cp -L "$lib" "/out-system/${lib##*/}"
-  owner_package "$lib" >> packages.txt
+  # The package of the bytes copied: a -dev symlink's target belongs to the library's package.
+  owner_package "$(readlink -f "$lib")" >> packages.txt
 done < bundled-libs.txt
 # Data directories a bundled library reads at run time (PROJ's proj.db, GDAL's data).
 for pair in ${DATA_DIRS}; do

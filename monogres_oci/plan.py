@@ -53,6 +53,7 @@ def _recipe_json(recipe: BuildRecipe) -> dict[str, object]:
     doc = dataclasses.asdict(recipe)
     doc.pop("emulate")  # the method (below) is what it changes
     doc["keep_paths"] = [glob for glob, _ in recipe.keep_paths]  # the reasons change nothing
+    doc["dlopen"] = [name for name, _ in recipe.dlopen]
     # A patch is named by its content; where the file lies and why are not inputs.
     doc["patches"] = [p.sha256 for p in recipe.patches]
     return doc

@@ -274,6 +274,7 @@ def _extension(name: str, e: dict[str, Any]) -> Extension:
                           for p in b.get("patches", [])),
             data=tuple(DataDir(d["from"], d["to"]) for d in b.get("data", [])),
             keep_paths=tuple((k["file"], k["reason"]) for k in b.get("keep_paths", [])),
+            dlopen=tuple((d["name"], d["reason"]) for d in b.get("dlopen", [])),
             emulate=b.get("emulate", "")),
         runtime=Runtime(
             shared_preload_libraries=tuple(r.get("shared_preload_libraries", [])),

@@ -195,6 +195,7 @@ class BuildRecipe:
     patches: tuple[ExtensionPatch, ...] = ()
     data: tuple[DataDir, ...] = ()
     keep_paths: tuple[tuple[str, str], ...] = ()  # file glob -> why its paths stay as built
+    dlopen: tuple[tuple[str, str], ...] = ()  # library name it dlopen()s -> why
     emulate: str = ""  # why it cannot be cross-compiled; empty: it can
 
 

@@ -63,6 +63,7 @@ def extension_build_args(*, base_image: str, pg_major: int, tarball: str,
         "MAKE_FLAGS": buildkit.shell_words(recipe.make_flags),
         "EXTRA_CFLAGS": buildkit.shell_words(recipe.cflags),
         "DATA_DIRS": buildkit.shell_words([f"{d.source}={d.dest}" for d in recipe.data]),
+        "DLOPEN": buildkit.shell_words([name for name, _ in recipe.dlopen]),
         "SOURCE_DATE_EPOCH": str(int(source_date_epoch)),
     }
 

@@ -270,7 +270,7 @@ def clean_build(tmp_path_factory: pytest.TempPathFactory, catalog: Path, base_im
 # program; a relocated data file; a failing suite; a path nothing ships), against the shared
 # Postgres build ---
 
-KINDS = ("postgis", "pgpointcloud", "greet", "pg_repack", "unit", "sour", "badpath")
+KINDS = ("postgis", "pgpointcloud", "greet", "pg_repack", "mysql_fdw", "unit", "sour", "badpath")
 
 
 @pytest.fixture(scope="session")

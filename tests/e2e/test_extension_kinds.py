@@ -3,7 +3,8 @@
 One build (the ``kinds`` fixture) against the shared PostgreSQL 18.6 build: PostGIS (configure;
 GEOS, PROJ, GDAL and their closure bundled), pgpointcloud (configure.ac only: autoreconf first;
 pointcloud_postgis needs PostGIS), greet (a CMake fixture), pg_repack (a server
-library and a client program), postgresql-unit (its SQL copies a data file by absolute path),
+library and a client program), mysql_fdw (dlopen()s a client library nothing links),
+postgresql-unit (its SQL copies a data file by absolute path),
 sour (its suite fails) and badpath (its SQL names a file nothing ships). Everything real: BuildKit,
 the registry, Postgres started from the published images, oras, cosign, the CRDs.
 """
@@ -31,7 +32,7 @@ from tests.unit.test_cnpg import crd_schema
 pytestmark = pytest.mark.e2e
 
 VERSIONS = {"postgis": "3.6.4", "pgpointcloud": "1.2.5", "greet": "1.0", "pg_repack": "1.5.3",
-            "unit": "7.10"}
+            "unit": "7.10", "mysql_fdw": "2.9.3"}
 POSTGIS_LIBS = ("libgeos_c.so.1", "libproj.so.25", "libgdal.so.32", "libjson-c.so.5",
                 "libprotobuf-c.so.1")
 
@@ -98,6 +99,25 @@ def test_a_path_nothing_ships_fails_the_build_naming_file_line_and_key(
     assert "/usr/lib/postgresql/18/share/extension/badpath_words.data" in badpath["error"]
     assert "extensions.badpath.build.data" in badpath["error"]
     assert not any(r.startswith("badpath:") for r in kinds[0].report["refs"])
+
+
+def test_a_library_opened_with_dlopen_is_bundled_under_the_name_it_is_opened_by(
+        kinds: tuple[Built, Published]) -> None:
+    """mysql_fdw's _PG_init dlopen()s libmysqlclient.so, a -dev symlink that no DT_NEEDED names:
+    the catalog's build.dlopen bundles it, so CREATE EXTENSION (which runs _PG_init) works."""
+    built, _ = kinds
+    target = targets(built)["mysql_fdw"]
+    assert target["ok"], target["error"][-3000:]
+    gate = target["gate"]
+    assert gate["verdict"] == "PASSED" and gate["suite"]["skipped"], gate
+    assert [c["ok"] for c in gate["create_extension"]] == [True], gate
+    members = layer_members(Layout.open(built.layout), tag("mysql_fdw"))
+    # the bytes of the library the symlink names, under the symlink's name, with its package's
+    # licence (libmariadb3, the package of libmariadb.so.3, not the -dev package of the symlink)
+    assert members["system/libmysqlclient.so"].isfile()
+    assert members["system/libmysqlclient.so"].size > 100_000
+    assert members["licenses/libmariadb3/copyright"].isfile()
+    assert not any(name.startswith("licenses/libmariadb-dev") for name in members)
 
 
 def test_an_absolute_data_path_is_rewritten_to_the_mount_point(kinds: tuple[Built, Published]) -> None:

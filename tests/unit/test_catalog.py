@@ -243,6 +243,20 @@ def test_every_kind_of_recipe_loads() -> None:
     assert h3.build.patches[0].file == "patches/h3-pg-4.2.3-system-libh3.patch"
 
 
+def test_a_library_opened_with_dlopen_is_named_by_its_file_name_with_a_reason(
+        tmp_path: Path) -> None:
+    mysql_fdw = load_catalog(CATALOG).extension("mysql_fdw")
+    assert [name for name, _ in mysql_fdw.build.dlopen] == ["libmysqlclient.so"]
+    data = _raw()
+    data["extensions"]["rum"]["build"]["dlopen"] = [
+        {"name": "/usr/lib/libx.so", "reason": "a path is not what dlopen() is given here"}]
+    with pytest.raises(CatalogError, match="/extensions/rum/build/dlopen/0/name"):
+        load_catalog(_write(tmp_path, data))
+    data["extensions"]["rum"]["build"]["dlopen"] = [{"name": "libx.so.1"}]
+    with pytest.raises(CatalogError, match="reason"):
+        load_catalog(_write(tmp_path, data))
+
+
 def test_a_module_without_a_control_file_names_its_libraries(tmp_path: Path) -> None:
     catalog = load_catalog(CATALOG)
     module = catalog.extension("bgw_replstatus")

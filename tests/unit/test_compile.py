@@ -160,7 +160,8 @@ def test_extension_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     recipe = BuildRecipe(system="cmake", packages=("libcurl4-openssl-dev",),
                          cmake_options=("-DFOO=ON",), cflags=("-I/usr/include/h3",),
                          patches=(ExtensionPatch("build.patch", "0" * 64, "why"),),
-                         data=(DataDir("/usr/share/proj", "proj"),))
+                         data=(DataDir("/usr/share/proj", "proj"),),
+                         dlopen=(("libmysqlclient.so", "why"), ("libfoo.so.2", "why")))
     invocation = compile.extension_invocation(
         base_image=BASE, postgres=pg, pg_major=18, source_tarball=tarball, patches=[patch],
         build_packages=["libicu-dev"], recipe=recipe, platform="linux/amd64",
@@ -174,6 +175,7 @@ def test_extension_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
         "cmake", "libcurl4-openssl-dev", "-DFOO=ON")
     assert (args["EXTRA_CFLAGS"], args["EXT_PATCHES"], args["DATA_DIRS"]) == (
         "-I/usr/include/h3", "build.patch", "/usr/share/proj=proj")
+    assert args["DLOPEN"] == "libmysqlclient.so libfoo.so.2"  # the names; the reasons are prose
     # What the runnable image already has is never bundled: Postgres's tree and the overlay.
     assert invocation.context_text()["provided-libs.txt"].split() == ["libicuuc.so.72", "libpq.so.5"]
     with pytest.raises(BuildError, match="Postgres 17"):

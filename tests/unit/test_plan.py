@@ -52,8 +52,14 @@ def test_digest_changes_with_inputs_and_propagates_to_extensions() -> None:
     d = expand(catalog, sel, base_overrides={}, recipe_digests={**RECIPES, "extension": "x" * 64})
     assert d.postgres[0].key == a.postgres[0].key
     assert d.extensions[0].key != a.extensions[0].key
-    # a different source sha256 is a different build
+    # a different source sha256 is a different build; so is a library bundled for dlopen()
     ext = a.extensions[0]
+    opened = replace(ext, extension=replace(ext.extension, build=replace(
+        ext.extension.build, dlopen=(("libx.so.1", "why"),))))
+    assert opened.key != ext.key
+    reason = replace(opened, extension=replace(opened.extension, build=replace(
+        opened.extension.build, dlopen=(("libx.so.1", "another reason"),))))
+    assert reason.key == opened.key
     changed = replace(ext, version=replace(ext.version, source=replace(ext.version.source, sha256="0" * 64)))
     assert changed.key != ext.key
 
