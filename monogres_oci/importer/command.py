@@ -40,7 +40,9 @@ def run_import(args: argparse.Namespace, progress: Progress, cache_dir: Path) ->
     work.mkdir(parents=True, exist_ok=True)
     importer = DebianImporter(archive, Fetcher(cache_dir, progress=progress), work,
                               progress=progress,
-                              licenses={e.name: e.license for e in catalog.extensions})
+                              licenses={e.name: e.license for e in catalog.extensions},
+                              provides={sql: e.name for e in catalog.extensions
+                                        for sql in e.sql_names})
     specs = args.packages or sorted({r.package for r in archive.extension_sources()})
     if args.all:
         progress(f"{len(specs)} source packages build-depend on postgresql-server-dev-all or "

@@ -139,7 +139,8 @@ class DebianImporter:
 
     def __init__(self, archive: Archive, fetcher: Fetcher, work: Path,
                  progress: Callable[[str], None] = lambda _: None,
-                 licenses: Mapping[str, str] | None = None) -> None:
+                 licenses: Mapping[str, str] | None = None,
+                 provides: Mapping[str, str] | None = None) -> None:
         self.archive = archive
         self.fetcher = fetcher
         self.work = work
@@ -147,6 +148,16 @@ class DebianImporter:
         # The catalog's licences by extension name: what a person set for an entry whose
         # debian/copyright does not say it in SPDX terms, kept when a new version is imported.
         self.licenses = dict(licenses or {})
+        # Which catalog entry provides each SQL name: a control file's `requires` becomes
+        # runtime.requires (the images mounted beside it). Entries imported here join it.
+        self.provides = dict(provides or {})
+
+    def _required(self, tree: SourceTree) -> tuple[list[str], list[str]]:
+        """(catalog entries, SQL names no entry provides) that the control files require."""
+        own = set(tree.sql_names)
+        wanted = dict.fromkeys(r for c in tree.controls for r in c.requires if r not in own)
+        entries = [self.provides[r] for r in wanted if r in self.provides]
+        return list(dict.fromkeys(entries)), [r for r in wanted if r not in self.provides]
 
     def candidates(self, spec: str) -> list[SourceRecord]:
         """The archive's records for ``NAME=VERSION``, or for ``NAME``: each version, newest first."""
@@ -212,6 +223,7 @@ class DebianImporter:
             raise ImporterError(f"{record.package} {record.version}: build system undecided: "
                                 f"{tree.build_evidence}; add the entry by hand (build.system)")
         findings.append(Finding("build.system", tree.build_system, tree.build_evidence))
+        undecided += tree.notes
         build: dict[str, Any] = {"system": tree.build_system}
         packages = [p for p in build_packages(record.build_depends) if p not in distro_toolchain]
         if packages:
@@ -245,6 +257,14 @@ class DebianImporter:
             runtime["shared_preload_libraries"] = [module]
             findings.append(Finding("runtime.shared_preload_libraries", module,
                                     "; ".join(tree.preload_evidence), detected=True))
+        required, unknown = self._required(tree)
+        if required:
+            runtime["requires"] = required
+            findings.append(Finding("runtime.requires", " ".join(required),
+                                    "the control file's requires"))
+        undecided += [f"runtime.requires: its control file requires {sql}, which no catalog "
+                      "entry provides: nothing to add if it comes with PostgreSQL (contrib); "
+                      "otherwise import that first" for sql in unknown]
         if runtime:
             entry["runtime"] = runtime
 
@@ -271,6 +291,7 @@ class DebianImporter:
         if sql_version and sql_version != version["version"]:
             version["sql_version"] = sql_version
         entry["versions"] = [version]
+        self.provides.update({sql: name for sql in tree.sql_names})
         return Imported(name=name, package=record.package, debian_version=record.version,
                         entry=entry, findings=tuple(findings), undecided=tuple(undecided))
 

@@ -34,6 +34,7 @@ class ControlFile:
     sql_name: str
     default_version: str
     module: str  # the library its module_pathname names, or ""
+    requires: tuple[str, ...] = ()  # the SQL names of the extensions it requires
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,9 @@ def _control(path: str, text: str) -> ControlFile:
     version = values.get("default_version", "")
     # A template's placeholder (@VERSION@, REPACK_VERSION) is no version.
     version = version if re.fullmatch(r"[0-9][A-Za-z0-9._+~-]*", version) else ""
-    return ControlFile(path=path, sql_name=name, default_version=version, module=module)
+    requires = tuple(r for r in re.split(r"[\s,]+", values.get("requires", "")) if r)
+    return ControlFile(path=path, sql_name=name, default_version=version, module=module,
+                       requires=requires)
 
 
 def inspect(tarball: Path) -> SourceTree:
@@ -106,7 +109,7 @@ def inspect(tarball: Path) -> SourceTree:
             else str(member_path)
         base = PurePosixPath(rel).name
         if base in ("Makefile", "GNUmakefile", "CMakeLists.txt", "configure", "configure.ac") \
-                or base.endswith((".control", ".control.in")) \
+                or base.endswith((".control", ".control.in", ".mk")) \
                 or base.lower().startswith("readme"):
             files[rel] = _text(tar, member)
         elif base.endswith(".c"):
@@ -124,6 +127,11 @@ def inspect(tarball: Path) -> SourceTree:
                        and "--" not in PurePosixPath(p).name),
                       key=lambda c: (c.path.count("/"), c.path))
     makefile = files.get(f"{subdir}/Makefile" if subdir != "." else "Makefile", "")
+    notes: list[str] = []
+    if system == "pgxs":
+        controls, unbuilt = _built_by(controls, subdir, makefile)
+        notes += [f"{c.path}: not an extension of this build (the Makefile that builds it does "
+                  "not name its directory, so `make install` never reaches it)" for c in unbuilt]
     # Control files a build generates: PGXS's EXTENSION, CMake's PostgreSQL_add_extension().
     generated = [(f"{subdir}/Makefile", n) for n in _make_var(makefile, "EXTENSION")
                  if "--" not in n]
@@ -146,7 +154,27 @@ def inspect(tarball: Path) -> SourceTree:
     regress = bool(_make_var(makefile, "REGRESS"))
     return SourceTree(build_system=system, subdir=subdir, build_evidence=evidence,
                       controls=tuple(controls), modules=modules, preload_evidence=tuple(preload),
-                      regress=regress)
+                      regress=regress, notes=tuple(notes))
+
+
+def _built_by(controls: list[ControlFile], subdir: str,
+              makefile: str) -> tuple[list[ControlFile], list[ControlFile]]:
+    """(built, not built): a control file in a directory below the PGXS build's is installed
+    only if that Makefile names the directory (SUBDIRS, a recursive $(MAKE) -C); pllua 2.0.12's
+    hstore/ has its own Makefile that the top one never runs."""
+    words = set(re.findall(r"[A-Za-z0-9_.+-]+", makefile))
+    built: list[ControlFile] = []
+    unbuilt: list[ControlFile] = []
+    for control in controls:
+        rel = PurePosixPath(control.path)
+        if subdir != ".":
+            if not rel.is_relative_to(subdir):
+                built.append(control)  # outside the build directory: not this rule's to judge
+                continue
+            rel = rel.relative_to(subdir)
+        below = rel.parts[:-1]
+        (built if not below or below[0] in words else unbuilt).append(control)
+    return built, unbuilt
 
 
 def _cmake_extensions(text: str) -> list[str]:
@@ -160,11 +188,19 @@ def _cmake_extensions(text: str) -> list[str]:
     return names
 
 
+def _with_includes(files: dict[str, str], name: str) -> str:
+    """A top-level Makefile's text and that of the files of the tarball it includes by a plain
+    relative path (pgq-node includes mk/common-pgxs.mk, which includes PGXS)."""
+    text = files.get(name, "")
+    included = re.findall(r"^-?include\s+([A-Za-z0-9_./-]+)\s*$", text, re.MULTILINE)
+    return "\n".join([text, *(files.get(path, "") for path in included)])
+
+
 def _build_system(files: dict[str, str]) -> tuple[str, str, str]:
     """(system, subdir, why): a PGXS Makefile at the top, else CMake, else configure, else a PGXS
     Makefile one directory down."""
     for name in ("Makefile", "GNUmakefile"):
-        text = files.get(name, "")
+        text = _with_includes(files, name)
         if "PGXS" in text or "PG_CONFIG" in text:
             # A top Makefile that recurses into directories which include PGXS (pg_repack's)
             # names PG_CONFIG to pass it down.

@@ -192,6 +192,42 @@ def test_a_secondary_control_file_is_not_an_extension(tmp_path: Path) -> None:
     assert tree.sql_names == ["pg_proctab", "pgnodemx"]
 
 
+def test_a_control_file_in_a_directory_the_makefile_never_enters_is_not_an_extension(
+        tmp_path: Path) -> None:
+    # pllua 2.0.12: hstore/hstore_pllua.control has its own Makefile, which the top one does not
+    # run; pg_repack's top Makefile names lib/ (SUBDIRS), where its control file is.
+    tree = inspect(_tarball(tmp_path, {
+        "Makefile": "MODULE_big = pllua\nEXTENSION = pllua plluau\ninclude $(PGXS)\n",
+        "pllua.control": "default_version = '2.0'\n",
+        "plluau.control": "default_version = '2.0'\n",
+        "hstore/Makefile": "EXTENSION = hstore_pllua\ninclude $(PGXS)\n",
+        "hstore/hstore_pllua.control": "default_version = '1.0'\n",
+    }))
+    assert tree.sql_names == ["pllua", "plluau"]
+    assert len(tree.notes) == 1 and tree.notes[0].startswith("hstore/hstore_pllua.control: ")
+    repack = inspect(_tarball(tmp_path, {
+        "Makefile": "PG_CONFIG ?= pg_config\nSUBDIRS = bin lib regress\n",
+        "lib/Makefile": "EXTENSION = pg_repack\ninclude $(PGXS)\n",
+        "lib/pg_repack.control.in": "default_version = '1.5.3'\n",
+    }))
+    assert repack.sql_names == ["pg_repack"] and repack.notes == ()
+
+
+def test_a_makefile_that_includes_pgxs_through_a_file_of_its_own_is_pgxs(tmp_path: Path) -> None:
+    # pgq-node 3.5: `include mk/common-pgxs.mk`, and that file includes $(PGXS)
+    tree = inspect(_tarball(tmp_path, {
+        "Makefile": "EXTENSION = pgq_node\ninclude mk/common-pgxs.mk\n",
+        "mk/common-pgxs.mk": "PG_CONFIG ?= pg_config\nPGXS = $(shell $(PG_CONFIG) --pgxs)\n"
+                             "include $(PGXS)\n",
+        "pgq_node.control": "default_version = '3.5'\n",
+    }))
+    assert (tree.build_system, tree.sql_names) == ("pgxs", ["pgq_node"])
+    assert "Makefile uses PGXS" in tree.build_evidence
+    bare = inspect(_tarball(tmp_path, {"Makefile": "include mk/common-pgxs.mk\n",
+                                       "pgq_node.control": ""}))
+    assert bare.build_system == ""  # the included file is not in the tarball: nothing says PGXS
+
+
 def test_configure_ac_without_configure_is_built_after_autoreconf(tmp_path: Path) -> None:
     # pointcloud 1.2.5: configure.ac and autogen.sh at the top; pgsql_postgis/Makefile includes
     # PGXS and ../config.mk, which only configure writes (seen: "../config.mk: No such file"),
@@ -360,3 +396,16 @@ def test_a_licence_given_on_the_command_line_must_be_spdx(given: str, expected: 
             spdx_expression(given)
     else:
         assert spdx_expression(given) == expected
+
+
+def test_a_required_extension_becomes_the_entry_that_provides_it(tmp_path: Path) -> None:
+    # pgq-node's control file: requires = 'pgq'; the catalog's pgq entry provides that SQL name
+    tree = inspect(_tarball(tmp_path, {
+        "Makefile": "EXTENSION = pgq_node\ninclude $(PGXS)\n",
+        "pgq_node.control": "default_version = '3.5'\nrequires = 'pgq, plpgsql'\n",
+    }))
+    assert tree.controls[0].requires == ("pgq", "plpgsql")
+    importer = DebianImporter(Archive(_ExcerptIndexes()), None, tmp_path,  # type: ignore[arg-type]
+                              provides={"pgq": "pgq", "postgis": "postgis"})
+    # plpgsql comes with PostgreSQL: no entry provides it, and the importer says so
+    assert importer._required(tree) == (["pgq"], ["plpgsql"])
