@@ -144,6 +144,7 @@ def gate_extension(layout: Layout, subject: GateSubject, postgres_image: Descrip
         try:
             progress(f"gate {ext.name}: server up on 127.0.0.1:{port}, "
                      f"{' '.join(server.settings)}")
+            roles = set(server.rows("postgres", ROLES))
             server.psql("postgres", "CREATE DATABASE monogres_gate")
             # A module has no control file: LOAD runs its _PG_init, as a preload would.
             created = [_load(server, ext.name, f'CREATE EXTENSION "{n}" CASCADE', n, False,
@@ -158,6 +159,7 @@ def gate_extension(layout: Layout, subject: GateSubject, postgres_image: Descrip
                                            output_tail=server.logs())
             if ext.test.skip:
                 return dataclasses.replace(base, skipped=ext.test.skip)
+            _forget_the_check(server, ext.name, roles, progress)
             _setup(server, ext, progress)
             return _suite(subject, server, port, work, base, progress)
         finally:
@@ -172,6 +174,27 @@ def _load(server: Server, name: str, statement: str, loaded: str, module: bool,
     error = "" if ok else (out.stdout + out.stderr).strip()
     progress(f"gate {name}: {statement}: " + ("ok" if ok else f"FAILED: {error[-500:]}"))
     return Created(loaded, ok, error[-2000:], module=module)
+
+
+ROLES = "SELECT rolname FROM pg_roles ORDER BY 1"
+
+
+def _forget_the_check(server: Server, name: str, roles_before: set[str],
+                      progress: Callable[[str], None]) -> None:
+    """Drop the check's database and the roles its CREATE EXTENSION made (roles are the
+    cluster's, not the database's: powa's script makes its own), so that the suite starts from
+    the cluster its harness expects, as fresh as initdb left it."""
+    server.psql("postgres", "DROP DATABASE monogres_gate WITH (FORCE)")
+    made = [r for r in server.rows("postgres", ROLES) if r not in roles_before]
+    for role in made:
+        quoted = '"' + role.replace('"', '""') + '"'
+        out = server.psql("postgres", f"DROP ROLE {quoted}")
+        if out.returncode != 0:
+            raise GateError(f"{name}: cannot drop the role {role!r} that CREATE EXTENSION made "
+                            f"before the suite: {(out.stdout + out.stderr).strip()}")
+    if made:
+        progress(f"gate {name}: dropped the roles CREATE EXTENSION made ({', '.join(made)}) "
+                 "before the suite")
 
 
 def _setup(server: Server, ext: Extension, progress: Callable[[str], None]) -> None:

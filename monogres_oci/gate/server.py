@@ -197,6 +197,15 @@ class Server:
         return self.exec(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", SOCKET_DIR,
                           "-p", str(self.port), "-U", "postgres", "-d", database, "-c", sql])
 
+    def rows(self, database: str, sql: str) -> list[str]:
+        """The rows ``sql`` returns, one line each (unaligned, tuples only)."""
+        out = self.exec(["psql", "-X", "-At", "-v", "ON_ERROR_STOP=1", "-h", SOCKET_DIR,
+                         "-p", str(self.port), "-U", "postgres", "-d", database, "-c", sql])
+        if out.returncode != 0:
+            raise GateError(f"the gate's server did not answer {sql!r}: "
+                            f"{(out.stdout + out.stderr).strip()}")
+        return out.stdout.splitlines()
+
     def logs(self) -> str:
         out = run(["docker", "logs", "--tail", "60", self.name], check=False)
         return (out.stdout + out.stderr).strip()

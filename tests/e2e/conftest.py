@@ -84,13 +84,15 @@ def source_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[st
 
 # Fixtures for the kinds of extension: greet is built with CMake and tested with pg_regress
 # tests the catalog names, one of which reads a setting its suite gives the server; sour's own
-# suite fails; badpath's SQL names a file nothing ships.
+# suite fails; badpath's SQL names a file nothing ships; roles' CREATE EXTENSION makes a role of the
+# cluster that its own suite expects to make.
 KIND_FIXTURES = {
     "greet": {"build": {"system": "cmake"},
               "test": {"regress": ["greet"], "inputdir": "test",
                        "server_settings": {"greet.audience": "everyone"}}},
     "sour": {},
     "badpath": {},
+    "roles": {},
 }
 
 
@@ -270,7 +272,8 @@ def clean_build(tmp_path_factory: pytest.TempPathFactory, catalog: Path, base_im
 # program; a relocated data file; a failing suite; a path nothing ships), against the shared
 # Postgres build ---
 
-KINDS = ("postgis", "pgpointcloud", "greet", "pg_repack", "mysql_fdw", "unit", "sour", "badpath")
+KINDS = ("postgis", "pgpointcloud", "greet", "pg_repack", "mysql_fdw", "unit", "sour", "badpath",
+         "roles")
 
 
 @pytest.fixture(scope="session")

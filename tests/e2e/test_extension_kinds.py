@@ -120,6 +120,19 @@ def test_a_library_opened_with_dlopen_is_bundled_under_the_name_it_is_opened_by(
     assert not any(name.startswith("licenses/libmariadb-dev") for name in members)
 
 
+def test_the_suite_runs_on_a_cluster_the_create_extension_check_left_as_it_found_it(
+        kinds: tuple[Built, Published]) -> None:
+    """roles' script makes (and grants) a role of the cluster only if it does not exist, as
+    powa 5's does; its suite creates it again and expects the grant: the gate's own CREATE
+    EXTENSION, in a database of its own, must not leave the role behind for the suite."""
+    built, _ = kinds
+    target = targets(built)["roles"]
+    assert target["ok"], target["error"][-3000:]
+    gate = target["gate"]
+    assert [c["ok"] for c in gate["create_extension"]] == [True], gate
+    assert (gate["verdict"], gate["suite"]["passed"], gate["suite"]["total"]) == ("PASSED", 1, 1)
+
+
 def test_an_absolute_data_path_is_rewritten_to_the_mount_point(kinds: tuple[Built, Published]) -> None:
     built, _ = kinds
     layout = Layout.open(built.layout)
