@@ -84,7 +84,10 @@ def _make_var(text: str, name: str) -> list[str]:
 
 
 def _control(path: str, text: str) -> ControlFile:
-    name = PurePosixPath(path).name.removesuffix(".in").removesuffix(".control")
+    # NAME.control, or a template a build fills in: NAME.control.in, NAME.in.control (MobilityDB)
+    name = PurePosixPath(path).name
+    name = next(name.removesuffix(s) for s in (".control.in", ".in.control", ".control")
+                if name.endswith(s))
     values = dict(re.findall(r"^\s*(\w+)\s*=\s*'?([^'\n]*)'?\s*$", text, re.MULTILINE))
     module = values.get("module_pathname", "")
     module = module.removeprefix("$libdir/") if "@" not in module else ""
@@ -118,14 +121,19 @@ def inspect(tarball: Path) -> SourceTree:
                 c_files[rel] = text
 
     system, subdir, evidence = _build_system(files)
+    # Test and documentation directories hold no extension of the build, unless a build file
+    # names the file (MobilityDB's CMake configures mobilitydb/sql/mobilitydb.in.control).
+    build_text = "\n".join(t for p, t in files.items()
+                           if PurePosixPath(p).name in ("CMakeLists.txt", "Makefile"))
     wanted = {p: t for p, t in files.items()
-              if not _SKIP_DIRS.intersection(PurePosixPath(p).parts[:-1])}
+              if not _SKIP_DIRS.intersection(PurePosixPath(p).parts[:-1])
+              or PurePosixPath(p).name in build_text}
     # NAME--VERSION.control is a secondary control file of NAME's update scripts, not an
     # extension of its own (pgnodemx ships pg_proctab--0.0.10-compat.control).
-    controls = sorted((_control(p, t) for p, t in wanted.items()
-                       if p.endswith((".control", ".control.in"))
-                       and "--" not in PurePosixPath(p).name),
-                      key=lambda c: (c.path.count("/"), c.path))
+    controls = _required_first(sorted((_control(p, t) for p, t in wanted.items()
+                                       if p.endswith((".control", ".control.in"))
+                                       and "--" not in PurePosixPath(p).name),
+                                      key=lambda c: (c.path.count("/"), c.path)))
     makefile = files.get(f"{subdir}/Makefile" if subdir != "." else "Makefile", "")
     notes: list[str] = []
     if system == "pgxs":
@@ -155,6 +163,20 @@ def inspect(tarball: Path) -> SourceTree:
     return SourceTree(build_system=system, subdir=subdir, build_evidence=evidence,
                       controls=tuple(controls), modules=modules, preload_evidence=tuple(preload),
                       regress=regress, notes=tuple(notes))
+
+
+def _required_first(controls: list[ControlFile]) -> list[ControlFile]:
+    """Each control file after those of the tree it requires (the main extension first:
+    MobilityDB's mobilitydb before mobilitydb_datagen, which requires it); otherwise in order."""
+    ordered: list[ControlFile] = []
+    pending = list(controls)
+    while pending:
+        names = {c.sql_name for c in pending}
+        ready = [c for c in pending if not names.intersection(set(c.requires) - {c.sql_name})]
+        ready = ready or pending  # a cycle: keep the order it had
+        ordered.append(ready[0])
+        pending.remove(ready[0])
+    return ordered
 
 
 def _built_by(controls: list[ControlFile], subdir: str,

@@ -159,6 +159,21 @@ def test_a_module_without_a_control_file(tmp_path: Path) -> None:
         module_names(cmake)
 
 
+def test_a_control_template_is_named_without_its_template_suffix(tmp_path: Path) -> None:
+    # MobilityDB 1.3.0 names its templates NAME.in.control; pg_repack's is NAME.control.in
+    tree = inspect(_tarball(tmp_path, {
+        "CMakeLists.txt": "project(MobilityDB)\n",
+        "mobilitydb/sql/CMakeLists.txt": "configure_file(mobilitydb.in.control mobilitydb.control)\n",
+        "mobilitydb/sql/mobilitydb.in.control": "default_version = '@VERSION@'\n",
+        "mobilitydb/test/fixture.control": "default_version = '0'\n",  # named by no build file
+        "mobilitydb/datagen/mobilitydb_datagen.in.control": "requires = 'mobilitydb'\n",
+        "mobilitydb/datagen/CMakeLists.txt": "configure_file(mobilitydb_datagen.in.control x)\n",
+        "lib/other.control.in": "default_version = '1.0'\n",
+    }))
+    # in the order of their requires: mobilitydb_datagen requires mobilitydb
+    assert tree.sql_names == ["other", "mobilitydb", "mobilitydb_datagen"]
+
+
 def test_a_computed_make_variable_is_not_read_as_names(tmp_path: Path) -> None:
     tree = inspect(_tarball(tmp_path, {
         "Makefile": "EXTENSION = $(shell grep -m 1 '\"name\":' META.json | sed -e 's/x//')\n"
