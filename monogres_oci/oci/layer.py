@@ -18,10 +18,13 @@ The rules, which are what makes two builds on two machines produce one digest:
   ``././@LongLink`` entries whose own header fields are fixed. Names are encoded in UTF-8. The
   archive ends with exactly two zero blocks, without padding to a record size (as Go's
   archive/tar writes it; ORAS relies on that, see END_OF_ARCHIVE).
-* gzip with mtime 0, no file name, OS byte "unknown" (CPython writes 255 everywhere), and
-  compression level 6: zlib's default, a good size/speed balance, and what most layer writers
-  use. The compressed bytes depend on the zlib implementation; Debian's zlib has produced the
-  same deflate stream for a given level for decades, but a zlib-ng build would differ.
+* gzip with mtime 0, no file name, OS byte "unknown" (255), and compression level 6: zlib's
+  default, a good size/speed balance, and what most layer writers use. The stream is deflated
+  in independent 1 MiB blocks on every core (``pgzip``): the bytes depend on the input and the
+  block size only, never on the number of threads. (Since 2026-12-06; layers written before
+  were one deflate stream, so every layer digest changed once then.) The compressed bytes
+  depend on the zlib implementation; Debian's zlib has produced the same deflate stream for a
+  given level for decades, but a zlib-ng build would differ.
 
 The layer is streamed: files are read in chunks and the compressed output goes straight to the
 destination, so a large tree never has to fit in memory.
@@ -29,7 +32,6 @@ destination, so a large tree never has to fit in memory.
 
 from __future__ import annotations
 
-import gzip
 import io
 import os
 import stat
@@ -49,6 +51,7 @@ from monogres_oci.oci.model import (
     ORAS_UNPACK,
     Descriptor,
 )
+from monogres_oci.oci.pgzip import ParallelGzipWriter
 
 GZIP_LEVEL = 6
 DIR_MODE = 0o755
@@ -218,20 +221,16 @@ def write_layer(
     *,
     epoch: int,
     overrides: Mapping[str, Override] | None = None,
+    threads: int | None = None,
 ) -> LayerInfo:
-    """Write the deterministic tar+gzip of ``entries`` to ``out`` and return its digests."""
+    """Write the deterministic tar+gzip of ``entries`` to ``out`` and return its digests.
+    ``threads`` (default: every core) compress; the bytes are the same for any number."""
     if epoch < 0:
         raise ValueError(f"SOURCE_DATE_EPOCH must not be negative, got {epoch}")
     fixed = {archive_path(path): value for path, value in (overrides or {}).items()}
     compressed = DigestWriter(out)
-    # The digest streams implement only what gzip calls (write, flush).
-    with gzip.GzipFile(
-        filename="",
-        mode="wb",
-        compresslevel=GZIP_LEVEL,
-        fileobj=cast(BinaryIO, compressed),
-        mtime=0,
-    ) as gz:
+    # The digest streams implement only what the gzip writer calls (write, flush).
+    with ParallelGzipWriter(cast(BinaryIO, compressed), GZIP_LEVEL, threads=threads) as gz:
         uncompressed = DigestWriter(cast(BinaryIO, gz))
         for entry in _plan(entries):
             info = _tarinfo(entry, epoch, fixed.get(entry.path))
