@@ -35,6 +35,7 @@ from monogres_oci.compile import (
     compile_postgres,
     extension_invocation,
 )
+from monogres_oci.compile.from_registry import RegistrySource, take_postgres
 from monogres_oci.errors import BuildError, MonogresError, UsageError
 from monogres_oci.extension_stage import Compiled, ExtensionStage, StageContext
 from monogres_oci.fetch import Fetcher
@@ -95,6 +96,7 @@ def run_build(
     gate: bool = True,
     jobs: int = 1,
     reuse_gates: bool = True,
+    registry: RegistrySource | None = None,
 ) -> BuildReport:
     """Fetch, compile, package and gate the plan; return what happened to each target.
 
@@ -109,6 +111,8 @@ def run_build(
     build run at once (BuildKit runs them side by side), and as many gates; packaging, and
     applying what each gate found, stay in plan order (see ``extension_stage``).
     How each target ended is recorded in the cache directory's outcomes (``status`` reads them).
+    ``registry``: a Postgres build the cache lacks is taken from there when it is published from
+    the same inputs and signed with its key, instead of compiled (not with ``rebuild``).
     """
     report = BuildReport()
     outcomes = Outcomes(cache.root.parent)
@@ -124,7 +128,8 @@ def run_build(
                                      pg.release.source_date_epoch)
         try:
             pg_out, cached = _compile_postgres(pg, paths, cache, progress, pg_epoch, rebuild,
-                                               sandbox_hostname, catalog_dir)
+                                               sandbox_hostname, catalog_dir,
+                                               None if rebuild else registry)
         except MonogresError as exc:
             outcomes.record(pg.key, Outcome(pg.name, "compile", ok=False, summary=error_summary(exc)))
             report.results.append(TargetResult(pg.name, "postgres", ok=False, error=str(exc)))
@@ -213,8 +218,14 @@ def requires_first(targets: Sequence[ExtensionTarget]) -> list[ExtensionTarget]:
 
 def _compile_postgres(pg: PostgresTarget, paths: dict[str, Path], cache: BuildCache,
                       progress: Progress, epoch: int, rebuild: bool,
-                      sandbox_hostname: str, patch_dir: Path) -> tuple[PostgresBuildOutput, bool]:
+                      sandbox_hostname: str, patch_dir: Path,
+                      registry: RegistrySource | None) -> tuple[PostgresBuildOutput, bool]:
     cached = cache.has(pg.key)
+    if not cached and registry is not None:
+        taken = take_postgres(registry, pg, cache.dir(pg.key), progress.stage)
+        if taken is not None:
+            return taken, True
+        progress.stage(f"{pg.name}: not in the registry from the same inputs")
     progress.stage(f"{'cached' if cached else 'compiling'} {pg.name} (input sha256:{pg.key[:12]})")
     out = compile_postgres(
         base_image=pg.base_image,

@@ -186,6 +186,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     _add_published_in(p, "build only what REGISTRY does not hold from the same inputs (a target "
                          "published there from other inputs is built)")
+    p.add_argument("--registry-key", metavar="PUB",
+                   help="with --registry: a Postgres build this machine's cache lacks is taken "
+                        "from REGISTRY (its install tree, runtime overlay and build record) when "
+                        "it is published there from the same inputs and signed with this public "
+                        "key, instead of compiled; the images packaged from it are the same")
     _add_registry_opts(p)
 
     p = sub.add_parser("publish", help="push an OCI layout to a registry",

@@ -29,6 +29,7 @@ from monogres_oci.pull import as_oci_layer, make_client, resolve, this_platform
 from monogres_oci.recipes import recipe_digests
 
 if TYPE_CHECKING:
+    from monogres_oci.compile.from_registry import RegistrySource
     from monogres_oci.plan_rows import PlanState
     from monogres_oci.rebuild import RebuildResult
     from monogres_oci.registry_state import InRegistry
@@ -232,6 +233,18 @@ def _published_states(args: argparse.Namespace, plan: Plan,
     return states
 
 
+def _registry_source(args: argparse.Namespace) -> RegistrySource | None:
+    """Where Postgres builds may be taken from (build --registry R --registry-key PUB)."""
+    if not args.registry_key:
+        return None
+    from monogres_oci.compile.from_registry import RegistrySource
+    from monogres_oci.sign import load_public_key
+
+    host, namespace = parse_target(args.registry)
+    return RegistrySource(_client(host, args), namespace,
+                          load_public_key(Path(args.registry_key)))
+
+
 def _unpublished(plan: Plan, states: dict[str, InRegistry], progress: Progress) -> Plan:
     """The plan without what the registry holds from the same inputs; a Postgres build stays
     while an extension to build needs it."""
@@ -281,6 +294,9 @@ def cmd_build(args: argparse.Namespace, progress: Progress) -> int:
 
     catalog = _catalog(args)
     plan = _plan(args, catalog)
+    if args.registry_key and not args.registry:
+        raise UsageError("--registry-key: name the registry to take Postgres builds from "
+                         "(--registry HOST/NAMESPACE)")
     if args.registry:
         plan = _unpublished(plan, _published_states(args, plan, progress), progress)
     cache_dir = _cache_dir(args.cache_dir)
@@ -292,7 +308,7 @@ def cmd_build(args: argparse.Namespace, progress: Progress) -> int:
     packager = Packager(catalog, layout, _base_resolver(layout, args), progress.stage, store)
     report = run_build(catalog, plan, fetcher=fetcher, cache=BuildCache(cache_dir),
                        packager=packager, progress=progress, rebuild=args.rebuild,
-                       gate=not args.no_gate, jobs=args.jobs)
+                       gate=not args.no_gate, jobs=args.jobs, registry=_registry_source(args))
     if args.json:
         _print_json({
             "layout": str(out),

@@ -137,7 +137,7 @@ class Packager:
         labels = postgres_labels(self.catalog, pg, epoch, runnable=False)
         desc = self._image(platform, [pg_layer], [pg_diff_id], labels, epoch)
         attached = list(attest_image(self.layout, desc, labels, record, pg_entries, entry,
-                                     self.catalog.publisher))
+                                     self.catalog.publisher, byproducts=out.record_files()))
         self._add(dist_tags, PlatformImage(desc, labels))
         images = [(desc, labels)]
 

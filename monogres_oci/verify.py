@@ -137,6 +137,20 @@ def check_digest(client: RegistryClient, repo: str, digest: str, key: PublicKey,
     return tuple(kinds + ([TEST_RESULT] if TEST_RESULT_PREDICATE in found.statements else []))
 
 
+def verified_statements(client: RegistryClient, image: PulledImage,
+                        key: PublicKey) -> dict[str, dict[str, Any]]:
+    """The signed statements about a pulled platform image (by predicate type), once its
+    signature and attestations verify with ``key`` (and its index's signature, if any)."""
+    repo = image.reference.repository
+    if image.digest != image.manifest_digest:
+        check_digest(client, repo, image.digest, key, attestations=False)
+    found = _read_referrers(client, repo, image.manifest_digest, key)
+    problems = _problems(found, attestations=True)
+    if problems:
+        raise VerifyError(f"{client.host}/{repo}@{image.manifest_digest}: " + "; ".join(problems))
+    return found.statements
+
+
 def _is_extension(client: RegistryClient, repo: str, manifest_digest: str) -> bool:
     data, _, _ = client.get_manifest(repo, manifest_digest)
     return parse_manifest(data).annotations.get("org.monogres.artifact") == "extension"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from monogres_oci import __version__
@@ -23,7 +23,8 @@ TOOL = f"monogres-oci-{__version__}"
 
 def attest_image(layout: Layout, image: Descriptor, labels: dict[str, str], record: BuildRecord,
                  entries: Iterable[LayerEntry], catalog_entry: dict[str, Any],
-                 publisher: Publisher, *, bundled: bool = False) -> tuple[Attachment, Attachment]:
+                 publisher: Publisher, *, bundled: bool = False,
+                 byproducts: Sequence[tuple[str, bytes]] = ()) -> tuple[Attachment, Attachment]:
     """Write the image's SPDX SBOM and SLSA provenance as artifacts referring to it."""
     name = labels["org.opencontainers.image.title"]
     subject = ImageSubject(
@@ -42,7 +43,7 @@ def attest_image(layout: Layout, image: Descriptor, labels: dict[str, str], reco
     created = {"org.opencontainers.image.created": subject.created}
     sbom_item = attach(layout, image, SPDX_TYPE, Blob(spdx_bytes(sbom), SPDX_TYPE),
                        {PREDICATE_ANNOTATION: SPDX_PREDICATE, **created})
-    stmt = provenance_statement(name, image.digest, record, catalog_entry)
+    stmt = provenance_statement(name, image.digest, record, catalog_entry, byproducts)
     prov_item = attach(layout, image, INTOTO_TYPE, Blob(canonical(stmt), INTOTO_TYPE),
                        {PREDICATE_ANNOTATION: SLSA_PREDICATE, **created})
     return sbom_item, prov_item

@@ -10,12 +10,17 @@ comes from ``MONOGRES_BUILDER_ID`` (a CI workflow sets its own URI), or names a 
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
+import hashlib
 import os
+from collections.abc import Sequence
 from typing import Any
 
 from monogres_oci import __version__
 from monogres_oci.attest.buildinfo import BuildRecord
+from monogres_oci.errors import VerifyError
 from monogres_oci.sign import digest_set, statement
 
 PREDICATE_TYPE = "https://slsa.dev/provenance/v1"
@@ -62,8 +67,40 @@ def _packaging(record: BuildRecord) -> dict[str, Any]:
     }
 
 
-def provenance_predicate(record: BuildRecord, catalog_entry: dict[str, Any]) -> dict[str, Any]:
-    """The SLSA v1 predicate for a target's build record and its catalog entry."""
+def byproduct(name: str, content: bytes) -> dict[str, Any]:
+    """A file the build made, carried whole in the provenance (SLSA ResourceDescriptor)."""
+    return {"name": name, "digest": {"sha256": hashlib.sha256(content).hexdigest()},
+            "content": base64.b64encode(content).decode(), "mediaType": "text/plain"}
+
+
+def byproduct_files(predicate: dict[str, Any]) -> dict[str, bytes]:
+    """The files a provenance carries as byproducts, each checked against its digest."""
+    files = {}
+    for item in predicate.get("runDetails", {}).get("byproducts", []):
+        try:
+            content = base64.b64decode(item.get("content", ""), validate=True)
+        except binascii.Error as exc:
+            raise VerifyError(f"provenance byproduct {item.get('name')!r}: {exc}") from None
+        if hashlib.sha256(content).hexdigest() != item.get("digest", {}).get("sha256"):
+            raise VerifyError(f"provenance byproduct {item.get('name')!r}: content and digest differ")
+        files[str(item["name"])] = content
+    return files
+
+
+def provenance_predicate(record: BuildRecord, catalog_entry: dict[str, Any],
+                         byproducts: Sequence[tuple[str, bytes]] = ()) -> dict[str, Any]:
+    """The SLSA v1 predicate for a target's build record and its catalog entry; ``byproducts``
+    (name, content) are files of the build carried whole (a Postgres build's toolchain record,
+    which an extension build that takes the Postgres build from a registry needs)."""
+    run_details: dict[str, Any] = {
+        "builder": {
+            "id": os.environ.get(BUILDER_ENV) or LOCAL_BUILDER,
+            "version": {"monogres-oci": __version__},
+        },
+        "metadata": {"invocationId": record.input_digest},
+    }
+    if byproducts:
+        run_details["byproducts"] = [byproduct(name, content) for name, content in byproducts]
     return {
         "buildDefinition": {
             "buildType": BUILD_TYPE,
@@ -80,18 +117,13 @@ def provenance_predicate(record: BuildRecord, catalog_entry: dict[str, Any]) -> 
             },
             "resolvedDependencies": _dependencies(record),
         },
-        "runDetails": {
-            "builder": {
-                "id": os.environ.get(BUILDER_ENV) or LOCAL_BUILDER,
-                "version": {"monogres-oci": __version__},
-            },
-            "metadata": {"invocationId": record.input_digest},
-        },
+        "runDetails": run_details,
     }
 
 
 def provenance_statement(subject_name: str, manifest_digest: str, record: BuildRecord,
-                         catalog_entry: dict[str, Any]) -> dict[str, Any]:
+                         catalog_entry: dict[str, Any],
+                         byproducts: Sequence[tuple[str, bytes]] = ()) -> dict[str, Any]:
     """The in-toto Statement v1 whose subject is one platform manifest."""
     return statement(subject_name, manifest_digest, PREDICATE_TYPE,
-                     provenance_predicate(record, catalog_entry))
+                     provenance_predicate(record, catalog_entry, byproducts))

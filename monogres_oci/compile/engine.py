@@ -91,7 +91,7 @@ def build_into(
     on one machine): a lock per key lets one build while the other waits, then finds it done.
     """
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    with _key_lock(out_dir, key, what, progress) as needed:
+    with key_lock(out_dir, key, what, progress) as needed:
         if not needed:
             return
         staging = out_dir.parent / f".{out_dir.name}.partial"
@@ -120,7 +120,7 @@ def build_into(
 
 
 @contextmanager
-def _key_lock(out_dir: Path, key: str, what: str,
+def key_lock(out_dir: Path, key: str, what: str,
               progress: Callable[[str], None]) -> Iterator[bool]:
     """Hold the key's lock; yield False when another process built ``key`` while this one waited."""
     with open(out_dir.parent / f".{out_dir.name}.lock", "w") as lock:

@@ -18,6 +18,12 @@ from monogres_oci.compile.engine import (
 )
 from monogres_oci.errors import BuildError
 
+# What a Postgres build records of itself in meta/ and its build record reads (the packages of
+# the build container, the base and the runtime overlay; the compilers): the provenance of the
+# postgresql-dist image carries them, so that a build taken from a registry has them too.
+RECORD_FILES = ("toolchain-packages.tsv", "base-packages.tsv", "runtime-packages.txt",
+                "compiler.txt")
+
 
 @dataclass(frozen=True)
 class PostgresBuildOutput:
@@ -32,6 +38,11 @@ class PostgresBuildOutput:
     def prefix(self) -> Path:
         """The install prefix inside ``install_root``: ``usr/lib/postgresql/<major>``."""
         return self.install_root / "usr" / "lib" / "postgresql" / str(self.pg_major)
+
+    def record_files(self) -> list[tuple[str, bytes]]:
+        """(meta/NAME, content) of the RECORD_FILES the build wrote."""
+        return [(f"meta/{name}", (self.meta_dir / name).read_bytes()) for name in RECORD_FILES
+                if (self.meta_dir / name).is_file()]
 
 
 def postgres_build_args(*, base_image: str, pg_major: int, tarball: str,

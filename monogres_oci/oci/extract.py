@@ -48,8 +48,8 @@ def _member_path(name: str) -> str:
     return "/".join(parts)
 
 
-def _check_symlink(path: str, target: str) -> None:
-    if posixpath.isabs(target):
+def _check_symlink(path: str, target: str, rooted: bool) -> None:
+    if posixpath.isabs(target) and not rooted:
         raise VerifyError(f"layer symlink {path!r} -> {target!r} points outside the destination")
     resolved = posixpath.normpath(posixpath.join(posixpath.dirname(path), target))
     if resolved == ".." or resolved.startswith("../"):
@@ -59,8 +59,9 @@ def _check_symlink(path: str, target: str) -> None:
 class _Extraction:
     """The state of one extraction into a staging directory."""
 
-    def __init__(self, staging: Path) -> None:
+    def __init__(self, staging: Path, rooted: bool = False) -> None:
         self.staging = staging
+        self.rooted = rooted
         self.symlinks: set[str] = set()
         self.files: set[str] = set()
         self.dir_meta: dict[str, tuple[int, int]] = {}
@@ -108,7 +109,7 @@ class _Extraction:
             os.utime(target, (member.mtime, member.mtime))
             self.files.add(path)
         elif member.issym():
-            _check_symlink(path, member.linkname)
+            _check_symlink(path, member.linkname, self.rooted)
             target = self._prepare(path)
             os.symlink(member.linkname, target)
             os.utime(target, (member.mtime, member.mtime), follow_symlinks=False)
@@ -180,18 +181,22 @@ def extract_layer(
     digest: str | None = None,
     size: int | None = None,
     diff_id: str | None = None,
+    rooted: bool = False,
 ) -> list[str]:
     """Extract the tar+gzip stream ``source`` into ``dest`` after checking it; return member paths.
 
     ``digest`` (and ``size``) are checked against the compressed bytes, ``diff_id`` against the
     uncompressed tar. Give at least ``digest`` for anything that came over the network. Raises
     VerifyError for a mismatch or an unsafe member; then nothing has been written to ``dest``.
+    ``rooted``: ``dest`` stands for the root of an image's file system, where a symlink may name
+    an absolute path (``/etc/python3.11/sitecustomize.py``); such links are kept for packaging
+    and never followed here.
     """
     dest.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=_STAGING_PREFIX, dir=dest))
     try:
         raw = DigestReader(source)
-        state = _Extraction(staging)
+        state = _Extraction(staging, rooted)
         try:
             # The digest streams implement only what gzip and tarfile call (read).
             with gzip.GzipFile(fileobj=cast(BinaryIO, raw), mode="rb") as gz:

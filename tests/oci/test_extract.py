@@ -155,6 +155,18 @@ def test_safe_links_are_kept(tmp_path: Path) -> None:
     assert (dest / "lib" / "hard.so").read_bytes() == b"so"
 
 
+def test_a_root_file_system_keeps_its_absolute_links_and_still_refuses_climbing_out(
+        tmp_path: Path) -> None:
+    # a runtime overlay: usr/lib/python3.11/sitecustomize.py -> /etc/python3.11/sitecustomize.py
+    data = evil_layer(("usr/lib/site.py", b"/etc/site.py", "sym"))
+    dest = tmp_path / "root"
+    extract_layer(io.BytesIO(data), dest, digest=_digest(data), rooted=True)
+    assert os.readlink(dest / "usr/lib/site.py") == "/etc/site.py"  # kept as published
+    climbing = evil_layer(("a/link", b"../../../etc", "sym"))
+    with pytest.raises(VerifyError, match="points outside"):
+        extract_layer(io.BytesIO(climbing), tmp_path / "other", rooted=True)
+
+
 def test_setuid_bits_are_dropped(tmp_path: Path) -> None:
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w") as tar:
