@@ -128,6 +128,11 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--jsonl", action="store_true",
                      help="one target per line, written as it is planned (for large catalogs: "
                           "a million targets stream in seconds)")
+    out.add_argument("--shards", type=_positive, metavar="N",
+                     help="print the plan cut into at most N shards per stage (Postgres builds, "
+                          "then extensions) as GitHub Actions matrices, {postgres: {include: "
+                          "[{shard: 1/N, ...}]}, extensions: ...}; each job runs `build --shard "
+                          "K/N` with the same selection")
     _add_published_in(p, "also say of each target whether REGISTRY holds it: published from "
                          "the same inputs (current), from other inputs (stale, and which "
                          "inputs changed), or not published")
@@ -183,6 +188,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "up to N (default 1; results are applied in plan order, so the layout "
                         "is the same for any N; a rerun resumes: finished compiles and passing "
                         "gates are cached)")
+    p.add_argument("--shard", metavar="K/N",
+                   help="build shard K of N of the plan (from `plan --shards N`): with "
+                        "--postgres-only, of the Postgres builds; otherwise of the extensions, "
+                        "with the Postgres builds they need (taken from --registry with "
+                        "--registry-key, or compiled)")
     p.add_argument("--json", action="store_true")
     _add_published_in(p, "build only what REGISTRY does not hold from the same inputs (a target "
                          "published there from other inputs is built)")

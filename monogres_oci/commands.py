@@ -114,6 +114,11 @@ def cmd_plan(args: argparse.Namespace, progress: Progress) -> int:
     sources = {*(p.release.source for p in plan.postgres),
                *(e.version.source for e in plan.extensions),
                *(d.target.version.source for d in plan.disabled)}
+    if args.shards:
+        from monogres_oci.shards import matrix
+
+        _print_json(matrix(plan, args.shards))
+        return 0
     have = PlanState(BuildCache(cache_dir).finished(),
                      {s.sha256: fetcher.is_cached(s) for s in sources})
     if args.registry:
@@ -297,6 +302,14 @@ def cmd_build(args: argparse.Namespace, progress: Progress) -> int:
     if args.registry_key and not args.registry:
         raise UsageError("--registry-key: name the registry to take Postgres builds from "
                          "(--registry HOST/NAMESPACE)")
+    if args.shard:
+        from monogres_oci.shards import parse_shard, shard_plan
+
+        # Cut before anything narrows the plan: `plan --shards N` cut the whole plan.
+        shard = parse_shard(args.shard)
+        plan = shard_plan(plan, shard, args.postgres_only)
+        progress.stage(f"shard {shard}: {len(plan.postgres)} Postgres and "
+                       f"{len(plan.extensions)} extension target(s)")
     if args.registry:
         plan = _unpublished(plan, _published_states(args, plan, progress), progress)
     cache_dir = _cache_dir(args.cache_dir)
