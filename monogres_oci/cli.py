@@ -188,6 +188,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "up to N (default 1; results are applied in plan order, so the layout "
                         "is the same for any N; a rerun resumes: finished compiles and passing "
                         "gates are cached)")
+    p.add_argument("--builder", metavar="NAME",
+                   help="the buildx builder that compiles (a remote BuildKit: `docker buildx "
+                        "create --name NAME --driver remote tcp://HOST:1234`, its entitlements "
+                        "allowing network.host); default: docker's current builder")
     p.add_argument("--shard", metavar="K/N",
                    help="build shard K of N of the plan (from `plan --shards N`): with "
                         "--postgres-only, of the Postgres builds; otherwise of the extensions, "

@@ -238,6 +238,18 @@ def _published_states(args: argparse.Namespace, plan: Plan,
     return states
 
 
+def _use_builder(name: str) -> None:
+    """Every buildx build of this process goes to the builder ``name`` (BUILDX_BUILDER is buildx's
+    own variable for it), once buildx knows the name."""
+    from monogres_oci.runner import run
+
+    found = run(["docker", "buildx", "inspect", name], check=False)
+    if found.returncode != 0:
+        raise UsageError(f"--builder {name}: {(found.stderr or found.stdout).strip()} "
+                         "(`docker buildx ls` lists the builders; `docker buildx create` adds one)")
+    os.environ["BUILDX_BUILDER"] = name
+
+
 def _registry_source(args: argparse.Namespace) -> RegistrySource | None:
     """Where Postgres builds may be taken from (build --registry R --registry-key PUB)."""
     if not args.registry_key:
@@ -302,6 +314,8 @@ def cmd_build(args: argparse.Namespace, progress: Progress) -> int:
     if args.registry_key and not args.registry:
         raise UsageError("--registry-key: name the registry to take Postgres builds from "
                          "(--registry HOST/NAMESPACE)")
+    if args.builder:
+        _use_builder(args.builder)
     if args.shard:
         from monogres_oci.shards import parse_shard, shard_plan
 

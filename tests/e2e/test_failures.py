@@ -157,3 +157,13 @@ def test_a_terminated_gate_leaves_no_container_running(built: Built, tmp_path: P
     assert proc.wait(timeout=120) == 128 + signal.SIGTERM, rest
     assert "monogres-oci: terminated" in rest and "Traceback" not in rest
     assert _gate_containers(proc.pid) == []
+
+
+def test_a_builder_buildx_does_not_know_is_refused_before_anything_is_fetched(
+        tmp_path: Path) -> None:
+    proc = cli("build", "--postgres", "18.6", "--extension", "rum", "--arch", "amd64",
+               "--builder", "no-such-builder", "--out", str(tmp_path / "oci"), check=False)
+    assert proc.returncode == 2
+    assert 'no builder "no-such-builder" found' in proc.stderr
+    assert "docker buildx create" in proc.stderr and "fetch" not in proc.stderr
+    assert not (tmp_path / "oci").exists()
