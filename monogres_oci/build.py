@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import tarfile
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
@@ -21,6 +22,7 @@ from monogres_oci.attest.buildinfo import keep_beside, postgres_record
 from monogres_oci.build_state import (
     BuildCache,
     BuildReport,
+    BuildTimes,
     Outcome,
     Outcomes,
     TargetResult,
@@ -116,6 +118,7 @@ def run_build(
     """
     report = BuildReport()
     outcomes = Outcomes(cache.root.parent)
+    times = BuildTimes(cache.root.parent)
     gates = GateCache(cache.root.parent)
     progress.stage(f"fetching sources for {len(plan.postgres)} Postgres and "
                    f"{len(plan.extensions)} extension target(s)")
@@ -129,7 +132,7 @@ def run_build(
         try:
             pg_out, cached = _compile_postgres(pg, paths, cache, progress, pg_epoch, rebuild,
                                                sandbox_hostname, catalog_dir,
-                                               None if rebuild else registry)
+                                               None if rebuild else registry, times)
         except MonogresError as exc:
             outcomes.record(pg.key, Outcome(pg.name, "compile", ok=False, summary=error_summary(exc)))
             report.results.append(TargetResult(pg.name, "postgres", ok=False, error=str(exc)))
@@ -150,7 +153,7 @@ def run_build(
                                                      ext.version.source_date_epoch))
             out, invocation, cached = _compile_extension(
                 ext, pg_out, paths, cache, progress, epoch, rebuild, sandbox_hostname,
-                catalog_dir)
+                catalog_dir, times)
             return Compiled(out, invocation, cached, epoch)
 
         ctx = StageContext(report, outcomes, packager, progress, pg_out, pg_record, runnable,
@@ -219,7 +222,8 @@ def requires_first(targets: Sequence[ExtensionTarget]) -> list[ExtensionTarget]:
 def _compile_postgres(pg: PostgresTarget, paths: dict[str, Path], cache: BuildCache,
                       progress: Progress, epoch: int, rebuild: bool,
                       sandbox_hostname: str, patch_dir: Path,
-                      registry: RegistrySource | None) -> tuple[PostgresBuildOutput, bool]:
+                      registry: RegistrySource | None,
+                      times: BuildTimes) -> tuple[PostgresBuildOutput, bool]:
     cached = cache.has(pg.key)
     if not cached and registry is not None:
         taken = take_postgres(registry, pg, cache.dir(pg.key), progress.stage)
@@ -227,6 +231,8 @@ def _compile_postgres(pg: PostgresTarget, paths: dict[str, Path], cache: BuildCa
             return taken, True
         progress.stage(f"{pg.name}: not in the registry from the same inputs")
     progress.stage(f"{'cached' if cached else 'compiling'} {pg.name} (input sha256:{pg.key[:12]})")
+    meter = StepMeter(progress, pg.name, last=times.get(pg.name))
+    started = time.monotonic()
     out = compile_postgres(
         base_image=pg.base_image,
         pg_version=pg.release.version,
@@ -237,19 +243,21 @@ def _compile_postgres(pg: PostgresTarget, paths: dict[str, Path], cache: BuildCa
         platform=pg.platform,
         source_date_epoch=epoch,
         out_dir=cache.dir(pg.key),
-        progress=StepMeter(progress, pg.name),
+        progress=meter,
         cache_key=pg.key,
         no_cache=rebuild,
         sandbox_hostname=sandbox_hostname,
         patches=[patch_dir / p.file for p in pg.patches],
         compile_on=pg.compile_on,
     )
+    if not cached:
+        times.record(pg.name, time.monotonic() - started, meter.lines)
     return out, cached
 
 
 def _compile_extension(ext: ExtensionTarget, pg_out: PostgresBuildOutput, paths: dict[str, Path],
                        cache: BuildCache, progress: Progress, epoch: int, rebuild: bool,
-                       sandbox_hostname: str, catalog_dir: Path
+                       sandbox_hostname: str, catalog_dir: Path, times: BuildTimes,
                        ) -> tuple[ExtensionBuildOutput, ExtensionInvocation, bool]:
     cached = cache.has(ext.key)
     progress.stage(f"{'cached' if cached else 'compiling'} {ext.name} (input sha256:{ext.key[:12]})")
@@ -266,12 +274,16 @@ def _compile_extension(ext: ExtensionTarget, pg_out: PostgresBuildOutput, paths:
         source_date_epoch=epoch,
         compile_on=ext.compile_on,
     )
+    meter = StepMeter(progress, ext.name, last=times.get(ext.name))
+    started = time.monotonic()
     out = compile_extension(
         invocation,
         out_dir=cache.dir(ext.key),
-        progress=StepMeter(progress, ext.name),
+        progress=meter,
         cache_key=ext.key,
         no_cache=rebuild,
         sandbox_hostname=sandbox_hostname,
     )
+    if not cached:
+        times.record(ext.name, time.monotonic() - started, meter.lines)
     return out, invocation, cached

@@ -12,11 +12,13 @@ from __future__ import annotations
 import json
 import os
 import re
+import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from monogres_oci.atomic import write_atomically
+from monogres_oci.progress import LastBuild
 
 if TYPE_CHECKING:
     from monogres_oci.gate import GateResult
@@ -39,6 +41,38 @@ class BuildCache:
     def finished(self) -> frozenset[str]:
         """Every key with a finished build: one directory listing, for asking about many."""
         return frozenset(n for n in _names(self.root) if self.has(n))
+
+
+class BuildTimes:
+    """How long the last compile of each target (by name: a new version of its inputs is still
+    the same target to wait for) took, for estimates while it compiles again."""
+
+    def __init__(self, cache_dir: Path) -> None:
+        self.path = cache_dir / "timings.json"
+        self._lock = threading.Lock()  # compiles of one build end in threads
+
+    def _read(self) -> dict[str, dict[str, float]]:
+        try:
+            data = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def get(self, name: str) -> LastBuild | None:
+        item = self._read().get(name)
+        if not isinstance(item, dict):
+            return None
+        try:
+            return LastBuild(float(item["seconds"]), int(item["lines"]))
+        except (KeyError, TypeError, ValueError):
+            return None
+
+    def record(self, name: str, seconds: float, lines: int) -> None:
+        with self._lock:
+            data = self._read()
+            data[name] = {"seconds": round(seconds, 1), "lines": lines}
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomically(self.path, (json.dumps(data, indent=1, sort_keys=True) + "\n").encode())
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ import re
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 # A ninja step in BuildKit's plain log: "#23 41.7 [812/1964] Compiling C object ...".
 _NINJA_STEP = re.compile(r"^#\d+ \d+(?:\.\d+)? \[(\d+)/(\d+)\] ")
@@ -40,14 +41,26 @@ class Progress:
         self.stage(text)
 
 
+@dataclass(frozen=True)
+class LastBuild:
+    """How long the last compile of a target took, and how many log lines it wrote."""
+
+    seconds: float
+    lines: int
+
+
 class StepMeter:
     """A compile's log lines turned into its progress: ninja's steps done of total as a headline
     at every 10 %, and, while the log shows no step counts (configure, make, a package install),
-    a headline each ``interval`` seconds; every log line still goes to the detail stream."""
+    a headline each ``interval`` seconds; every log line still goes to the detail stream. With the
+    ``last`` compile of the same target, the heartbeat estimates how far it is (by log lines)
+    and how long is left (by time)."""
 
     def __init__(self, progress: Progress, what: str, interval: float = 60.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 last: LastBuild | None = None) -> None:
         self.progress = progress
+        self.last_build = last
         self.what = what
         self.interval = interval
         self.clock = clock
@@ -70,4 +83,13 @@ class StepMeter:
         elif now - self.last >= self.interval:
             self.last = now
             self.progress.stage(f"{self.what}: still building, {_duration(now - self.started)} "
-                                f"({self.lines} log lines)")
+                                f"({self.lines} log lines{self._estimate(now)})")
+
+    def _estimate(self, now: float) -> str:
+        last = self.last_build
+        if last is None or last.lines <= 0:
+            return ""
+        share = min(99, self.lines * 100 // last.lines)
+        left = last.seconds - (now - self.started)
+        return (f"; the last build wrote {last.lines} in {_duration(last.seconds)}: about "
+                f"{share} %, " + (f"~{_duration(left)} left" if left > 0 else "past its time"))

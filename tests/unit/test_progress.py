@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from monogres_oci.progress import Progress, StepMeter
+from monogres_oci.build_state import BuildTimes
+from monogres_oci.progress import LastBuild, Progress, StepMeter
 
 
 def test_ninja_steps_every_ten_percent_and_a_heartbeat_without_them(
@@ -24,3 +27,28 @@ def test_ninja_steps_every_ten_percent_and_a_heartbeat_without_them(
     assert [line.split(" steps")[0] for line in lines[1:]] == [
         "postgres-18.6: 1/200", *(f"postgres-18.6: {n}/200" for n in range(20, 201, 20))]
     assert lines[-1] == "postgres-18.6: 200/200 steps (100 %), 4 min 21 s"
+
+
+def test_the_heartbeat_estimates_from_the_last_build_of_the_same_target(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    times = BuildTimes(tmp_path)
+    assert times.get("postgis-3.6.4") is None
+    times.record("postgis-3.6.4", 300.0, 1000)
+    times.record("rum-1.3.15", 12.0, 80)
+    assert BuildTimes(tmp_path).get("postgis-3.6.4") == LastBuild(300.0, 1000)  # kept on disk
+    now = [0.0]
+    meter = StepMeter(Progress(), "postgis-3.6.4", interval=60, clock=lambda: now[0],
+                      last=times.get("postgis-3.6.4"))
+    for n in range(1, 251):
+        now[0] = n * 0.5
+        meter(f"#9 {now[0]} gcc -c liblwgeom/lwgeom_{n}.c")
+    now[0] = 400.0
+    meter("#9 400.0 make[1]: Leaving directory")
+    lines = [line.split("] ", 1)[1] for line in capsys.readouterr().err.splitlines()]
+    assert lines == [
+        "postgis-3.6.4: still building, 1 min 00 s (120 log lines; the last build wrote 1000 in "
+        "5 min 00 s: about 12 %, ~4 min 00 s left)",
+        "postgis-3.6.4: still building, 2 min 00 s (240 log lines; the last build wrote 1000 in "
+        "5 min 00 s: about 24 %, ~3 min 00 s left)",
+        "postgis-3.6.4: still building, 6 min 40 s (251 log lines; the last build wrote 1000 in "
+        "5 min 00 s: about 25 %, past its time)"]
