@@ -21,6 +21,7 @@ from pathlib import Path
 from monogres_oci.catalog.model import Origin, Source
 from monogres_oci.debian import PrivateApt
 from monogres_oci.errors import ChecksumError, FetchError
+from monogres_oci.progress import TransferMeter
 from monogres_oci.source_safety import check_tarball
 
 CHUNK = 1 << 20
@@ -84,7 +85,7 @@ class Fetcher:
             url = ""
             try:
                 url = self._resolve(origin)
-                tmp = self._download(url)
+                tmp = self._download(url, source.file)
             except FetchError as exc:
                 where = f" at {url}" if url and url != origin.url else ""
                 failures.append(f"{origin.describe()}: {exc}{where}")
@@ -111,11 +112,17 @@ class Fetcher:
                           f"{origin.debian_package}; trying its pool path {uri}")
             return uri
 
-    def _download(self, url: str) -> Path:
+    def _download(self, url: str, name_shown: str) -> Path:
         fd, name = tempfile.mkstemp(dir=self.store, prefix=".part-")
         try:
             with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=TIMEOUT) as resp:
-                shutil.copyfileobj(resp, out, CHUNK)
+                length = resp.headers.get("Content-Length", "")
+                meter = TransferMeter(self.progress, f"fetch {name_shown}",
+                                      int(length) if length.isdigit() else None)
+                while chunk := resp.read(CHUNK):
+                    out.write(chunk)
+                    meter.add(len(chunk))
+                meter.finish()
         except (urllib.error.URLError, OSError, ValueError) as exc:
             Path(name).unlink(missing_ok=True)
             if isinstance(exc, urllib.error.HTTPError):

@@ -93,3 +93,45 @@ class StepMeter:
         left = last.seconds - (now - self.started)
         return (f"; the last build wrote {last.lines} in {_duration(last.seconds)}: about "
                 f"{share} %, " + (f"~{_duration(left)} left" if left > 0 else "past its time"))
+
+
+class TransferMeter:
+    """Bytes moved of a known (or unknown) total: a line at every 10 % (or every ``interval``
+    seconds without a total) and one at the end, with the rate."""
+
+    def __init__(self, report: Callable[[str], None], what: str, total: int | None,
+                 interval: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.report = report
+        self.what = what
+        self.total = total if total and total > 0 else None
+        self.interval = interval
+        self.clock = clock
+        self.started = self.last = clock()
+        self.done = 0
+        self.decile = 0
+
+    def add(self, count: int) -> None:
+        self.done += count
+        now = self.clock()
+        if self.total is not None:
+            decile = min(9, self.done * 10 // self.total)
+            if decile > self.decile:
+                self.decile = decile
+                self.report(f"{self.what}: {_size(self.done)} of {_size(self.total)} "
+                            f"({decile * 10} %), {_rate(self.done, now - self.started)}")
+        elif now - self.last >= self.interval:
+            self.last = now
+            self.report(f"{self.what}: {_size(self.done)}, {_rate(self.done, now - self.started)}")
+
+    def finish(self) -> None:
+        elapsed = self.clock() - self.started
+        self.report(f"{self.what}: {_size(self.done)} in {elapsed:.1f} s "
+                    f"({_rate(self.done, elapsed)})")
+
+
+def _size(count: int) -> str:
+    return f"{count / 1e6:.1f} MB" if count >= 100_000 else f"{count / 1e3:.0f} kB"
+
+
+def _rate(count: int, seconds: float) -> str:
+    return f"{count / 1e6 / seconds:.1f} MB/s" if seconds > 0 else "-"

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from monogres_oci.build_state import BuildTimes
-from monogres_oci.progress import LastBuild, Progress, StepMeter
+from monogres_oci.progress import LastBuild, Progress, StepMeter, TransferMeter
 
 
 def test_ninja_steps_every_ten_percent_and_a_heartbeat_without_them(
@@ -52,3 +52,23 @@ def test_the_heartbeat_estimates_from_the_last_build_of_the_same_target(
         "5 min 00 s: about 24 %, ~3 min 00 s left)",
         "postgis-3.6.4: still building, 6 min 40 s (251 log lines; the last build wrote 1000 in "
         "5 min 00 s: about 25 %, past its time)"]
+
+
+def test_a_transfer_reports_every_ten_percent_and_its_rate_at_the_end() -> None:
+    lines: list[str] = []
+    now = [0.0]
+    meter = TransferMeter(lines.append, "fetch postgis-3.6.4.tar.gz", 10_000_000,
+                          clock=lambda: now[0])
+    for _ in range(100):
+        now[0] += 0.05
+        meter.add(100_000)
+    meter.finish()
+    assert lines[0] == "fetch postgis-3.6.4.tar.gz: 1.0 MB of 10.0 MB (10 %), 2.0 MB/s"
+    assert [line.split("(")[1].split(")")[0] for line in lines[:-1]] == [
+        f"{n} %" for n in range(10, 100, 10)]
+    assert lines[-1] == "fetch postgis-3.6.4.tar.gz: 10.0 MB in 5.0 s (2.0 MB/s)"
+    unknown: list[str] = []
+    meter = TransferMeter(unknown.append, "fetch x", None, interval=10, clock=lambda: now[0])
+    now[0] += 11
+    meter.add(50_000)
+    assert unknown == ["fetch x: 50 kB, 0.0 MB/s"]
