@@ -124,15 +124,15 @@ def main() -> int:
     work = Path(args.work or tempfile.mkdtemp(prefix="monogres-bench-ext-"))
     work.mkdir(parents=True, exist_ok=True)
     catalog = load_catalog(Path(args.catalog))
-    if not args.report_only:
-        # BuildKit keeps every layer of every build (a day of whole-catalog runs filled this
-        # machine's disk): cap it first, as scripts/test.sh does.
-        subprocess.run(["docker", "buildx", "prune", "--force", "--reserved-space", "20gb"],
-                       check=True, stdout=subprocess.DEVNULL)
     outs = []
     for target in args.target:
         out = work / target.replace(":", "-")
         if not args.report_only:
+            # BuildKit keeps every layer of every build, the build trees the gates export
+            # included (four whole-catalog targets in one run filled this machine's disk): cap
+            # it before each target, as scripts/test.sh does before the tests.
+            subprocess.run(["docker", "buildx", "prune", "--force", "--reserved-space", "20gb"],
+                           check=True, stdout=subprocess.DEVNULL)
             out.mkdir(parents=True, exist_ok=True)
             build(target, args, work)
         outs.append(out)
