@@ -7,7 +7,8 @@
    which has no ``extension_control_path``, the extension's control, SQL, data and library files are
    put in the Postgres tree instead (as a user of 17 installs them: see ``in_tree``), and each of the image's
    extensions is created with ``CREATE EXTENSION ... CASCADE`` in a database of its own, and
-   each module without a control file is loaded with ``LOAD``.
+   each module without a control file is loaded with ``LOAD``; that database, and any role the
+   extension scripts made, are dropped before the suite, which expects a fresh cluster.
 3. The upstream suite runs from the build tree (the ``build`` stage of extension.Dockerfile,
    which BuildKit has cached, exported as an image and run as a container) against that server,
    over 127.0.0.1, with the directories the catalog says the harness shares with the server.
