@@ -15,6 +15,7 @@ import tarfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 
@@ -219,6 +220,18 @@ def requires_first(targets: Sequence[ExtensionTarget]) -> list[ExtensionTarget]:
     return ordered
 
 
+@contextmanager
+def _metered(times: BuildTimes, progress: Progress, name: str,
+             cached: bool) -> Iterator[StepMeter]:
+    """The progress of one compile, estimated from the last one of the same target; what this
+    one took is kept for the next (unless nothing was compiled)."""
+    meter = StepMeter(progress, name, last=times.get(name))
+    started = time.monotonic()
+    yield meter
+    if not cached:
+        times.record(name, time.monotonic() - started, meter.lines)
+
+
 def _compile_postgres(pg: PostgresTarget, paths: dict[str, Path], cache: BuildCache,
                       progress: Progress, epoch: int, rebuild: bool,
                       sandbox_hostname: str, patch_dir: Path,
@@ -231,27 +244,24 @@ def _compile_postgres(pg: PostgresTarget, paths: dict[str, Path], cache: BuildCa
             return taken, True
         progress.stage(f"{pg.name}: not in the registry from the same inputs")
     progress.stage(f"{'cached' if cached else 'compiling'} {pg.name} (input sha256:{pg.key[:12]})")
-    meter = StepMeter(progress, pg.name, last=times.get(pg.name))
-    started = time.monotonic()
-    out = compile_postgres(
-        base_image=pg.base_image,
-        pg_version=pg.release.version,
-        pg_major=pg.release.major,
-        source_tarball=paths[pg.release.source.sha256],
-        meson_options=pg.meson_options,
-        build_packages=pg.build_packages,
-        platform=pg.platform,
-        source_date_epoch=epoch,
-        out_dir=cache.dir(pg.key),
-        progress=meter,
-        cache_key=pg.key,
-        no_cache=rebuild,
-        sandbox_hostname=sandbox_hostname,
-        patches=[patch_dir / p.file for p in pg.patches],
-        compile_on=pg.compile_on,
-    )
-    if not cached:
-        times.record(pg.name, time.monotonic() - started, meter.lines)
+    with _metered(times, progress, pg.name, cached) as meter:
+        out = compile_postgres(
+            base_image=pg.base_image,
+            pg_version=pg.release.version,
+            pg_major=pg.release.major,
+            source_tarball=paths[pg.release.source.sha256],
+            meson_options=pg.meson_options,
+            build_packages=pg.build_packages,
+            platform=pg.platform,
+            source_date_epoch=epoch,
+            out_dir=cache.dir(pg.key),
+            progress=meter,
+            cache_key=pg.key,
+            no_cache=rebuild,
+            sandbox_hostname=sandbox_hostname,
+            patches=[patch_dir / p.file for p in pg.patches],
+            compile_on=pg.compile_on,
+        )
     return out, cached
 
 
@@ -274,16 +284,13 @@ def _compile_extension(ext: ExtensionTarget, pg_out: PostgresBuildOutput, paths:
         source_date_epoch=epoch,
         compile_on=ext.compile_on,
     )
-    meter = StepMeter(progress, ext.name, last=times.get(ext.name))
-    started = time.monotonic()
-    out = compile_extension(
-        invocation,
-        out_dir=cache.dir(ext.key),
-        progress=meter,
-        cache_key=ext.key,
-        no_cache=rebuild,
-        sandbox_hostname=sandbox_hostname,
-    )
-    if not cached:
-        times.record(ext.name, time.monotonic() - started, meter.lines)
+    with _metered(times, progress, ext.name, cached) as meter:
+        out = compile_extension(
+            invocation,
+            out_dir=cache.dir(ext.key),
+            progress=meter,
+            cache_key=ext.key,
+            no_cache=rebuild,
+            sandbox_hostname=sandbox_hostname,
+        )
     return out, invocation, cached

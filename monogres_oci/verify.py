@@ -125,14 +125,21 @@ def _problems(found: _Referrers, *, attestations: bool, gated: bool = False) -> 
     return problems
 
 
-def check_digest(client: RegistryClient, repo: str, digest: str, key: PublicKey, *,
-                 attestations: bool, gated: bool = False) -> tuple[str, ...]:
-    """Verify one digest's signature (and attestations, and for an extension image its passing
-    test result); return the attestation kinds found."""
+def _verified(client: RegistryClient, repo: str, digest: str, key: PublicKey, *,
+              attestations: bool, gated: bool = False) -> _Referrers:
+    """The digest's referrers, once nothing is missing or wrong among them."""
     found = _read_referrers(client, repo, digest, key)
     problems = _problems(found, attestations=attestations, gated=gated)
     if problems:
         raise VerifyError(f"{client.host}/{repo}@{digest}: " + "; ".join(problems))
+    return found
+
+
+def check_digest(client: RegistryClient, repo: str, digest: str, key: PublicKey, *,
+                 attestations: bool, gated: bool = False) -> tuple[str, ...]:
+    """Verify one digest's signature (and attestations, and for an extension image its passing
+    test result); return the attestation kinds found."""
+    found = _verified(client, repo, digest, key, attestations=attestations, gated=gated)
     kinds = [name for name, p in ATTESTATIONS.items() if p in found.statements]
     return tuple(kinds + ([TEST_RESULT] if TEST_RESULT_PREDICATE in found.statements else []))
 
@@ -144,11 +151,7 @@ def verified_statements(client: RegistryClient, image: PulledImage,
     repo = image.reference.repository
     if image.digest != image.manifest_digest:
         check_digest(client, repo, image.digest, key, attestations=False)
-    found = _read_referrers(client, repo, image.manifest_digest, key)
-    problems = _problems(found, attestations=True)
-    if problems:
-        raise VerifyError(f"{client.host}/{repo}@{image.manifest_digest}: " + "; ".join(problems))
-    return found.statements
+    return _verified(client, repo, image.manifest_digest, key, attestations=True).statements
 
 
 def _is_extension(client: RegistryClient, repo: str, manifest_digest: str) -> bool:

@@ -94,9 +94,7 @@ def build_into(
     with key_lock(out_dir, key, what, progress) as needed:
         if not needed:
             return
-        staging = out_dir.parent / f".{out_dir.name}.partial"
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir()
+        staging = new_staging(out_dir)
         started = time.monotonic()
         progress(f"{what}: building into {out_dir}")
         invoke(what=what, dockerfile=dockerfile, context_files=context_files, platform=platform,
@@ -111,12 +109,25 @@ def build_into(
         (staging / "export").rmdir()
         check(staging)
         seconds = time.monotonic() - started
-        marker = {"cache_key": key, "target": what, "seconds": round(seconds, 1)}
-        (staging / DONE_MARKER).write_text(json.dumps(marker, indent=2, sort_keys=True) + "\n")
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        staging.rename(out_dir)
+        swap_in(staging, out_dir, {"cache_key": key, "target": what, "seconds": round(seconds, 1)})
         progress(f"{what}: done in {seconds:.0f} s")
+
+
+def new_staging(out_dir: Path) -> Path:
+    """An empty directory beside ``out_dir`` to fill (what an interrupted fill left is gone)."""
+    staging = out_dir.parent / f".{out_dir.name}.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    return staging
+
+
+def swap_in(staging: Path, out_dir: Path, marker: Mapping[str, object]) -> None:
+    """Mark ``staging`` finished (``marker`` names its ``cache_key``) and put it in place of
+    ``out_dir``."""
+    (staging / DONE_MARKER).write_text(json.dumps(marker, indent=2, sort_keys=True) + "\n")
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    staging.rename(out_dir)
 
 
 @contextmanager

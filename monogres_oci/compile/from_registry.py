@@ -18,8 +18,6 @@ layers, and the same extension images.
 
 from __future__ import annotations
 
-import json
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +25,7 @@ from typing import BinaryIO, cast
 
 from monogres_oci.attest.provenance import PREDICATE_TYPE as SLSA_PREDICATE
 from monogres_oci.attest.provenance import byproduct_files
-from monogres_oci.compile.engine import DONE_MARKER, is_done, key_lock
+from monogres_oci.compile.engine import is_done, key_lock, new_staging, swap_in
 from monogres_oci.compile.postgres import RECORD_FILES, PostgresBuildOutput
 from monogres_oci.errors import VerifyError
 from monogres_oci.oci.extract import extract_layer
@@ -84,9 +82,7 @@ def take_postgres(source: RegistrySource, pg: PostgresTarget, out_dir: Path,
     with key_lock(out_dir, pg.key, pg.name, progress) as needed:
         if not needed:
             return out
-        staging = out_dir.parent / f".{out_dir.name}.partial"
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir()
+        staging = new_staging(out_dir)
         _extract(source.client, dist, 0, staging / "install", progress)
         # The overlay is part of a root file system: its absolute symlinks name paths in it.
         _extract(source.client, runnable, len(runnable.manifest.layers) - 2,
@@ -95,12 +91,9 @@ def take_postgres(source: RegistrySource, pg: PostgresTarget, out_dir: Path,
         for name in RECORD_FILES:
             if f"meta/{name}" in files:
                 (staging / "meta" / name).write_bytes(files[f"meta/{name}"])
-        marker = {"cache_key": pg.key, "target": pg.name, "from": where,
-                  "runnable": f"{runnable.reference.repository}@{runnable.manifest_digest}"}
-        (staging / DONE_MARKER).write_text(json.dumps(marker, indent=2, sort_keys=True) + "\n")
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        staging.rename(out_dir)
+        swap_in(staging, out_dir, {
+            "cache_key": pg.key, "target": pg.name, "from": where,
+            "runnable": f"{runnable.reference.repository}@{runnable.manifest_digest}"})
     if not is_done(out_dir, pg.key):
         raise VerifyError(f"{out_dir}: not complete after taking {where}")
     progress(f"{pg.name}: taken from the registry, signatures and digests verified; "

@@ -192,15 +192,15 @@ class Server:
         except CommandError as exc:  # a timeout: the server hangs
             return Result(tuple(argv), exc.returncode, "", exc.output)
 
-    def psql(self, database: str, sql: str) -> Result:
-        """Run ``sql`` as the superuser, with the server's own environment (as its backends)."""
-        return self.exec(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", SOCKET_DIR,
+    def psql(self, database: str, sql: str, output: str = "-q") -> Result:
+        """Run ``sql`` as the superuser, with the server's own environment (as its backends);
+        ``output``: psql's output option (quiet by default)."""
+        return self.exec(["psql", "-X", output, "-v", "ON_ERROR_STOP=1", "-h", SOCKET_DIR,
                           "-p", str(self.port), "-U", "postgres", "-d", database, "-c", sql])
 
     def rows(self, database: str, sql: str) -> list[str]:
         """The rows ``sql`` returns, one line each (unaligned, tuples only)."""
-        out = self.exec(["psql", "-X", "-At", "-v", "ON_ERROR_STOP=1", "-h", SOCKET_DIR,
-                         "-p", str(self.port), "-U", "postgres", "-d", database, "-c", sql])
+        out = self.psql(database, sql, "-At")
         if out.returncode != 0:
             raise GateError(f"the gate's server did not answer {sql!r}: "
                             f"{(out.stdout + out.stderr).strip()}")
