@@ -15,7 +15,9 @@
 # build tree against the server at PGHOST:PGPORT and exports its output (see the test stage).
 #
 # The build context holds the source tarball, the patches and provided-libs.txt: the sonames the
-# runnable Postgres image already has (its install tree and runtime overlay), never bundled.
+# runnable Postgres image already has (its install tree and runtime overlay), never bundled. An
+# extension built against others (build.requires) also gets `--build-context requires=DIR`: their
+# install trees, merged.
 #
 # Build args (required unless a default is shown):
 #   BASE_IMAGE          digest-pinned base image reference (the one Postgres was built in)
@@ -147,6 +149,10 @@ mapfile -t -O "${#packages[@]}" packages < <(build_package_names ${BUILD_PACKAGE
 DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${packages[@]}"
 SCRIPT
 
+# What it compiles against besides Postgres (the catalog's build.requires): the install trees of
+# those extensions, given as the named context "requires", which replaces this empty stage.
+FROM scratch AS requires
+
 FROM toolchain AS build
 ARG TARGETARCH
 ARG EXTRA_PACKAGES=""
@@ -178,8 +184,10 @@ ARG DLOPEN=""
 ARG SOURCE_DATE_EPOCH
 # PYTHONHASHSEED: meson is Python; a fixed seed keeps its set orderings (and logs) stable.
 ENV SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH} LC_ALL=C.UTF-8 TZ=UTC PYTHONHASHSEED=0
-# The Postgres install tree at its own prefix, as pg_config describes it.
+# The Postgres install tree at its own prefix, as pg_config describes it, with the extensions it
+# is built against installed in it (not in /out: they are not part of this image).
 COPY --from=postgres / /
+COPY --from=requires / /
 COPY . /build/
 RUN <<'SCRIPT'
 #!/bin/bash

@@ -14,7 +14,7 @@ import os
 import tarfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
@@ -148,13 +148,14 @@ def run_build(
         report.results.append(TargetResult(pg.name, "postgres", ok=True, cached=cached))
         targets = requires_first(plan.extensions_of(pg))
 
-        def compile_one(ext: ExtensionTarget, pg_out: PostgresBuildOutput = pg_out,
-                        pg_epoch: int = pg_epoch) -> Compiled:
+        def compile_one(ext: ExtensionTarget, needed: Sequence[Compiled],
+                        pg_out: PostgresBuildOutput = pg_out, pg_epoch: int = pg_epoch,
+                        ) -> Compiled:
             epoch = max(pg_epoch, source_date_epoch(paths[ext.version.source.sha256],
                                                      ext.version.source_date_epoch))
             out, invocation, cached = _compile_extension(
-                ext, pg_out, paths, cache, progress, epoch, rebuild, sandbox_hostname,
-                catalog_dir, times)
+                ext, pg_out, [c.out for c in needed], paths, cache, progress, epoch, rebuild,
+                sandbox_hostname, catalog_dir, times)
             return Compiled(out, invocation, cached, epoch)
 
         ctx = StageContext(report, outcomes, packager, progress, pg_out, pg_record, runnable,
@@ -169,26 +170,45 @@ def run_build(
 
 
 def _compiled_in_order(targets: Sequence[ExtensionTarget],
-                       compile_one: Callable[[ExtensionTarget], Compiled], jobs: int,
+                       compile_one: Callable[[ExtensionTarget, Sequence[Compiled]], Compiled],
+                       jobs: int,
                        ) -> Iterator[tuple[ExtensionTarget, Compiled | BuildError]]:
-    """Each target with its compile output (or the error), in the targets' order.
+    """Each target with its compile output (or the error), in the targets' order, which puts
+    the targets a target is built against (``needs``) before it.
 
     With ``jobs`` > 1 up to that many compiles run in threads (each is a BuildKit build, so the
     threads only wait) while the caller packages and gates the ones before; with 1, each compile
-    waits for the caller to finish the previous target, as a plain loop would.
+    waits for the caller to finish the previous target, as a plain loop would. A compile that
+    needs another waits for it: the pool starts compiles in order, so that one is already
+    running or done, and no thread waits on one that cannot start.
     """
+    ended: dict[str, Future[Compiled | BuildError] | Compiled | BuildError] = {}
+
     def attempt(ext: ExtensionTarget) -> Compiled | BuildError:
+        needed = []
+        for need in ext.needs:
+            got = ended.get(need.key)
+            if isinstance(got, Future):
+                got = got.result()
+            if not isinstance(got, Compiled):
+                return BuildError(f"not built: {need.name}, which it is built against "
+                                  "(build.requires), " + ("failed" if got else "is not in this build"))
+            needed.append(got)
         try:
-            return compile_one(ext)
+            return compile_one(ext, needed)
         except BuildError as exc:
             return exc
 
     if jobs <= 1:
         for ext in targets:
-            yield ext, attempt(ext)
+            result = ended[ext.key] = attempt(ext)
+            yield ext, result
         return
     with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="compile") as pool:
-        futures = [pool.submit(attempt, ext) for ext in targets]
+        futures = []
+        for ext in targets:
+            futures.append(pool.submit(attempt, ext))
+            ended[ext.key] = futures[-1]
         try:
             for ext, future in zip(targets, futures, strict=True):
                 yield ext, future.result()
@@ -198,7 +218,8 @@ def _compiled_in_order(targets: Sequence[ExtensionTarget],
 
 
 def requires_first(targets: Sequence[ExtensionTarget]) -> list[ExtensionTarget]:
-    """The targets in their order, but each after the extensions it requires (runtime.requires)."""
+    """The targets in their order, but each after the extensions it requires (build.requires
+    and runtime.requires)."""
     by_name: dict[str, list[ExtensionTarget]] = {}
     for t in targets:
         by_name.setdefault(t.extension.name, []).append(t)
@@ -210,7 +231,8 @@ def requires_first(targets: Sequence[ExtensionTarget]) -> list[ExtensionTarget]:
             return
         if name in chain:
             raise UsageError(f"extensions require each other in a cycle: {' -> '.join((*chain, name))}")
-        for required in by_name[name][0].extension.runtime.requires:
+        recipe = by_name[name][0].extension
+        for required in (*recipe.build.requires, *recipe.runtime.requires):
             visit(required, (*chain, name))
         done.add(name)
         ordered.extend(by_name[name])
@@ -265,7 +287,8 @@ def _compile_postgres(pg: PostgresTarget, paths: dict[str, Path], cache: BuildCa
     return out, cached
 
 
-def _compile_extension(ext: ExtensionTarget, pg_out: PostgresBuildOutput, paths: dict[str, Path],
+def _compile_extension(ext: ExtensionTarget, pg_out: PostgresBuildOutput,
+                       needed: Sequence[ExtensionBuildOutput], paths: dict[str, Path],
                        cache: BuildCache, progress: Progress, epoch: int, rebuild: bool,
                        sandbox_hostname: str, catalog_dir: Path, times: BuildTimes,
                        ) -> tuple[ExtensionBuildOutput, ExtensionInvocation, bool]:
@@ -275,6 +298,7 @@ def _compile_extension(ext: ExtensionTarget, pg_out: PostgresBuildOutput, paths:
     invocation = extension_invocation(
         base_image=pg.base_image,
         postgres=pg_out,
+        built_against=[n.install_root for n in needed],
         pg_major=pg.release.major,
         source_tarball=paths[ext.version.source.sha256],
         patches=[catalog_dir / p.file for p in ext.extension.build.patches],

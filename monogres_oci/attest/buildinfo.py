@@ -99,6 +99,7 @@ class BuildRecord:
     rpaths: tuple[tuple[str, str], ...] = ()  # ELF file -> its RPATH, as shipped
     relocations: tuple[Rewrite, ...] = ()  # absolute paths rewritten to the mount point
     kept_paths: tuple[str, ...] = ()  # files shipped as built, as the catalog's keep_paths say
+    built_against: tuple[tuple[str, str], ...] = ()  # build.requires: target -> input digest
 
     def to_json(self) -> dict[str, Any]:
         """A JSON form, stable key order and lists as recorded (sorted by package name)."""
@@ -130,6 +131,9 @@ class BuildRecord:
             doc["rpaths"] = dict(self.rpaths)
             doc["relocations"] = [dataclasses.asdict(r) for r in self.relocations]
             doc["kept_paths"] = list(self.kept_paths)
+            if self.built_against:
+                doc["built_against"] = [{"target": t, "input_digest": d}
+                                        for t, d in self.built_against]
         return doc
 
 
@@ -251,6 +255,7 @@ def extension_record(ext: ExtensionTarget, out: ExtensionBuildOutput, epoch: int
         rpaths=_rpaths(out.meta_dir),
         relocations=tuple(relocations),
         kept_paths=tuple(kept_paths),
+        built_against=tuple((n.name, _sha256(n.key)) for n in ext.needs),
     )
 
 

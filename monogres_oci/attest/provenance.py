@@ -48,6 +48,8 @@ def _dependencies(record: BuildRecord) -> list[dict[str, Any]]:
     if record.postgres is not None:
         deps.append({"name": record.postgres.target,
                      "annotations": {"input_digest": record.postgres.input_digest}})
+    for target, input_digest in record.built_against:
+        deps.append({"name": target, "annotations": {"input_digest": input_digest}})
     for pkg in record.toolchain:
         deps.append({"name": pkg.name, "uri": pkg.purl(record.suite)})
     return deps

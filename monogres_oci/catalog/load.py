@@ -275,6 +275,7 @@ def _extension(name: str, e: dict[str, Any]) -> Extension:
             data=tuple(DataDir(d["from"], d["to"]) for d in b.get("data", [])),
             keep_paths=tuple((k["file"], k["reason"]) for k in b.get("keep_paths", [])),
             dlopen=tuple((d["name"], d["reason"]) for d in b.get("dlopen", [])),
+            requires=tuple(b.get("requires", [])),
             emulate=b.get("emulate", "")),
         runtime=Runtime(
             shared_preload_libraries=tuple(r.get("shared_preload_libraries", [])),
@@ -373,8 +374,32 @@ def _check_references(catalog: Catalog, text: str, shown: str) -> None:
     names = {e.name for e in catalog.extensions}
     for ext in catalog.extensions:
         _check_extension(ext, names, text, shown, distros)
+    _check_build_cycles(catalog, text, shown)
     for i, patch in enumerate(catalog.patches):
         _check_patch(patch.file, patch.sha256, f"/patches/{i}", text, shown)
+
+
+def _check_build_cycles(catalog: Catalog, text: str, shown: str) -> None:
+    """No extension may need itself at build time through others: each is built before those
+    that compile against it."""
+    needs = {e.name: e.build.requires for e in catalog.extensions}
+    done: set[str] = set()
+
+    def visit(name: str, chain: tuple[str, ...]) -> None:
+        if name in done:
+            return
+        if name in chain:
+            cycle = chain[chain.index(name):]
+            raise CatalogError(shown, _with_line(f"/extensions/{cycle[0]}/build/requires", text),
+                               "extensions are built against each other in a cycle: "
+                               + " -> ".join((*cycle, name)),
+                               "one of them must not list the other in build.requires")
+        for required in needs[name]:
+            visit(required, (*chain, name))
+        done.add(name)
+
+    for name in needs:
+        visit(name, ())
 
 
 def _check_extension(ext: Extension, names: set[str], text: str, shown: str,
@@ -394,13 +419,14 @@ def _check_extension(ext: Extension, names: set[str], text: str, shown: str,
                            "nothing for CREATE EXTENSION or LOAD",
                            "set sql_name (the name of its .control file) or, for a module "
                            "without a control file, list its libraries in runtime.modules")
-    for j, required in enumerate(ext.runtime.requires):
-        if required == ext.name or required not in names:
-            raise CatalogError(shown, _with_line(f"{where}/runtime/requires/{j}", text),
-                               f"{ext.name} requires {required!r}, which is "
-                               + ("itself" if required == ext.name else "not in the catalog"),
-                               f"name another extension of the catalog (known: "
-                               f"{', '.join(sorted(names - {ext.name}))})")
+    for part, listed in (("runtime", ext.runtime.requires), ("build", ext.build.requires)):
+        for j, required in enumerate(listed):
+            if required == ext.name or required not in names:
+                raise CatalogError(shown, _with_line(f"{where}/{part}/requires/{j}", text),
+                                   f"{ext.name} requires {required!r}, which is "
+                                   + ("itself" if required == ext.name else "not in the catalog"),
+                                   f"name another extension of the catalog (known: "
+                                   f"{', '.join(sorted(names - {ext.name}))})")
     for j, patch in enumerate(ext.build.patches):
         _check_patch(patch.file, patch.sha256, f"{where}/build/patches/{j}", text, shown)
     suite = ext.test

@@ -196,6 +196,7 @@ class BuildRecipe:
     data: tuple[DataDir, ...] = ()
     keep_paths: tuple[tuple[str, str], ...] = ()  # file glob -> why its paths stay as built
     dlopen: tuple[tuple[str, str], ...] = ()  # library name it dlopen()s -> why
+    requires: tuple[str, ...] = ()  # catalog extensions in the Postgres tree it compiles against
     emulate: str = ""  # why it cannot be cross-compiled; empty: it can
 
 

@@ -7,7 +7,10 @@ exports the ``export`` stage to a directory; the gate asks for the ``build`` sta
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,16 +92,54 @@ class ExtensionInvocation:
     context_files: tuple[Path, ...]
     postgres_install: Path
     provided: tuple[str, ...] = field(repr=False)
+    # The install trees of the extensions it is built against (build.requires), merged.
+    built_against: Path | None = None
 
     def context_text(self) -> dict[str, str]:
         return {PROVIDED_LIBS: "".join(f"{name}\n" for name in self.provided)}
+
+    @property
+    def build_contexts(self) -> dict[str, Path]:
+        """The Dockerfile's named contexts: its Postgres tree, and what it is built against
+        (without it, the Dockerfile's own empty stage of that name)."""
+        contexts = {"postgres": self.postgres_install}
+        if self.built_against is not None:
+            contexts["requires"] = self.built_against
+        return contexts
+
+
+def merged_trees(trees: Sequence[Path]) -> Path | None:
+    """One directory holding the files of ``trees`` (install trees of finished builds): the
+    tree itself when there is one, else hard links in a directory beside them named by their
+    paths, made once. Two trees with the same file are an error: which one would win?"""
+    if len(trees) <= 1:
+        return trees[0] if trees else None
+    name = hashlib.sha256("\n".join(str(t.resolve()) for t in trees).encode()).hexdigest()[:16]
+    merged = trees[0].resolve().parent.parent / f"built-against-{name}"
+    if merged.is_dir():
+        return merged
+    staging = merged.with_name(f"{merged.name}.partial-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    for tree in trees:
+        def link(src: str, dst: str, tree: Path = tree) -> None:
+            if os.path.lexists(dst):
+                raise BuildError(f"build.requires: {Path(dst).relative_to(staging)} is in the "
+                                 f"install trees of two extensions ({tree} and another)")
+            os.link(src, dst, follow_symlinks=False)
+        shutil.copytree(tree, staging, symlinks=True, copy_function=link, dirs_exist_ok=True)
+    staging.rename(merged)
+    return merged
 
 
 def extension_invocation(*, base_image: str, postgres: PostgresBuildOutput, pg_major: int,
                          source_tarball: Path, patches: Sequence[Path],
                          build_packages: Sequence[str], recipe: BuildRecipe, platform: str,
-                         source_date_epoch: int, compile_on: str = "build") -> ExtensionInvocation:
-    """Check the inputs of an extension build and describe how the Dockerfile is invoked."""
+                         source_date_epoch: int, compile_on: str = "build",
+                         built_against: Sequence[Path] = ()) -> ExtensionInvocation:
+    """Check the inputs of an extension build and describe how the Dockerfile is invoked.
+
+    ``built_against``: the install trees of the extensions it compiles against, put in the
+    Postgres tree of the build (not in its output)."""
     check_base(base_image)
     if postgres.pg_major != pg_major:
         raise BuildError(f"extension for Postgres {pg_major} given a Postgres {postgres.pg_major} tree")
@@ -116,7 +157,16 @@ def extension_invocation(*, base_image: str, postgres: PostgresBuildOutput, pg_m
         what=f"extension {source_tarball.name} for PostgreSQL {pg_major} ({platform})",
         platform=platform, build_args=build_args,
         context_files=(source_tarball, *patches), postgres_install=postgres.install_root,
-        provided=tuple(provided_sonames(postgres)))
+        provided=tuple(provided_sonames(postgres)), built_against=merged_trees(built_against))
+
+
+def tree_key(install: Path) -> str:
+    """What names an install tree's content: its build's input digest, when a finished build
+    recorded one, else the digest of its files."""
+    marker = install.parent / DONE_MARKER
+    if marker.is_file():
+        return str(json.loads(marker.read_text()).get("cache_key", ""))
+    return tree_digest(install)
 
 
 def compile_extension(
@@ -135,15 +185,11 @@ def compile_extension(
     :func:`compile_postgres`.
     """
     dockerfile = buildkit.dockerfile("extension.Dockerfile")
-    postgres_marker = build.postgres_install.parent / DONE_MARKER
-    postgres_key = (
-        json.loads(postgres_marker.read_text()).get("cache_key", "")
-        if postgres_marker.is_file()
-        else tree_digest(build.postgres_install)
-    )
+    against = {"REQUIRES": tree_key(build.built_against)} if build.built_against else {}
     key = cache_key or input_key(
         "extension", dockerfile, build.context_files[0], build.platform,
-        {**build.build_args, "POSTGRES": postgres_key, "PROVIDED": ",".join(build.provided)}
+        {**build.build_args, "POSTGRES": tree_key(build.postgres_install),
+         "PROVIDED": ",".join(build.provided), **against}
     )
     out_dir = out_dir.resolve()
     result = ExtensionBuildOutput(
@@ -173,7 +219,7 @@ def compile_extension(
         context_text=build.context_text(),
         platform=build.platform,
         build_args=build.build_args,
-        build_contexts={"postgres": build.postgres_install},
+        build_contexts=build.build_contexts,
         out_dir=out_dir,
         key=key,
         progress=progress,
@@ -197,6 +243,6 @@ def export_build_image(build: ExtensionInvocation, name: str,
            dockerfile=buildkit.dockerfile("extension.Dockerfile"),
            context_files=build.context_files, context_text=build.context_text(),
            platform=build.platform, build_args=build.build_args,
-           build_contexts={"postgres": build.postgres_install}, target="build",
+           build_contexts=build.build_contexts, target="build",
            output={"type": "image", "name": name, "compression": "uncompressed"},
            progress=progress)

@@ -85,7 +85,7 @@ def source_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[st
 # Fixtures for the kinds of extension: greet is built with CMake and tested with pg_regress
 # tests the catalog names, one of which reads a setting its suite gives the server; sour's own
 # suite fails; badpath's SQL names a file nothing ships; roles' CREATE EXTENSION makes a role of the
-# cluster that its own suite expects to make.
+# cluster that its own suite expects to make; atop is built against greet (build.requires).
 KIND_FIXTURES = {
     "greet": {"build": {"system": "cmake"},
               "test": {"regress": ["greet"], "inputdir": "test",
@@ -93,6 +93,7 @@ KIND_FIXTURES = {
     "sour": {},
     "badpath": {},
     "roles": {},
+    "atop": {"build": {"system": "pgxs", "requires": ["greet"]}},
 }
 
 
@@ -273,7 +274,7 @@ def clean_build(tmp_path_factory: pytest.TempPathFactory, catalog: Path, base_im
 # Postgres build ---
 
 KINDS = ("postgis", "pgpointcloud", "greet", "pg_repack", "mysql_fdw", "unit", "sour", "badpath",
-         "roles")
+         "roles", "atop")
 
 
 @pytest.fixture(scope="session")

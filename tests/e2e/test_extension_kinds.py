@@ -4,7 +4,8 @@ One build (the ``kinds`` fixture) against the shared PostgreSQL 18.6 build: Post
 GEOS, PROJ, GDAL and their closure bundled), pgpointcloud (configure.ac only: autoreconf first;
 pointcloud_postgis needs PostGIS), greet (a CMake fixture), pg_repack (a server
 library and a client program), mysql_fdw (dlopen()s a client library nothing links),
-postgresql-unit (its SQL copies a data file by absolute path),
+postgresql-unit (its SQL copies a data file by absolute path), atop (built against greet: its
+build reads greet's files in the Postgres tree),
 sour (its suite fails) and badpath (its SQL names a file nothing ships). Everything real: BuildKit,
 the registry, Postgres started from the published images, oras, cosign, the CRDs.
 """
@@ -32,7 +33,7 @@ from tests.unit.test_cnpg import crd_schema
 pytestmark = pytest.mark.e2e
 
 VERSIONS = {"postgis": "3.6.4", "pgpointcloud": "1.2.5", "greet": "1.0", "pg_repack": "1.5.3",
-            "unit": "7.10", "mysql_fdw": "2.9.3"}
+            "unit": "7.10", "mysql_fdw": "2.9.3", "atop": "1.0"}
 POSTGIS_LIBS = ("libgeos_c.so.1", "libproj.so.25", "libgdal.so.32", "libjson-c.so.5",
                 "libprotobuf-c.so.1")
 
@@ -118,6 +119,33 @@ def test_a_library_opened_with_dlopen_is_bundled_under_the_name_it_is_opened_by(
     assert members["system/libmysqlclient.so"].size > 100_000
     assert members["licenses/libmariadb3/copyright"].isfile()
     assert not any(name.startswith("licenses/libmariadb-dev") for name in members)
+
+
+def test_an_extension_built_against_another_has_its_files_at_build_time_only(
+        kinds: tuple[Built, Published]) -> None:
+    """atop's build.requires names greet: greet is compiled first, its install tree is in the
+    Postgres tree atop compiles against (atop's build reads greet.control, and fails without
+    it), none of greet's files ship in atop's image, and atop's build record names the greet
+    build it used (an input of its key)."""
+    built, _ = kinds
+    by_name = targets(built)
+    target = by_name["atop"]
+    assert target["ok"], target["error"][-3000:]
+    gate = target["gate"]
+    assert (gate["verdict"], gate["suite"]["passed"], gate["suite"]["total"]) == ("PASSED", 1, 1)
+    layout = Layout.open(built.layout)
+    members = layer_members(layout, tag("atop"))
+    assert "share/extension/atop.control" in members and "share/extension/atop--1.0.sql" in members
+    assert not [name for name in members if "greet" in name.rsplit("/", 1)[-1]], sorted(members)
+    key = {}
+    for name in ("atop", "greet"):
+        index = layout.read_index(layout.resolve(tag(name)).digest)
+        manifest = layout.read_manifest(index.manifests[0].digest)
+        key[name] = manifest.annotations["org.monogres.input.digest"]
+    record = json.loads((CACHE / "builds" / key["atop"].removeprefix("sha256:") / "meta"
+                         / "buildinfo.json").read_text())
+    assert record["built_against"] == [{"target": by_name["greet"]["name"],
+                                        "input_digest": key["greet"]}]
 
 
 def test_the_suite_runs_on_a_cluster_the_create_extension_check_left_as_it_found_it(

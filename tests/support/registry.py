@@ -110,7 +110,10 @@ class RunningRegistry:
         return self.log_path.read_text(errors="replace")
 
     def stop(self) -> None:
-        """Stop the registry process (by its PID only) and wait for it."""
+        """Stop the registry process (by its PID only) and wait for it, and remove from the
+        engine the images tests pulled from it: its port is random, so nothing would use them
+        again, and each run would otherwise leave gigabytes behind on a machine that keeps its
+        engine (a developer's, or a CI runner's)."""
         if self.process.poll() is None:
             os.kill(self.process.pid, signal.SIGTERM)
             try:
@@ -118,6 +121,25 @@ class RunningRegistry:
             except subprocess.TimeoutExpired:
                 os.kill(self.process.pid, signal.SIGKILL)
                 self.process.wait(timeout=10)
+        forget_pulled_images(self.host)
+
+
+def forget_pulled_images(host: str) -> None:
+    """Remove from the engine the names under ``host`` (by name, never by image ID: an ID
+    may also carry names that are not ours); nothing when there is no engine."""
+    if shutil.which("docker") is None:
+        return
+    listed = subprocess.run(["docker", "images", "--digests", "--format",
+                             "{{.Repository}} {{.Tag}} {{.Digest}}"],
+                            capture_output=True, text=True, check=False)
+    names = []
+    for line in listed.stdout.splitlines():
+        repository, tag, digest = (line.split() + ["", "", ""])[:3]
+        if repository.startswith(f"{host}/"):
+            names.append(f"{repository}:{tag}" if tag != "<none>" else f"{repository}@{digest}")
+    if names:
+        subprocess.run(["docker", "image", "rm", *dict.fromkeys(names)],
+                       capture_output=True, check=False)
 
 
 def _config(root: Path, port: int, htpasswd: Path | None, tls: tuple[Path, Path] | None) -> str:

@@ -214,6 +214,21 @@ def test_extension_references_are_checked(tmp_path: Path) -> None:
     assert "/extensions/rum/runtime/requires/0" in str(err.value)
     assert "rum requires 'postgres-gis', which is not in the catalog" in str(err.value)
     data = _raw()
+    data["extensions"]["rum"]["build"]["requires"] = ["rum"]
+    with pytest.raises(CatalogError) as err:
+        load_catalog(_write(tmp_path, data))
+    assert "/extensions/rum/build/requires/0" in str(err.value)
+    assert "rum requires 'rum', which is itself" in str(err.value)
+    data = _raw()
+    data["extensions"]["rum"]["build"]["requires"] = ["jsquery"]
+    data["extensions"]["jsquery"]["build"]["requires"] = ["pgaudit"]
+    data["extensions"]["pgaudit"]["build"]["requires"] = ["rum"]
+    with pytest.raises(CatalogError) as err:
+        load_catalog(_write(tmp_path, data))
+    assert "/extensions/jsquery/build/requires" in str(err.value)
+    assert "built against each other in a cycle: jsquery -> pgaudit -> rum -> jsquery" in str(
+        err.value)
+    data = _raw()
     data["extensions"]["rum"]["disabled"] = [{"distro": "forky", "reason": "no such distro"}]
     with pytest.raises(CatalogError, match="unknown distro 'forky'") as err:
         load_catalog(_write(tmp_path, data))

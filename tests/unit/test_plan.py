@@ -10,6 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import yaml
 
 from monogres_oci.catalog import load_catalog
 from monogres_oci.errors import UsageError
@@ -209,9 +210,13 @@ def test_each_key_is_the_digest_of_what_names_it() -> None:
     for target in targets:
         inputs = canonical_digest(
             extension_key_document(target.extension, target.version, RECIPES["extension"]))
-        assert target.key == canonical_digest({"inputs": inputs, "kind": "extension",
-                                               "method": target.method,
-                                               "postgres": target.postgres.key}), target.name
+        key = canonical_digest({"inputs": inputs, "kind": "extension", "method": target.method,
+                                "postgres": target.postgres.key})
+        if target.needs:  # built against other targets (build.requires): their keys too
+            key = canonical_digest({"target": key,
+                                    "build_requires": [n.key for n in target.needs]})
+        assert target.key == key, target.name
+    assert any(t.needs for t in targets)
     # one digest of the version's document, shared by its targets
     rum = [t for t in plan.extensions if t.extension.name == "rum"]
     assert len(rum) > 1 and all(t.inputs is rum[0].inputs for t in rum)
@@ -246,3 +251,58 @@ def test_plan_jsonl_streams_the_targets_of_json(tmp_path: Path) -> None:
     lines = plan("--jsonl").splitlines()
     assert len(lines) > 100
     assert [json.loads(line) for line in lines] == json.loads(plan("--json"))["targets"]
+
+
+def _with_build_requires(tmp_path: Path, requires: dict[str, list[str]]) -> Path:
+    """The shipped catalog with these build.requires (patch paths made absolute)."""
+    data = yaml.safe_load(CATALOG.read_text())
+    for ext in data["extensions"].values():
+        ext["build"].pop("requires", None)
+        for patch in ext["build"].get("patches", []):
+            patch["file"] = str(CATALOG.parent / patch["file"])
+    for name, required in requires.items():
+        data["extensions"][name]["build"]["requires"] = required
+    path = tmp_path / "extensions.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def test_an_extension_is_built_against_the_same_postgres_targets_it_requires(
+        tmp_path: Path) -> None:
+    catalog = load_catalog(_with_build_requires(tmp_path, {"rum": ["pgaudit", "jsquery"]}))
+    sel = Selection(postgres=("18.6", "17.11"), option_sets=("regular",), archs=("amd64",),
+                    extensions=("rum", "pgaudit", "jsquery"))
+    plan = expand(catalog, sel, base_overrides={}, recipe_digests=RECIPES)
+    by_name = {t.name: t for t in plan.extensions}
+    rums = [t for t in plan.extensions if t.extension.name == "rum"]
+    assert len({t.postgres.key for t in rums}) == len(rums) >= 2
+    for rum in rums:
+        assert [n.extension.name for n in rum.needs] == ["pgaudit", "jsquery"]
+        assert all(n.postgres is rum.postgres and by_name[n.name] is n for n in rum.needs)
+        assert "build_requires" in rum.key_parts()
+    # its key follows theirs: another pgaudit source is another rum build; pgaudit's is not rum's
+    moved = replace(catalog, extensions=tuple(
+        replace(e, versions=tuple(replace(v, source=replace(v.source, sha256="0" * 64))
+                                  for v in e.versions)) if e.name == "pgaudit" else e
+        for e in catalog.extensions))
+    again = expand(moved, sel, base_overrides={}, recipe_digests=RECIPES)
+    before = {t.name: t.key for t in plan.extensions}
+    after = {t.name: t.key for t in again.extensions}
+    changed = {name for name in before if before[name] != after[name]}
+    assert changed == {t.name for t in plan.extensions if t.extension.name in ("rum", "pgaudit")}
+    # what it is built against is planned with it, even when the selection leaves it out
+    alone = expand(catalog, replace(sel, extensions=("rum",)), base_overrides={},
+                   recipe_digests=RECIPES)
+    assert {t.name: t.key for t in alone.extensions} == before
+
+
+def test_a_target_built_against_a_disabled_one_is_disabled_saying_why(tmp_path: Path) -> None:
+    # h3-pg is disabled on bookworm (no libh3 there): what is built against it is too, there only
+    catalog = load_catalog(_with_build_requires(tmp_path, {"rum": ["h3-pg"]}))
+    plan = expand(catalog, Selection(postgres=("18.6",), option_sets=("regular",),
+                                     archs=("amd64",), extensions=("rum", "h3-pg")),
+                  base_overrides={}, recipe_digests=RECIPES)
+    assert [t.name for t in plan.extensions if t.extension.name == "rum"] == [
+        "rum-1.3.15-pg18.6-regular-trixie-amd64"]
+    (why,) = [d.reason for d in plan.disabled if d.target.extension.name == "rum"]
+    assert why.startswith("it is built against h3-pg, which is disabled here: ")

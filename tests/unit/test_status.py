@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from monogres_oci.build import _compiled_in_order
+from monogres_oci.build import _compiled_in_order, requires_first
 from monogres_oci.build_state import BuildCache, Outcome, Outcomes
 from monogres_oci.catalog import Catalog, load_catalog
 from monogres_oci.errors import BuildError
@@ -114,10 +116,11 @@ def test_outcome_records_are_whole_or_absent(tmp_path: Path) -> None:
 @pytest.mark.parametrize("jobs", [1, 3])
 def test_compiles_come_back_in_plan_order_with_failures_in_place(jobs: int) -> None:
     _, plan, _ = _plan(postgres=("18.6",), distros=("bookworm",))
-    targets = list(plan.extensions)
+    targets = requires_first(plan.extensions)
     running, peak, lock = [0], [0], threading.Lock()
 
-    def compile_one(t: ExtensionTarget) -> Compiled:
+    def compile_one(t: ExtensionTarget, needed: Sequence[Compiled]) -> Compiled:
+        assert len(needed) == len(t.needs)  # mobilitydb gets postgis's
         with lock:
             running[0] += 1
             peak[0] = max(peak[0], running[0])
@@ -133,6 +136,38 @@ def test_compiles_come_back_in_plan_order_with_failures_in_place(jobs: int) -> N
     errors = {t.extension.name: str(r) for t, r in got if isinstance(r, BuildError)}
     assert errors == {"rum": "rum: does not compile"}
     assert peak[0] == min(jobs, len(targets))
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_compile_gets_the_outputs_of_those_it_is_built_against(jobs: int) -> None:
+    _, plan, _ = _plan(postgres=("18.6",), distros=("bookworm",))
+    first, second, third, *_ = plan.extensions
+    # third is built against second and first (in the order build.requires names them);
+    # second is slow, so with 2 jobs third's compile starts first and must wait for it
+    third = replace(third, needs=(second, first))
+    got_needed: list[Sequence[Compiled]] = []
+
+    def compile_one(t: ExtensionTarget, needed: Sequence[Compiled]) -> Compiled:
+        if t is second:
+            time.sleep(0.2)
+        if t is third:
+            got_needed.append(needed)
+        return Compiled(None, None, False, int(t.key[:6], 16))  # type: ignore[arg-type]
+
+    got = dict((t.key, r) for t, r in _compiled_in_order([first, second, third], compile_one, jobs))
+    assert [c.epoch for c in got_needed[0]] == [got[second.key].epoch,  # type: ignore[union-attr]
+                                                 got[first.key].epoch]  # type: ignore[union-attr]
+
+    def failing(t: ExtensionTarget, needed: Sequence[Compiled]) -> Compiled:
+        if t is second:
+            raise BuildError("second: does not compile")
+        return Compiled(None, None, False, 0)  # type: ignore[arg-type]
+
+    ended = list(_compiled_in_order([first, second, third], failing, jobs))
+    error = ended[2][1]
+    assert isinstance(error, BuildError)
+    assert f"not built: {second.name}, which it is built against (build.requires), failed" in str(
+        error)
 
 
 def test_a_failed_compile_is_summed_up_by_the_compilers_own_words() -> None:
