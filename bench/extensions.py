@@ -50,7 +50,8 @@ def build(target: str, args: argparse.Namespace, work: Path) -> Path:
     plan = [*plan[:drop], *plan[drop + 2:], "--json"]
     (out / "plan.json").write_text(subprocess.run(plan, cwd=REPO, capture_output=True,
                                                   text=True, check=True).stdout)
-    argv += ["--jobs", str(args.jobs)] + (["--rebuild"] if args.rebuild else [])  # build only
+    argv += ["--jobs", str(args.jobs), "--engine-cache-limit", args.engine_cache_limit]
+    argv += ["--rebuild"] if args.rebuild else []  # build only
     start = time.monotonic()
     with open(out / "build.log", "w") as log:
         proc = subprocess.run(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=log, text=True)
@@ -119,6 +120,10 @@ def main() -> int:
     parser.add_argument("--work", metavar="DIR", help="keep the layouts and logs here")
     parser.add_argument("--jobs", type=int, default=1, help="extension compiles at once")
     parser.add_argument("--rebuild", action="store_true", help="BuildKit's cache off")
+    parser.add_argument("--engine-cache-limit", default="20GB", metavar="SIZE",
+                        help="BuildKit's cache pruned down to SIZE between targets (default "
+                             "20GB: four whole-catalog targets without it filled this "
+                             "machine's disk)")
     parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args()
     work = Path(args.work or tempfile.mkdtemp(prefix="monogres-bench-ext-"))
@@ -128,11 +133,6 @@ def main() -> int:
     for target in args.target:
         out = work / target.replace(":", "-")
         if not args.report_only:
-            # BuildKit keeps every layer of every build, the build trees the gates export
-            # included (four whole-catalog targets in one run filled this machine's disk): cap
-            # it before each target, as scripts/test.sh does before the tests.
-            subprocess.run(["docker", "buildx", "prune", "--force", "--reserved-space", "20gb"],
-                           check=True, stdout=subprocess.DEVNULL)
             out.mkdir(parents=True, exist_ok=True)
             build(target, args, work)
         outs.append(out)

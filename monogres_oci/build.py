@@ -39,6 +39,7 @@ from monogres_oci.compile import (
     extension_invocation,
 )
 from monogres_oci.compile.from_registry import RegistrySource, take_postgres
+from monogres_oci.compile.storage import CacheLimit
 from monogres_oci.errors import BuildError, MonogresError, UsageError
 from monogres_oci.extension_stage import Compiled, ExtensionStage, StageContext
 from monogres_oci.fetch import Fetcher
@@ -100,6 +101,7 @@ def run_build(
     jobs: int = 1,
     reuse_gates: bool = True,
     registry: RegistrySource | None = None,
+    cache_limit: CacheLimit | None = None,
 ) -> BuildReport:
     """Fetch, compile, package and gate the plan; return what happened to each target.
 
@@ -116,6 +118,7 @@ def run_build(
     How each target ended is recorded in the cache directory's outcomes (``status`` reads them).
     ``registry``: a Postgres build the cache lacks is taken from there when it is published from
     the same inputs and signed with its key, instead of compiled (not with ``rebuild``).
+    ``cache_limit``: BuildKit's cache is pruned down to it between targets.
     """
     report = BuildReport()
     outcomes = Outcomes(cache.root.parent)
@@ -164,7 +167,11 @@ def run_build(
             stage = ExtensionStage(ctx, pool)
             for ext, compiled in _compiled_in_order(targets, compile_one, jobs):
                 stage.take(ext, compiled, cache.dir(ext.key) / "suite")
+                if cache_limit:
+                    cache_limit.enforce(progress.stage)
             stage.finish()
+        if cache_limit:
+            cache_limit.enforce(progress.stage, now=True)
     report.refs = packager.finish()
     return report
 

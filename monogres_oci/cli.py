@@ -188,6 +188,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "up to N (default 1; results are applied in plan order, so the layout "
                         "is the same for any N; a rerun resumes: finished compiles and passing "
                         "gates are cached)")
+    p.add_argument("--engine-cache-limit", metavar="SIZE",
+                   help="prune BuildKit's cache down to SIZE (e.g. 20GB) between targets, least "
+                        "recently used first: a whole catalog otherwise grows it by tens of GB "
+                        "(default: no limit, the builder's own garbage collection)")
     p.add_argument("--builder", metavar="NAME",
                    help="the buildx builder that compiles (a remote BuildKit: `docker buildx "
                         "create --name NAME --driver remote tcp://HOST:1234`, its entitlements "

@@ -307,6 +307,7 @@ def cmd_build(args: argparse.Namespace, progress: Progress) -> int:
     from monogres_oci.build import run_build
     from monogres_oci.build_state import BuildCache
     from monogres_oci.cli import _cache_dir
+    from monogres_oci.compile.storage import CacheLimit
     from monogres_oci.fetch import Fetcher
 
     catalog = _catalog(args)
@@ -316,6 +317,7 @@ def cmd_build(args: argparse.Namespace, progress: Progress) -> int:
                          "(--registry HOST/NAMESPACE)")
     if args.builder:
         _use_builder(args.builder)
+    limit = CacheLimit(args.engine_cache_limit) if args.engine_cache_limit else None
     if args.shard:
         from monogres_oci.shards import parse_shard, shard_plan
 
@@ -335,7 +337,8 @@ def cmd_build(args: argparse.Namespace, progress: Progress) -> int:
     packager = Packager(catalog, layout, _base_resolver(layout, args), progress.stage, store)
     report = run_build(catalog, plan, fetcher=fetcher, cache=BuildCache(cache_dir),
                        packager=packager, progress=progress, rebuild=args.rebuild,
-                       gate=not args.no_gate, jobs=args.jobs, registry=_registry_source(args))
+                       gate=not args.no_gate, jobs=args.jobs, registry=_registry_source(args),
+                       cache_limit=limit)
     if args.json:
         _print_json({
             "layout": str(out),

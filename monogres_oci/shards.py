@@ -60,10 +60,23 @@ def shard_plan(plan: Plan, shard: Shard, postgres_only: bool) -> Plan:
     if postgres_only:
         return dataclasses.replace(plan, postgres=_slice(plan.postgres, shard), extensions=(),
                                    disabled=())
-    extensions = _slice(_by_postgres(plan), shard)
+    extensions = _with_needs(_slice(_by_postgres(plan), shard), plan)
     needed = {e.postgres.key for e in extensions}
     return dataclasses.replace(plan, postgres=tuple(p for p in plan.postgres if p.key in needed),
                                extensions=extensions, disabled=())
+
+
+def _with_needs(extensions: Sequence[ExtensionTarget], plan: Plan) -> tuple[ExtensionTarget, ...]:
+    """The shard's extensions and those they are built against (build.requires), which it must
+    compile first when another shard has them (their images come out the same in both)."""
+    keys = {e.key for e in extensions}
+    queue = list(extensions)
+    while queue:
+        for need in queue.pop().needs:
+            if need.key not in keys:
+                keys.add(need.key)
+                queue.append(need)
+    return tuple(e for e in _by_postgres(plan) if e.key in keys)
 
 
 def matrix(plan: Plan, shards: int) -> dict[str, Any]:

@@ -48,3 +48,11 @@ def test_import_license_is_checked_before_anything_is_read(tmp_path: Path) -> No
     assert two.returncode == 2 and "name exactly one SOURCE" in two.stderr
     assert "Traceback" not in bad.stderr + two.stderr
     assert not (tmp_path / "import-apt").exists()
+
+
+def test_a_bad_engine_cache_limit_is_refused_before_anything_builds(tmp_path: Path) -> None:
+    proc = _run("build", "--engine-cache-limit", "lots", "--postgres", "18.6",
+                "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "oci"))
+    assert proc.returncode == 2
+    assert "--engine-cache-limit 'lots': expected a size such as 20GB or 500MB" in proc.stderr
+    assert not (tmp_path / "oci").exists() and "Traceback" not in proc.stderr
