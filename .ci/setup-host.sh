@@ -24,7 +24,7 @@ export DEBIAN_FRONTEND=noninteractive
 # package=expected-version-prefix, and the suite each one is taken from.
 BOOKWORM_PACKAGES=(
   debootstrap docker-registry apache2-utils ca-certificates binutils xz-utils bzip2 curl python3-venv
-  diffoscope-minimal
+  diffoscope-minimal chromium chromium-driver
 )
 declare -A FOREIGN_SUITE=(
   [docker.io]=trixie [docker-cli]=trixie

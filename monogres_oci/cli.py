@@ -36,6 +36,7 @@ typical session:
       --key monogres.pub
   monogres-oci cnpg --registry 127.0.0.1:5000/monogres --postgres 18.6 --extension pgaudit \\
       --output cluster.yaml --sign-key monogres.key
+  monogres-oci site --layout oci --out site --registry 127.0.0.1:5000/monogres   catalog pages
 
 Every command takes --help. Exit status: 0 ok, 1 failure, 2 usage error.
 """
@@ -389,6 +390,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sign-key", metavar="KEY",
                    help="with --output: sign FILE as a blob into FILE.sigstore.json")
     _add_registry_opts(p)
+
+    p = sub.add_parser("site", help="write the catalog as a static website",
+                       description="Write a static website from an OCI layout: one page for the "
+                                   "whole catalog, with search and filters (Postgres major, "
+                                   "distro, architecture, licence, preload) that run in the "
+                                   "browser, and one page per extension with its versions, "
+                                   "tags and digests, licences, bundled libraries, upstream test "
+                                   "results, SBOM and provenance summaries, and snippets to copy "
+                                   "(CloudNativePG extensions stanza and ImageCatalog, oras pull, "
+                                   "monogres-oci install, cosign verify). No external asset: it "
+                                   "works from the directory (file://) or any web server.",
+                       epilog="examples:\n  monogres-oci site --layout oci --out site "
+                              "--registry registry.example.com/monogres --key monogres.pub\n"
+                              "  monogres-oci site --out site --registry registry.example.com/"
+                              "monogres \\\n      $(jq -r '.refs[].reference' merged.json)"
+                              "   (from the registry)\n  then open site/index.html",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("published", nargs="*", metavar="REF",
+                   help="published images (HOST/NAMESPACE/NAME:TAG, as `publish` or `merge "
+                        "--json` print them) to read from their registry instead of a layout: "
+                        "their indexes, manifests and attached documents, no layers")
+    p.add_argument("--layout", default="oci", metavar="DIR",
+                   help="the OCI image layout `build` wrote (default: ./oci)")
+    p.add_argument("--out", default="site", metavar="DIR",
+                   help="where to write the site (default: ./site; replaced whole)")
+    p.add_argument("--registry", metavar="HOST[:PORT]/NAMESPACE",
+                   help="where the images are published, for the snippets (default: a "
+                        "placeholder to replace)")
+    p.add_argument("--key", default="monogres.pub", metavar="PUB",
+                   help="the public key the snippets verify with (default: monogres.pub)")
+    p.add_argument("--insecure", action="store_true",
+                   help="the registry speaks plain HTTP (a loopback one is taken to): it is "
+                        "read so, and the snippets tell oras and cosign so")
+    p.add_argument("--ca-file", metavar="PEM", help="trust this CA for the registry's TLS "
+                                                    "certificate (with REF...)")
+    p.add_argument("--json", action="store_true", help="print the files written, as JSON")
 
     p = sub.add_parser("import", help="write catalog entries from Debian source packages",
                        description="Add (or update) catalog entries from Debian source packages. "

@@ -775,6 +775,12 @@ def _install_check(args: argparse.Namespace, progress: Progress) -> Any:
     return check
 
 
+def cmd_site(args: argparse.Namespace, progress: Progress) -> int:
+    from monogres_oci.site.command import cmd_site as site
+
+    return site(args, progress)
+
+
 def cmd_cnpg(args: argparse.Namespace, progress: Progress) -> int:
     from monogres_oci.cnpg import ExtensionRef, cluster, image_catalog, with_required
     from monogres_oci.contract import RuntimeContract
