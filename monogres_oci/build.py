@@ -256,7 +256,10 @@ def _metered(times: BuildTimes, progress: Progress, name: str,
     one took is kept for the next (unless nothing was compiled)."""
     meter = StepMeter(progress, name, last=times.get(name))
     started = time.monotonic()
-    yield meter
+    try:
+        yield meter
+    finally:
+        meter.close()
     if not cached:
         times.record(name, time.monotonic() - started, meter.lines)
 

@@ -109,6 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"monogres-oci {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="show build log lines")
+    shown = parser.add_mutually_exclusive_group()
+    shown.add_argument("-q", "--quiet", action="store_true",
+                       help="no progress on stderr (errors and results still print)")
+    shown.add_argument("--events", action="store_true",
+                       help="progress on stderr as JSON Lines, one event per line (t, event, "
+                            "message, and fields such as done/total), for scripts")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("validate", help="check the catalog against its schema",
@@ -501,7 +507,8 @@ def _terminate(signum: int, frame: object) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    progress = Progress(verbose=args.verbose)
+    progress = Progress(verbose=args.verbose,
+                        mode="quiet" if args.quiet else "json" if args.events else "auto")
     from monogres_oci import commands
 
     handler = getattr(commands, f"cmd_{args.command.replace('-', '_')}")

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import shutil
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TextIO
 
 # A ninja step in BuildKit's plain log: "#23 41.7 [812/1964] Compiling C object ...".
 _NINJA_STEP = re.compile(r"^#\d+ \d+(?:\.\d+)? \[(\d+)/(\d+)\] ")
@@ -17,28 +22,113 @@ def _duration(seconds: float) -> str:
     return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
 
 
+MODES = ("auto", "lines", "terminal", "json", "quiet")
+
+
 class Progress:
-    """Prints timestamped progress lines; quiet mode prints only stage headlines."""
+    """Progress on stderr, in one of four forms:
 
-    def __init__(self, verbose: bool = False) -> None:
+    - ``lines``: timestamped lines (a file, a pipe, a CI log): stages, and a compile's steps at
+      every 10 %;
+    - ``terminal``: the same stages, but a compile's steps (and a transfer's bytes) update one
+      line in place, which the next stage line replaces;
+    - ``json``: one JSON object per line (``t``, ``event``, ``message`` and the event's own
+      fields, e.g. ``done``/``total``), for scripts;
+    - ``quiet``: nothing (errors are the CLI's, and still printed).
+
+    ``auto`` is ``terminal`` when stderr is one, else ``lines``. Thread-safe: compiles and gates
+    report from their own threads.
+    """
+
+    def __init__(self, verbose: bool = False, mode: str = "auto", stream: TextIO | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.stream = stream or sys.stderr
+        if mode == "auto":
+            mode = "terminal" if _is_terminal(self.stream) else "lines"
+        if mode not in MODES:
+            raise ValueError(f"unknown progress mode {mode!r}")
+        self.mode = mode
         self.verbose = verbose
-        self.start = time.monotonic()
+        self.clock = clock
+        self.start = clock()
+        self._lock = threading.Lock()
+        self._status: dict[str, str] = {}  # what is under way -> its latest state (terminal)
+        self._drawn = 0.0
 
-    def _emit(self, text: str) -> None:
-        elapsed = time.monotonic() - self.start
-        print(f"[{elapsed:7.1f}s] {text}", file=sys.stderr, flush=True)
+    def _elapsed(self) -> float:
+        return self.clock() - self.start
 
-    def stage(self, text: str) -> None:
-        """A headline: always shown."""
-        self._emit(text)
+    def _write(self, text: str) -> None:
+        self.stream.write(text)
+        self.stream.flush()
+
+    def _event(self, event: str, text: str, fields: Mapping[str, object]) -> None:
+        doc = {"t": round(self._elapsed(), 1), "event": event, "message": text, **fields}
+        self._write(json.dumps(doc, sort_keys=True) + "\n")
+
+    def _status_line(self) -> str:
+        width = shutil.get_terminal_size((100, 24)).columns - 1
+        return "\r\x1b[2K" + " | ".join(self._status.values())[:width]
+
+    def stage(self, text: str, **fields: object) -> None:
+        """A headline: always shown (but in quiet mode)."""
+        with self._lock:
+            if self.mode == "json":
+                self._event("stage", text, fields)
+            elif self.mode == "lines":
+                self._write(f"[{self._elapsed():7.1f}s] {text}\n")
+            elif self.mode == "terminal":
+                self._write(f"\r\x1b[2K[{self._elapsed():7.1f}s] {text}\n")
+                if self._status:
+                    self._write(self._status_line())
+
+    def milestone(self, text: str, **fields: object) -> None:
+        """A step of long work (a compile's next 10 %, a heartbeat): a line of its own in
+        lines and json mode; on a terminal, the updating line."""
+        if self.mode == "terminal":
+            self.update(str(fields.get("target", text)), text, force=True)
+        else:
+            self.stage(text, **fields)
+
+    def update(self, key: str, text: str, *, force: bool = False) -> None:
+        """The latest state of ``key`` (a target under way): on a terminal only, redrawn at most
+        ten times a second; elsewhere milestones carry it."""
+        if self.mode != "terminal":
+            return
+        with self._lock:
+            self._status[key] = f"{text}"
+            now = self.clock()
+            if force or now - self._drawn >= 0.1:
+                self._drawn = now
+                self._write(self._status_line())
+
+    def done(self, key: str) -> None:
+        """``key`` ended: its state leaves the updating line."""
+        if self.mode != "terminal":
+            return
+        with self._lock:
+            if self._status.pop(key, None) is not None:
+                self._write(self._status_line() if self._status else "\r\x1b[2K")
 
     def detail(self, text: str) -> None:
         """A line of detail (build log lines): shown with --verbose."""
-        if self.verbose:
-            self._emit("  " + text)
+        if not self.verbose:
+            return
+        if self.mode == "json":
+            with self._lock:
+                self._event("log", text, {})
+        else:
+            self.stage("  " + text)
 
     def __call__(self, text: str) -> None:
         self.stage(text)
+
+
+def _is_terminal(stream: TextIO) -> bool:
+    try:
+        return stream.isatty() and os.environ.get("TERM", "") != "dumb"
+    except (AttributeError, ValueError):
+        return False
 
 
 @dataclass(frozen=True)
@@ -75,15 +165,31 @@ class StepMeter:
         step = _NINJA_STEP.match(line)
         if step:
             done, total = int(step.group(1)), int(step.group(2))
-            if total and done * 10 // total > self.decile:
+            if not total:
+                return
+            text = (f"{self.what}: {done}/{total} steps ({done * 100 // total} %), "
+                    f"{_duration(now - self.started)}")
+            fields = {"target": self.what, "done": done, "total": total}
+            if done == total and self.decile < 10:
+                self.decile = 10
+                self.progress.done(self.what)
+                self.progress.stage(text, **fields)  # the end stays on a terminal too
+            elif done * 10 // total > self.decile:
                 self.decile = done * 10 // total
                 self.last = now
-                self.progress.stage(f"{self.what}: {done}/{total} steps "
-                                    f"({done * 100 // total} %), {_duration(now - self.started)}")
+                self.progress.milestone(text, **fields)
+            else:
+                self.progress.update(self.what, text)
         elif now - self.last >= self.interval:
             self.last = now
-            self.progress.stage(f"{self.what}: still building, {_duration(now - self.started)} "
-                                f"({self.lines} log lines{self._estimate(now)})")
+            self.progress.milestone(f"{self.what}: still building, "
+                                    f"{_duration(now - self.started)} "
+                                    f"({self.lines} log lines{self._estimate(now)})",
+                                    target=self.what, log_lines=self.lines)
+
+    def close(self) -> None:
+        """The compile ended: its state leaves a terminal's updating line."""
+        self.progress.done(self.what)
 
     def _estimate(self, now: float) -> str:
         last = self.last_build

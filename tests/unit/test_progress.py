@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import io
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from monogres_oci.build_state import BuildTimes
 from monogres_oci.progress import LastBuild, Progress, StepMeter, TransferMeter
+from tests.support.oci_samples import sample_layout
 
 
 def test_ninja_steps_every_ten_percent_and_a_heartbeat_without_them(
@@ -72,3 +77,71 @@ def test_a_transfer_reports_every_ten_percent_and_its_rate_at_the_end() -> None:
     now[0] += 11
     meter.add(50_000)
     assert unknown == ["fetch x: 50 kB, 0.0 MB/s"]
+
+
+def _compile(meter: StepMeter, now: list[float], steps: int = 200) -> None:
+    for done in range(1, steps + 1):
+        now[0] = float(done)
+        meter(f"#12 {now[0]:.1f} [{done}/{steps}] Compiling C object src/x{done}.o")
+
+
+def test_on_a_terminal_the_steps_update_one_line_and_the_end_stays() -> None:
+    out, now = io.StringIO(), [0.0]
+    progress = Progress(mode="terminal", stream=out, clock=lambda: now[0])
+    meter = StepMeter(progress, "postgres-18.6", clock=lambda: now[0])
+    progress.stage("compiling postgres-18.6")
+    _compile(meter, now)
+    meter.close()
+    text = out.getvalue()
+    # one permanent line before, one at the end; every update in between rewrites the line
+    assert text.count("\n") == 2
+    permanent = [line.split("] ", 1)[1] for line in text.replace("\r\x1b[2K", "\n").split("\n")
+                 if line.startswith("[")]
+    assert permanent == ["compiling postgres-18.6",
+                         "postgres-18.6: 200/200 steps (100 %), 3 min 20 s"]
+    updates = [part for part in text.split("\r\x1b[2K") if part and not part.startswith("[")]
+    assert updates[0] == "postgres-18.6: 1/200 steps (0 %), 1 s"
+    assert len(updates) == 200 - 1  # a redraw each second of this clock, but the last (kept)
+    assert "postgres-18.6: 100/200 steps (50 %), 1 min 40 s" in updates
+
+
+def test_json_events_carry_the_steps_for_scripts() -> None:
+    out, now = io.StringIO(), [0.0]
+    progress = Progress(mode="json", stream=out, clock=lambda: now[0])
+    meter = StepMeter(progress, "postgres-18.6", clock=lambda: now[0])
+    _compile(meter, now, steps=50)
+    events = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [(e["done"], e["total"]) for e in events] == [(1, 50), *((n, 50) for n in range(5, 51, 5))]
+    assert events[-1] == {"t": 50.0, "event": "stage", "target": "postgres-18.6", "done": 50,
+                          "total": 50,
+                          "message": "postgres-18.6: 50/50 steps (100 %), 50 s"}
+
+
+def test_quiet_prints_nothing() -> None:
+    out = io.StringIO()
+    progress = Progress(mode="quiet", stream=out, verbose=True)
+    meter = StepMeter(progress, "postgres-18.6")
+    progress.stage("compiling")
+    meter("#12 1.0 [1/1] Linking target src/backend/postgres")
+    progress.detail("a log line")
+    assert out.getvalue() == ""
+
+
+def test_the_command_line_chooses_the_form(tmp_path: Path) -> None:
+    sample_layout(tmp_path / "oci", tmp_path / "trees")
+
+    def run(*flags: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "monogres_oci", *flags, "site", "--layout",
+                               str(tmp_path / "oci"), "--out", str(tmp_path / "site")],
+                              capture_output=True, text=True, timeout=120)
+
+    lines = run()  # stderr is a pipe here: lines
+    assert lines.returncode == 0 and "] wrote " in lines.stderr and "\x1b" not in lines.stderr
+    events = run("--events")
+    assert events.returncode == 0
+    (event,) = [json.loads(line) for line in events.stderr.splitlines()]
+    assert event["event"] == "stage" and event["message"].startswith("wrote ")
+    quiet = run("--quiet")
+    assert quiet.returncode == 0 and quiet.stderr == ""
+    both = run("--quiet", "--events")
+    assert both.returncode == 2 and "not allowed with argument" in both.stderr
