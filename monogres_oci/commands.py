@@ -24,13 +24,14 @@ from monogres_oci.oci.retry import policy_from
 from monogres_oci.package import BaseImage, BaseResolver, Packager
 from monogres_oci.package_cache import PackagedStore
 from monogres_oci.plan import ExtensionTarget, Plan, PostgresTarget, Selection, expand
-from monogres_oci.progress import Progress, StepMeter
+from monogres_oci.progress import Progress, StepMeter, TransferMeter
 from monogres_oci.pull import as_oci_layer, make_client, resolve, this_platform
 from monogres_oci.recipes import recipe_digests
 
 if TYPE_CHECKING:
     from monogres_oci.compile.from_registry import RegistrySource
     from monogres_oci.plan_rows import PlanState
+    from monogres_oci.publish import PublishEvent
     from monogres_oci.rebuild import RebuildResult
     from monogres_oci.registry_state import InRegistry
 
@@ -384,8 +385,10 @@ def cmd_publish(args: argparse.Namespace, progress: Progress) -> int:
             _check_immutable_tags(layout, client, namespace)
     if args.jobs < 1:
         raise UsageError(f"--jobs {args.jobs}: give 1 or more")
+    uploads = _UploadMeter(progress)
     result = publish(layout, args.registry, client, dry_run=args.dry_run, jobs=args.jobs,
-                     progress=lambda event: progress.detail(str(event)), tags=not args.by_digest)
+                     progress=uploads, tags=not args.by_digest)
+    uploads.finish()
     if args.json:
         _print_json({"dry_run": result.dry_run, "by_digest": args.by_digest,
                      "refs": [{"reference": str(r), "repository": r.repository, "tag": r.tag,
@@ -430,9 +433,10 @@ def cmd_merge(args: argparse.Namespace, progress: Progress) -> int:
             progress.stage(f"signed: {count} signature(s) with key {key.public.hint}")
         if not args.dry_run:
             _check_immutable_tags(layout, client, namespace)
+        uploads = _UploadMeter(progress)
         result = publish(layout, args.registry, None if args.dry_run else client,
-                         dry_run=args.dry_run, present=present,
-                         progress=lambda event: progress.detail(str(event)))
+                         dry_run=args.dry_run, present=present, progress=uploads)
+        uploads.finish()
     if args.json:
         _print_json({"dry_run": result.dry_run,
                      "indexes": [{"repository": "/".join(filter(None, (host, namespace,
@@ -773,6 +777,26 @@ def _install_check(args: argparse.Namespace, progress: Progress) -> Any:
                        f"key {key.hint}, signed SBOM and provenance")
 
     return check
+
+
+class _UploadMeter:
+    """A publish's steps as detail lines, and the blob bytes it pushed, with the rate."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.meter = TransferMeter(progress.stage, "upload", None)
+        self.pushed = 0
+
+    def __call__(self, event: PublishEvent) -> None:
+        self.progress.detail(str(event))
+        if event.kind == "blob" and event.status == "pushed":
+            self.pushed += 1
+            self.meter.add(event.size)
+
+    def finish(self) -> None:
+        if self.pushed:
+            self.meter.what = f"upload of {self.pushed} blob(s)"
+            self.meter.finish()
 
 
 def cmd_site(args: argparse.Namespace, progress: Progress) -> int:
