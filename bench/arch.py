@@ -41,14 +41,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from monogres_oci.catalog import load_catalog  # noqa: E402
-from monogres_oci.compile import (  # noqa: E402
+from monogres_oci.build.compile import (  # noqa: E402
     PostgresBuildOutput,
     compile_extension,
     extension_invocation,
 )
-from monogres_oci.plan import Selection, expand  # noqa: E402
-from monogres_oci.recipes import recipe_digests  # noqa: E402
+from monogres_oci.build.recipes import recipe_digests  # noqa: E402
+from monogres_oci.catalog import load_catalog  # noqa: E402
+from monogres_oci.plan.targets import Selection, expand  # noqa: E402
 from tests.support.cache import fresh_cache  # noqa: E402
 
 # The console log of `monogres-oci -v build` (each line "[  52.4s] ...", seconds since it started)

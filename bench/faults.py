@@ -29,13 +29,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from monogres_oci.attest.sign import generate_key_pair, load_signing_key  # noqa: E402
 from monogres_oci.attest.signatures import sign_layout  # noqa: E402
 from monogres_oci.errors import RegistryError  # noqa: E402
 from monogres_oci.oci.layout import Layout  # noqa: E402
 from monogres_oci.oci.registry import RegistryClient  # noqa: E402
 from monogres_oci.oci.retry import NO_RETRIES, RetryPolicy  # noqa: E402
-from monogres_oci.publish import publish  # noqa: E402
-from monogres_oci.sign import generate_key_pair, load_signing_key  # noqa: E402
+from monogres_oci.publish.push import publish  # noqa: E402
 from tests.support.faults import Fault, Plan, fault_proxy, random_mix  # noqa: E402
 from tests.support.oci_samples import many_images  # noqa: E402
 from tests.support.registry import RunningRegistry, start_registry  # noqa: E402

@@ -27,12 +27,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.plan_scale import generate  # noqa: E402
+from monogres_oci.build.recipes import recipe_digests  # noqa: E402
 from monogres_oci.catalog import load_catalog  # noqa: E402
+from monogres_oci.consume.pull import make_client  # noqa: E402
 from monogres_oci.oci.layout import Layout  # noqa: E402
-from monogres_oci.plan import ExtensionTarget, PostgresTarget, Selection, expand  # noqa: E402
-from monogres_oci.publish import publish  # noqa: E402
-from monogres_oci.pull import make_client  # noqa: E402
-from monogres_oci.recipes import recipe_digests  # noqa: E402
+from monogres_oci.plan.targets import ExtensionTarget, PostgresTarget, Selection, expand  # noqa: E402
+from monogres_oci.publish.push import publish  # noqa: E402
 from tests.support.as_built import add_as_built  # noqa: E402
 from tests.support.registry import start_registry  # noqa: E402
 

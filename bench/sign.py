@@ -27,11 +27,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from monogres_oci.attest.sign import generate_key_pair, load_signing_key  # noqa: E402
 from monogres_oci.attest.signatures import sign_layout  # noqa: E402
+from monogres_oci.consume.pull import make_client  # noqa: E402
 from monogres_oci.oci.layout import Layout  # noqa: E402
-from monogres_oci.publish import publish  # noqa: E402
-from monogres_oci.pull import make_client  # noqa: E402
-from monogres_oci.sign import generate_key_pair, load_signing_key  # noqa: E402
+from monogres_oci.publish.push import publish  # noqa: E402
 from tests.support.oci_samples import many_images  # noqa: E402
 from tests.support.registry import start_registry  # noqa: E402
 

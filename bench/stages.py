@@ -23,25 +23,25 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from monogres_oci.attest.buildinfo import postgres_record  # noqa: E402
-from monogres_oci.base import create_base_image  # noqa: E402
-from monogres_oci.build import source_date_epoch  # noqa: E402
-from monogres_oci.build_state import BuildCache  # noqa: E402
-from monogres_oci.catalog import load_catalog  # noqa: E402
-from monogres_oci.compile import (  # noqa: E402
+from monogres_oci.build.base import create_base_image  # noqa: E402
+from monogres_oci.build.compile import (  # noqa: E402
     compile_extension,
     compile_postgres,
     extension_invocation,
 )
-from monogres_oci.extension_stage import package_extension  # noqa: E402
-from monogres_oci.fetch import Fetcher  # noqa: E402
-from monogres_oci.install import install_one  # noqa: E402
+from monogres_oci.build.extension_stage import package_extension  # noqa: E402
+from monogres_oci.build.fetch import Fetcher  # noqa: E402
+from monogres_oci.build.recipes import recipe_digests  # noqa: E402
+from monogres_oci.build.run import source_date_epoch  # noqa: E402
+from monogres_oci.build.state import BuildCache  # noqa: E402
+from monogres_oci.catalog import load_catalog  # noqa: E402
+from monogres_oci.consume.install import install_one  # noqa: E402
+from monogres_oci.consume.pull import make_client, this_platform  # noqa: E402
 from monogres_oci.oci.layout import Layout  # noqa: E402
 from monogres_oci.oci.reference import parse_reference  # noqa: E402
-from monogres_oci.package import Packager  # noqa: E402
-from monogres_oci.plan import Selection, expand  # noqa: E402
-from monogres_oci.publish import publish  # noqa: E402
-from monogres_oci.pull import make_client, this_platform  # noqa: E402
-from monogres_oci.recipes import recipe_digests  # noqa: E402
+from monogres_oci.package.images import Packager  # noqa: E402
+from monogres_oci.plan.targets import Selection, expand  # noqa: E402
+from monogres_oci.publish.push import publish  # noqa: E402
 from tests.support.registry import start_registry  # noqa: E402
 
 T = TypeVar("T")

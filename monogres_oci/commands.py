@@ -14,26 +14,26 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from monogres_oci.build.recipes import recipe_digests
 from monogres_oci.catalog import Catalog, load_catalog
+from monogres_oci.consume.pull import as_oci_layer, make_client, resolve, this_platform
 from monogres_oci.errors import UsageError
 from monogres_oci.oci.layout import Layout
 from monogres_oci.oci.model import Descriptor, Platform
 from monogres_oci.oci.reference import Reference, parse_reference, parse_target, split_ref_name
 from monogres_oci.oci.registry import RegistryClient
 from monogres_oci.oci.retry import policy_from
-from monogres_oci.package import BaseImage, BaseResolver, Packager
-from monogres_oci.package_cache import PackagedStore
-from monogres_oci.plan import ExtensionTarget, Plan, PostgresTarget, Selection, expand
+from monogres_oci.package.cache import PackagedStore
+from monogres_oci.package.images import BaseImage, BaseResolver, Packager
+from monogres_oci.plan.targets import ExtensionTarget, Plan, PostgresTarget, Selection, expand
 from monogres_oci.progress import Progress, StepMeter, TransferMeter
-from monogres_oci.pull import as_oci_layer, make_client, resolve, this_platform
-from monogres_oci.recipes import recipe_digests
 
 if TYPE_CHECKING:
-    from monogres_oci.compile.from_registry import RegistrySource
-    from monogres_oci.plan_rows import PlanState
-    from monogres_oci.publish import PublishEvent
-    from monogres_oci.rebuild import RebuildResult
-    from monogres_oci.registry_state import InRegistry
+    from monogres_oci.build.compile.from_registry import RegistrySource
+    from monogres_oci.consume.rebuild import RebuildResult
+    from monogres_oci.plan.published import InRegistry
+    from monogres_oci.plan.rows import PlanState
+    from monogres_oci.publish.push import PublishEvent
 
 
 def _print_json(value: Any) -> None:
@@ -103,10 +103,10 @@ def cmd_validate(args: argparse.Namespace, progress: Progress) -> int:
 
 
 def cmd_plan(args: argparse.Namespace, progress: Progress) -> int:
-    from monogres_oci.build_state import BuildCache
+    from monogres_oci.build.fetch import Fetcher
+    from monogres_oci.build.state import BuildCache
     from monogres_oci.cli import _cache_dir
-    from monogres_oci.fetch import Fetcher
-    from monogres_oci.plan_rows import PlanState, plan_lines, plan_rows
+    from monogres_oci.plan.rows import PlanState, plan_lines, plan_rows
 
     catalog = _catalog(args)
     plan = _plan(args, catalog)
@@ -116,7 +116,7 @@ def cmd_plan(args: argparse.Namespace, progress: Progress) -> int:
                *(e.version.source for e in plan.extensions),
                *(d.target.version.source for d in plan.disabled)}
     if args.shards:
-        from monogres_oci.shards import matrix
+        from monogres_oci.plan.shards import matrix
 
         _print_json(matrix(plan, args.shards))
         return 0
@@ -155,9 +155,9 @@ STATUS_END = "<!-- END monogres-oci status -->"
 
 
 def cmd_status(args: argparse.Namespace, progress: Progress) -> int:
-    from monogres_oci.build_state import BuildCache, Outcomes
+    from monogres_oci.build.state import BuildCache, Outcomes
     from monogres_oci.cli import _cache_dir
-    from monogres_oci.status import collect, counts, to_json, to_markdown
+    from monogres_oci.plan.status import collect, counts, to_json, to_markdown
 
     catalog = _catalog(args)
     plan = _plan(args, catalog)
@@ -227,7 +227,7 @@ def _base_resolver(layout: Layout, args: argparse.Namespace) -> BaseResolver:
 
 def _published_states(args: argparse.Namespace, plan: Plan,
                       progress: Progress) -> dict[str, InRegistry]:
-    from monogres_oci.registry_state import count, published_states
+    from monogres_oci.plan.published import count, published_states
 
     host, namespace = parse_target(args.registry)
     targets: list[PostgresTarget | ExtensionTarget] = [*plan.postgres, *plan.extensions]
@@ -255,8 +255,8 @@ def _registry_source(args: argparse.Namespace) -> RegistrySource | None:
     """Where Postgres builds may be taken from (build --registry R --registry-key PUB)."""
     if not args.registry_key:
         return None
-    from monogres_oci.compile.from_registry import RegistrySource
-    from monogres_oci.sign import load_public_key
+    from monogres_oci.attest.sign import load_public_key
+    from monogres_oci.build.compile.from_registry import RegistrySource
 
     host, namespace = parse_target(args.registry)
     return RegistrySource(_client(host, args), namespace,
@@ -278,7 +278,7 @@ def _unpublished(plan: Plan, states: dict[str, InRegistry], progress: Progress) 
 
 def _plan_published(args: argparse.Namespace, plan: Plan, have: PlanState,
                     progress: Progress) -> int:
-    from monogres_oci.plan_rows import plan_rows, row_line
+    from monogres_oci.plan.rows import plan_rows, row_line
 
     states = _published_states(args, plan, progress)
     rows = list(plan_rows(plan, have))
@@ -305,11 +305,11 @@ def _plan_published(args: argparse.Namespace, plan: Plan, have: PlanState,
 
 
 def cmd_build(args: argparse.Namespace, progress: Progress) -> int:
-    from monogres_oci.build import run_build
-    from monogres_oci.build_state import BuildCache
+    from monogres_oci.build.compile.storage import CacheLimit
+    from monogres_oci.build.fetch import Fetcher
+    from monogres_oci.build.run import run_build
+    from monogres_oci.build.state import BuildCache
     from monogres_oci.cli import _cache_dir
-    from monogres_oci.compile.storage import CacheLimit
-    from monogres_oci.fetch import Fetcher
 
     catalog = _catalog(args)
     plan = _plan(args, catalog)
@@ -320,7 +320,7 @@ def cmd_build(args: argparse.Namespace, progress: Progress) -> int:
         _use_builder(args.builder)
     limit = CacheLimit(args.engine_cache_limit) if args.engine_cache_limit else None
     if args.shard:
-        from monogres_oci.shards import parse_shard, shard_plan
+        from monogres_oci.plan.shards import parse_shard, shard_plan
 
         # Cut before anything narrows the plan: `plan --shards N` cut the whole plan.
         shard = parse_shard(args.shard)
@@ -363,13 +363,13 @@ IMMUTABLE_TAG = re.compile(r"-\d{12}-")
 
 
 def cmd_publish(args: argparse.Namespace, progress: Progress) -> int:
-    from monogres_oci.publish import publish
+    from monogres_oci.publish.push import publish
 
     layout = Layout.open(Path(args.layout))
     host, namespace = parse_target(args.registry)
     if args.sign_key:
+        from monogres_oci.attest.sign import load_signing_key
         from monogres_oci.attest.signatures import sign_layout
-        from monogres_oci.sign import load_signing_key
 
         key = load_signing_key(Path(args.sign_key))
         count = sign_layout(layout, key, progress=progress.detail)
@@ -413,8 +413,8 @@ def _retried(client: RegistryClient | None) -> str:
 def cmd_merge(args: argparse.Namespace, progress: Progress) -> int:
     import tempfile
 
-    from monogres_oci.merge import merge, read_parts
-    from monogres_oci.publish import publish
+    from monogres_oci.publish.merge import merge, read_parts
+    from monogres_oci.publish.push import publish
 
     host, namespace = parse_target(args.registry)
     parts = read_parts([Path(p) for p in args.parts], args.registry)
@@ -425,8 +425,8 @@ def cmd_merge(args: argparse.Namespace, progress: Progress) -> int:
         layout = Layout.create(out)
         merged, present = merge(parts, client, args.registry, layout, progress.stage)
         if args.sign_key:
+            from monogres_oci.attest.sign import load_signing_key
             from monogres_oci.attest.signatures import sign_layout
-            from monogres_oci.sign import load_signing_key
 
             key = load_signing_key(Path(args.sign_key))
             count = sign_layout(layout, key, progress=progress.detail)
@@ -470,7 +470,7 @@ def _pushed_manifests(layout: Layout, refs: Any) -> list[dict[str, str]]:
 
 def _attestation_files(layout: Layout, refs: Any) -> list[dict[str, str]]:
     """The SBOM and provenance of each pushed image, as files of the layout (for cosign attest)."""
-    from monogres_oci.attach import PREDICATE_ANNOTATION, attachments_by_subject
+    from monogres_oci.attest.attach import PREDICATE_ANNOTATION, attachments_by_subject
 
     by_subject = attachments_by_subject(layout)
     out = []
@@ -484,7 +484,7 @@ def _attestation_files(layout: Layout, refs: Any) -> list[dict[str, str]]:
 
 
 def cmd_keygen(args: argparse.Namespace, progress: Progress) -> int:
-    from monogres_oci.sign import PASSWORD_ENV, generate_key_pair
+    from monogres_oci.attest.sign import PASSWORD_ENV, generate_key_pair
 
     password = os.environ.get(PASSWORD_ENV) or None
     private, public = generate_key_pair(Path(args.out), password)
@@ -495,8 +495,8 @@ def cmd_keygen(args: argparse.Namespace, progress: Progress) -> int:
 
 
 def cmd_verify(args: argparse.Namespace, progress: Progress) -> int:
-    from monogres_oci.sign import load_public_key
-    from monogres_oci.verify import verify_reference
+    from monogres_oci.attest.sign import load_public_key
+    from monogres_oci.consume.verify import verify_reference
 
     key = load_public_key(Path(args.key))
     platform = Platform.parse(args.platform) if args.platform else None
@@ -520,13 +520,13 @@ def cmd_rebuild(args: argparse.Namespace, progress: Progress) -> int:
     import tempfile
     from collections import defaultdict
 
-    from monogres_oci.build import run_build
-    from monogres_oci.build_state import BuildCache
+    from monogres_oci.build.fetch import Fetcher
+    from monogres_oci.build.run import run_build
+    from monogres_oci.build.state import BuildCache
     from monogres_oci.cli import _cache_dir
+    from monogres_oci.consume.identify import Published, identify, selection_for
+    from monogres_oci.consume.rebuild import compare, have_diffoscope
     from monogres_oci.errors import BuildError, VerifyError
-    from monogres_oci.fetch import Fetcher
-    from monogres_oci.identify import Published, identify, selection_for
-    from monogres_oci.rebuild import compare, have_diffoscope
 
     catalog = _catalog(args)
     overrides = _base_overrides(args, catalog)
@@ -591,12 +591,12 @@ def cmd_test(args: argparse.Namespace, progress: Progress) -> int:
     import tempfile
     from collections import defaultdict
 
-    from monogres_oci.build import run_build
-    from monogres_oci.build_state import BuildCache
+    from monogres_oci.build.fetch import Fetcher
+    from monogres_oci.build.run import run_build
+    from monogres_oci.build.state import BuildCache
     from monogres_oci.cli import _cache_dir
+    from monogres_oci.consume.identify import Published, identify, identify_in_layout, selection_for
     from monogres_oci.errors import VerifyError
-    from monogres_oci.fetch import Fetcher
-    from monogres_oci.identify import Published, identify, identify_in_layout, selection_for
 
     catalog = _catalog(args)
     overrides = _base_overrides(args, catalog)
@@ -667,7 +667,7 @@ def cmd_test(args: argparse.Namespace, progress: Progress) -> int:
 
 
 def _print_rebuild(results: Sequence[RebuildResult], work: Path) -> None:
-    from monogres_oci.rebuild import have_diffoscope
+    from monogres_oci.consume.rebuild import have_diffoscope
 
     for r in results:
         print(f"{r.reference}: {'IDENTICAL' if r.identical else 'DIFFERENT'}")
@@ -687,7 +687,7 @@ def _print_rebuild(results: Sequence[RebuildResult], work: Path) -> None:
 
 
 def cmd_verify_blob(args: argparse.Namespace, progress: Progress) -> int:
-    from monogres_oci.sign import load_public_key, verify_blob
+    from monogres_oci.attest.sign import load_public_key, verify_blob
 
     key = load_public_key(Path(args.key))
     path = Path(args.file)
@@ -718,7 +718,7 @@ def _check_immutable_tags(layout: Layout, client: RegistryClient, namespace: str
 
 
 def cmd_install(args: argparse.Namespace, progress: Progress) -> int:
-    from monogres_oci.install import (
+    from monogres_oci.consume.install import (
         check_bundled,
         check_married,
         install_one,
@@ -762,8 +762,8 @@ def cmd_install(args: argparse.Namespace, progress: Progress) -> int:
 
 def _install_check(args: argparse.Namespace, progress: Progress) -> Any:
     """What install runs on each resolved image before extracting it."""
-    from monogres_oci.sign import load_public_key
-    from monogres_oci.verify import verify_pulled
+    from monogres_oci.attest.sign import load_public_key
+    from monogres_oci.consume.verify import verify_pulled
 
     if args.allow_unsigned:
         print("monogres-oci install: WARNING: --allow-unsigned: signatures, SBOM and provenance "
@@ -806,9 +806,9 @@ def cmd_site(args: argparse.Namespace, progress: Progress) -> int:
 
 
 def cmd_cnpg(args: argparse.Namespace, progress: Progress) -> int:
-    from monogres_oci.cnpg import ExtensionRef, cluster, image_catalog, with_required
-    from monogres_oci.contract import RuntimeContract
-    from monogres_oci.tags import extension_tags, postgres_tags
+    from monogres_oci.consume.cnpg import ExtensionRef, cluster, image_catalog, with_required
+    from monogres_oci.package.contract import RuntimeContract
+    from monogres_oci.package.tags import extension_tags, postgres_tags
 
     catalog = _catalog(args)
     release = next((p for p in catalog.postgres if p.version == args.postgres), None)
@@ -857,7 +857,7 @@ def cmd_cnpg(args: argparse.Namespace, progress: Progress) -> int:
     out.write_text(text)
     print(f"wrote {out}", file=sys.stderr)
     if args.sign_key:
-        from monogres_oci.sign import load_signing_key, sign_blob
+        from monogres_oci.attest.sign import load_signing_key, sign_blob
 
         key = load_signing_key(Path(args.sign_key))
         bundle = out.with_name(out.name + ".sigstore.json")
@@ -881,7 +881,7 @@ def _with_requires(catalog: Catalog, wanted: Sequence[str]) -> list[str]:
 
 
 def cmd_base(args: argparse.Namespace, progress: Progress) -> int:
-    from monogres_oci.base import create_base_index
+    from monogres_oci.build.base import create_base_index
     from monogres_oci.cli import _cache_dir
 
     catalog = _catalog(args)

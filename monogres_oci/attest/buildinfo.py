@@ -17,16 +17,16 @@ from typing import Any
 from urllib.parse import quote
 
 from monogres_oci.attest.deb_license import package_license
-from monogres_oci.catalog.model import Source
-from monogres_oci.compile import (
+from monogres_oci.build.compile import (
     ExtensionBuildOutput,
     PostgresBuildOutput,
     extension_build_args,
     postgres_build_args,
 )
+from monogres_oci.catalog.model import Source
 from monogres_oci.errors import BuildError
-from monogres_oci.plan import ExtensionTarget, PostgresTarget
-from monogres_oci.relocate import Rewrite
+from monogres_oci.package.relocate import Rewrite
+from monogres_oci.plan.targets import ExtensionTarget, PostgresTarget
 
 BUILDINFO_FORMAT = "monogres-oci buildinfo 1"
 

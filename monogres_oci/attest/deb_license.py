@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from monogres_oci.deb822 import first_line, paragraphs
+from monogres_oci.debian.deb822 import first_line, paragraphs
 
 # Debian's short names (https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/) and
 # the common variants seen in the archive, mapped to SPDX identifiers. Case-insensitive.

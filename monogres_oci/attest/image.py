@@ -6,16 +6,16 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from monogres_oci import __version__
-from monogres_oci.attach import INTOTO_TYPE, PREDICATE_ANNOTATION, SPDX_TYPE, Attachment, attach
+from monogres_oci.attest.attach import INTOTO_TYPE, PREDICATE_ANNOTATION, SPDX_TYPE, Attachment, attach
 from monogres_oci.attest.buildinfo import BuildRecord
 from monogres_oci.attest.provenance import PREDICATE_TYPE as SLSA_PREDICATE
 from monogres_oci.attest.provenance import provenance_statement
 from monogres_oci.attest.sbom import ImageSubject, layer_files, spdx_bytes, spdx_document
+from monogres_oci.attest.sign import canonical
 from monogres_oci.catalog.model import Publisher
 from monogres_oci.oci.layer import LayerEntry
 from monogres_oci.oci.layout import Layout
 from monogres_oci.oci.model import Blob, Descriptor
-from monogres_oci.sign import canonical
 
 SPDX_PREDICATE = "https://spdx.dev/Document"
 TOOL = f"monogres-oci-{__version__}"

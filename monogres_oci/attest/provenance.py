@@ -20,8 +20,8 @@ from typing import Any
 
 from monogres_oci import __version__
 from monogres_oci.attest.buildinfo import BuildRecord
+from monogres_oci.attest.sign import digest_set, statement
 from monogres_oci.errors import VerifyError
-from monogres_oci.sign import digest_set, statement
 
 PREDICATE_TYPE = "https://slsa.dev/provenance/v1"
 BUILD_TYPE = "https://github.com/monogres/monogres-oci/blob/main/README.md#build-type-v1"

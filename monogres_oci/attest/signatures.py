@@ -1,22 +1,22 @@
 """Sign what a layout will publish: every manifest and index, and the SBOM and provenance as
-attestations, each as a Sigstore bundle attached to what it signs (see monogres_oci.sign)."""
+attestations, each as a Sigstore bundle attached to what it signs (see monogres_oci.attest.sign)."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
 
-from monogres_oci.attach import PREDICATE_ANNOTATION, attach_bundle, attachments_by_subject
-from monogres_oci.oci.layout import Layout
-from monogres_oci.oci.model import INDEX_TYPES, MANIFEST_TYPES
-from monogres_oci.oci.reference import split_ref_name
-from monogres_oci.sign import (
+from monogres_oci.attest.attach import PREDICATE_ANNOTATION, attach_bundle, attachments_by_subject
+from monogres_oci.attest.sign import (
     COSIGN_SIGN_PREDICATE,
     STATEMENT_TYPE,
     SigningKey,
     sign_statement,
     statement,
 )
+from monogres_oci.oci.layout import Layout
+from monogres_oci.oci.model import INDEX_TYPES, MANIFEST_TYPES
+from monogres_oci.oci.reference import split_ref_name
 
 
 def sign_layout(layout: Layout, key: SigningKey, names: Sequence[str] | None = None,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from monogres_oci.attach import PREDICATE_ANNOTATION, attachments_by_subject
+from monogres_oci.attest.attach import PREDICATE_ANNOTATION, attachments_by_subject
 from monogres_oci.errors import UsageError
 from monogres_oci.gate.results import TEST_RESULT_PREDICATE
 from monogres_oci.oci.layout import Layout

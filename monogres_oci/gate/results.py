@@ -17,8 +17,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from monogres_oci.attest.sign import statement
 from monogres_oci.catalog.model import UpstreamSuite
-from monogres_oci.sign import statement
 
 TEST_RESULT_PREDICATE = "https://in-toto.io/attestation/test-result/v0.1"
 OUTPUT_TAIL = 60

@@ -25,10 +25,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from monogres_oci.attach import INTOTO_TYPE, PREDICATE_ANNOTATION, attach
+from monogres_oci.attest.attach import INTOTO_TYPE, PREDICATE_ANNOTATION, attach
+from monogres_oci.attest.sign import canonical, digest_set
+from monogres_oci.build.compile import ExtensionInvocation, export_build_image
 from monogres_oci.catalog.model import Extension
-from monogres_oci.compile import ExtensionInvocation, export_build_image
-from monogres_oci.contract import FIRST_MAJOR_WITH_CONTROL_PATH, RuntimeContract
 from monogres_oci.errors import GateError
 from monogres_oci.gate.results import (
     OUTPUT_TAIL,
@@ -42,8 +42,8 @@ from monogres_oci.gate.server import BUILD_IMAGE, Mounted, Server, load_image
 from monogres_oci.oci.extract import extract_layer
 from monogres_oci.oci.layout import Layout
 from monogres_oci.oci.model import Blob, Descriptor, Platform, parse_image_config
+from monogres_oci.package.contract import FIRST_MAJOR_WITH_CONTROL_PATH, RuntimeContract
 from monogres_oci.runner import run
-from monogres_oci.sign import canonical, digest_set
 
 
 @dataclass(frozen=True)

@@ -24,10 +24,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from monogres_oci.contract import MOUNT_ROOT, RuntimeContract
 from monogres_oci.errors import CommandError, GateError
 from monogres_oci.oci.layout import Layout
 from monogres_oci.oci.model import Descriptor, Index, Platform
+from monogres_oci.package.contract import MOUNT_ROOT, RuntimeContract
 from monogres_oci.runner import Result, run
 
 POSTGRES_UID = 26

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Protocol
 
 from monogres_oci.catalog.model import Origin, Source
-from monogres_oci.deb822 import first_line, paragraphs
-from monogres_oci.debian import archive_mirror
+from monogres_oci.debian.archive import archive_mirror
+from monogres_oci.debian.deb822 import first_line, paragraphs
 from monogres_oci.importer.versions import DebianVersion
 
 # A source package builds a PostgreSQL extension when it build-depends on one of these (Debian's

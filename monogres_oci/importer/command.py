@@ -6,11 +6,11 @@ import argparse
 import json
 from pathlib import Path
 
+from monogres_oci.build.fetch import Fetcher
 from monogres_oci.catalog import load_catalog
 from monogres_oci.catalog.model import Catalog
-from monogres_oci.debian import PrivateApt
+from monogres_oci.debian.archive import PrivateApt
 from monogres_oci.errors import ImporterError, UsageError
-from monogres_oci.fetch import Fetcher
 from monogres_oci.importer.archive import Archive
 from monogres_oci.importer.catalog_edit import apply
 from monogres_oci.importer.check import outdated

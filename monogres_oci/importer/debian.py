@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from monogres_oci.attest.deb_license import upstream_license
+from monogres_oci.build.fetch import Fetcher
 from monogres_oci.catalog.model import Origin, Source
-from monogres_oci.debian import archive_mirror
+from monogres_oci.debian.archive import archive_mirror
 from monogres_oci.errors import FetchError, ImporterError
-from monogres_oci.fetch import Fetcher
 from monogres_oci.importer.archive import (
     Archive,
     SourceRecord,

@@ -12,11 +12,11 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from monogres_oci.attach import Attachment, attachments_by_subject
-from monogres_oci.contract import RuntimeContract
+from monogres_oci.attest.attach import Attachment, attachments_by_subject
+from monogres_oci.attest.sign import BUNDLE_MEDIA_TYPE
 from monogres_oci.oci.layout import Layout
 from monogres_oci.oci.model import ANNOTATION_REF_NAME, INDEX_TYPES, Descriptor
-from monogres_oci.sign import BUNDLE_MEDIA_TYPE
+from monogres_oci.package.contract import RuntimeContract
 
 SLSA = "https://slsa.dev/provenance/v1"
 TEST_RESULT = "https://in-toto.io/attestation/test-result/v0.1"

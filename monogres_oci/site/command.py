@@ -8,11 +8,11 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from monogres_oci.consume.pull import is_loopback, make_client
 from monogres_oci.errors import UsageError
 from monogres_oci.oci.layout import Layout
 from monogres_oci.oci.reference import parse_reference
 from monogres_oci.progress import Progress
-from monogres_oci.pull import is_loopback, make_client
 from monogres_oci.site.collect import collect
 from monogres_oci.site.pull import layout_of_published
 from monogres_oci.site.render import SiteOptions, render, site_json

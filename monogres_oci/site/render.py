@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import yaml
 
-from monogres_oci.cnpg import ExtensionRef, extension_stanza, image_catalog, with_required
+from monogres_oci.consume.cnpg import ExtensionRef, extension_stanza, image_catalog, with_required
 from monogres_oci.site.collect import Artifact, PlatformImage, by_extension
 from monogres_oci.site.static import SCRIPT, STYLE
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from monogres_oci.attach import INTOTO_TYPE, PREDICATE_ANNOTATION, SPDX_TYPE, attachments
+from monogres_oci.attest.attach import INTOTO_TYPE, PREDICATE_ANNOTATION, SPDX_TYPE, attachments
 from monogres_oci.attest.image import SPDX_PREDICATE
 from monogres_oci.attest.provenance import PREDICATE_TYPE as SLSA_PREDICATE
 from monogres_oci.gate.results import TEST_RESULT_PREDICATE

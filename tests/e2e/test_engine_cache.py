@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from monogres_oci.compile.storage import CacheLimit
+from monogres_oci.build.compile.storage import CacheLimit
 
 pytestmark = pytest.mark.e2e
 

@@ -25,7 +25,7 @@ import yaml
 from spdx_tools.spdx.parser.parse_anything import parse_file
 from spdx_tools.spdx.validation.document_validator import validate_full_spdx_document
 
-from monogres_oci.attach import SPDX_TYPE, attachments_by_subject
+from monogres_oci.attest.attach import SPDX_TYPE, attachments_by_subject
 from monogres_oci.oci.layout import Layout
 from tests.e2e.conftest import CACHE, Built, Published, cli
 from tests.unit.test_cnpg import crd_schema

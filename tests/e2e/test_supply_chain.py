@@ -18,12 +18,12 @@ import requests
 from spdx_tools.spdx.parser.parse_anything import parse_file
 from spdx_tools.spdx.validation.document_validator import validate_full_spdx_document
 
-from monogres_oci.attach import INTOTO_TYPE, PREDICATE_ANNOTATION, SPDX_TYPE, attachments_by_subject
+from monogres_oci.attest.attach import INTOTO_TYPE, PREDICATE_ANNOTATION, SPDX_TYPE, attachments_by_subject
 from monogres_oci.attest.image import SPDX_PREDICATE
 from monogres_oci.attest.provenance import BUILD_TYPE
 from monogres_oci.attest.provenance import PREDICATE_TYPE as SLSA_PREDICATE
+from monogres_oci.attest.sign import BUNDLE_MEDIA_TYPE
 from monogres_oci.oci.layout import Layout
-from monogres_oci.sign import BUNDLE_MEDIA_TYPE
 from tests.e2e.conftest import (
     Built,
     Keys,

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import requests
 
+from monogres_oci.attest.sign import generate_key_pair, load_signing_key
 from monogres_oci.attest.signatures import sign_layout
 from monogres_oci.oci.layout import Layout
-from monogres_oci.sign import generate_key_pair, load_signing_key
 from tests.oci.test_publish import Sample
 from tests.support.faults import Fault, fault_proxy
 from tests.support.registry import RunningRegistry

@@ -22,7 +22,7 @@ from monogres_oci.oci.model import OCI_LAYER_TAR, Blob, ImageConfig, Manifest
 from monogres_oci.oci.reference import split_ref_name
 from monogres_oci.oci.registry import RegistryClient
 from monogres_oci.oci.retry import NO_RETRIES, RetryPolicy
-from monogres_oci.publish import publish
+from monogres_oci.publish.push import publish
 from tests.oci.test_publish import Sample, assert_complete, client_for
 from tests.support.faults import (
     Fault,

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
+from monogres_oci.consume.pull import resolve
 from monogres_oci.errors import RegistryError, VerifyError
 from monogres_oci.oci.model import Platform
 from monogres_oci.oci.reference import parse_reference
 from monogres_oci.oci.registry import RegistryClient
 from monogres_oci.oci.retry import RetryPolicy
-from monogres_oci.publish import publish
-from monogres_oci.pull import resolve
+from monogres_oci.publish.push import publish
 from tests.oci.test_publish import Sample, client_for
 from tests.support.faults import Fault, Plan, fault_proxy
 from tests.support.registry import RunningRegistry, start_registry

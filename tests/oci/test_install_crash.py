@@ -21,7 +21,7 @@ import pytest
 
 from monogres_oci.oci.layout import Layout
 from monogres_oci.oci.model import Index, Platform
-from monogres_oci.publish import publish
+from monogres_oci.publish.push import publish
 from monogres_oci.swap import staging_dir, swap_in
 from tests.oci.test_publish import client_for
 from tests.support.faults import Fault, fault_proxy

@@ -15,7 +15,7 @@ import pytest
 
 from monogres_oci.oci.layout import Layout
 from monogres_oci.oci.registry import RegistryClient
-from monogres_oci.publish import PublishResult, publish
+from monogres_oci.publish.push import PublishResult, publish
 from monogres_oci.runner import run
 from tests.support.oci_samples import SampleImage
 from tests.support.registry import RunningRegistry

@@ -19,7 +19,7 @@ import pytest
 
 from monogres_oci.oci.layout import Layout
 from monogres_oci.oci.model import Index, Platform
-from monogres_oci.package import INPUT_DIGEST
+from monogres_oci.package.images import INPUT_DIGEST
 from tests.oci.test_crash import assert_no_dangling_tag, state
 from tests.support.faults import Fault, fault_proxy
 from tests.support.oci_samples import add_image, write_tree

@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from monogres_oci.attach import SPDX_TYPE, attach
+from monogres_oci.attest.attach import SPDX_TYPE, attach
 from monogres_oci.oci.layout import Layout
 from monogres_oci.oci.model import Blob
-from monogres_oci.package_cache import Packaged, PackagedStore, packaged_key
+from monogres_oci.package.cache import Packaged, PackagedStore, packaged_key
 from tests.support.oci_samples import SampleImage
 
 

@@ -15,13 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from monogres_oci.attach import attachments_by_subject
+from monogres_oci.attest.attach import attachments_by_subject
+from monogres_oci.attest.sign import generate_key_pair, load_signing_key
 from monogres_oci.attest.signatures import sign_layout
 from monogres_oci.oci.layout import Layout
 from monogres_oci.oci.registry import RegistryClient
 from monogres_oci.oci.retry import RetryPolicy
-from monogres_oci.publish import publish
-from monogres_oci.sign import generate_key_pair, load_signing_key
+from monogres_oci.publish.push import publish
 from tests.oci.test_publish import client_for
 from tests.support.faults import Fault, Plan, fault_proxy
 from tests.support.oci_samples import sample_layout

@@ -6,13 +6,13 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from monogres_oci.build.recipes import recipe_digests
 from monogres_oci.catalog import load_catalog
+from monogres_oci.consume.pull import make_client
 from monogres_oci.oci.layout import Layout
-from monogres_oci.plan import ExtensionTarget, PostgresTarget, Selection, expand
-from monogres_oci.publish import publish
-from monogres_oci.pull import make_client
-from monogres_oci.recipes import recipe_digests
-from monogres_oci.registry_state import published_states
+from monogres_oci.plan.published import published_states
+from monogres_oci.plan.targets import ExtensionTarget, PostgresTarget, Selection, expand
+from monogres_oci.publish.push import publish
 from tests.support.as_built import add_as_built
 from tests.support.registry import RunningRegistry
 

@@ -7,11 +7,11 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 
-from monogres_oci.labels import INPUT_PARTS, format_parts
 from monogres_oci.oci.layout import Layout
 from monogres_oci.oci.model import EMPTY_BLOB, Index, Manifest, Platform
-from monogres_oci.package import INPUT_DIGEST
-from monogres_oci.registry_state import Target, published_under
+from monogres_oci.package.images import INPUT_DIGEST
+from monogres_oci.package.labels import INPUT_PARTS, format_parts
+from monogres_oci.plan.published import Target, published_under
 
 
 def add_as_built(layout: Layout, targets: Sequence[Target]) -> None:

@@ -16,7 +16,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from monogres_oci.attach import INTOTO_TYPE, PREDICATE_ANNOTATION, SPDX_TYPE, attach
+from monogres_oci.attest.attach import INTOTO_TYPE, PREDICATE_ANNOTATION, SPDX_TYPE, attach
 from monogres_oci.oci.layer import LayerEntry, LayerInfo, tree_entries, write_layer
 from monogres_oci.oci.layout import Layout
 from monogres_oci.oci.model import (

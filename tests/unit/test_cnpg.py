@@ -9,8 +9,8 @@ import jsonschema
 import pytest
 import yaml
 
-from monogres_oci.cnpg import ExtensionRef, cluster, image_catalog, with_required
-from monogres_oci.contract import RuntimeContract
+from monogres_oci.consume.cnpg import ExtensionRef, cluster, image_catalog, with_required
+from monogres_oci.package.contract import RuntimeContract
 
 CRDS = Path(__file__).resolve().parents[1] / "data" / "cloudnative-pg-v1.30.0"
 DIGEST = "sha256:" + "a" * 64
@@ -80,7 +80,7 @@ def test_crd_rejects_a_broken_stanza() -> None:
 
 
 def test_install_conf_lines_follow_the_postgres_major(tmp_path: Path) -> None:
-    from monogres_oci.install import Installed, postgresql_conf, server_environment
+    from monogres_oci.consume.install import Installed, postgresql_conf, server_environment
 
     def ext(major: str, contract: RuntimeContract) -> Installed:
         return Installed("r", "d", "m", "extension", contract.name, tmp_path / contract.name,

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from monogres_oci import buildkit, compile
-from monogres_oci.aptsources import system_mirror
+from monogres_oci.build import buildkit, compile
 from monogres_oci.catalog.model import BuildRecipe, DataDir, ExtensionPatch
+from monogres_oci.debian.sources import system_mirror
 from monogres_oci.errors import BuildError
 
 BASE = "127.0.0.1:5000/base@sha256:" + "a" * 64

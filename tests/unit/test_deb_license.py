@@ -5,7 +5,7 @@ from __future__ import annotations
 from monogres_oci.attest.buildinfo import BundledPackage
 from monogres_oci.attest.deb_license import license_ids, package_license, spdx_id
 from monogres_oci.attest.sbom import BUNDLED_LICENSE_REF
-from monogres_oci.image_volume import license_expression
+from monogres_oci.package.image_volume import license_expression
 
 DEP5 = """Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
 Upstream-Name: GEOS

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from monogres_oci.build.fetch import Fetcher
 from monogres_oci.catalog.model import Origin, Source
-from monogres_oci.debian import PrivateApt, SourceFileURI, pool_path
+from monogres_oci.debian.archive import PrivateApt, SourceFileURI, pool_path
 from monogres_oci.errors import ChecksumError, FetchError
-from monogres_oci.fetch import Fetcher
 from tests.support.sources import http_server
 
 

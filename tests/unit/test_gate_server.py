@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from monogres_oci.contract import RuntimeContract
 from monogres_oci.gate.server import Mounted, server_settings
+from monogres_oci.package.contract import RuntimeContract
 
 POSTGIS = Mounted(RuntimeContract("postgis", ("postgis",), ld_library_path=("system",),
                                   env=(("PROJ_DATA", "${image_root}/share/proj"),)), Path("/x"))

@@ -13,7 +13,7 @@ import pytest
 
 from monogres_oci.attest.deb_license import upstream_license
 from monogres_oci.catalog import load_catalog
-from monogres_oci.deb822 import paragraphs
+from monogres_oci.debian.deb822 import paragraphs
 from monogres_oci.errors import ImporterError, UsageError
 from monogres_oci.importer.archive import Archive, SourceRecord, _record
 from monogres_oci.importer.catalog_edit import Change, apply

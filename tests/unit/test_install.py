@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from monogres_oci.consume.install import Installed, check_bundled, repoint
 from monogres_oci.errors import VerifyError
-from monogres_oci.install import Installed, check_bundled, repoint
 
 
 def _extension(root: Path, name: str, libs: dict[str, bytes]) -> Installed:

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from monogres_oci.compile import elf_machine
+from monogres_oci.build.compile import elf_machine
 from monogres_oci.errors import UsageError
-from monogres_oci.merge import read_parts
 from monogres_oci.oci.model import OCI_MANIFEST, Descriptor, Platform
-from monogres_oci.package import INPUT_DIGEST, assemble_index
+from monogres_oci.package.images import INPUT_DIGEST, assemble_index
+from monogres_oci.publish.merge import read_parts
 
 
 def _image(arch: str, key: str) -> tuple[Descriptor, dict[str, str]]:

@@ -14,8 +14,8 @@ import yaml
 
 from monogres_oci.catalog import load_catalog
 from monogres_oci.errors import UsageError
-from monogres_oci.plan import Selection, expand, extension_key_document
-from monogres_oci.plan_rows import PlanState, plan_lines, plan_rows
+from monogres_oci.plan.rows import PlanState, plan_lines, plan_rows
+from monogres_oci.plan.targets import Selection, expand, extension_key_document
 
 CATALOG = Path(__file__).resolve().parents[2] / "extensions.yaml"
 RECIPES = {"postgres": "p" * 64, "extension": "e" * 64}
@@ -147,7 +147,7 @@ def test_build_method_per_target() -> None:
 
 
 def test_required_extensions_build_first_and_disabled_targets_are_kept_with_why() -> None:
-    from monogres_oci.build import requires_first
+    from monogres_oci.build.run import requires_first
 
     catalog = load_catalog(CATALOG)
     plan = expand(catalog, Selection(postgres=("18",), option_sets=("regular",), archs=("amd64",),

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from monogres_oci.build_state import BuildTimes
+from monogres_oci.build.state import BuildTimes
 from monogres_oci.progress import LastBuild, Progress, StepMeter, TransferMeter
 from tests.support.oci_samples import sample_layout
 

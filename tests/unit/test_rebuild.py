@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from monogres_oci.consume.rebuild import diff_layers
 from monogres_oci.oci.layer import tree_entries, write_layer
-from monogres_oci.rebuild import diff_layers
 
 
 def _layer(root: Path, dest: Path, epoch: int = 1_700_000_000) -> Path:

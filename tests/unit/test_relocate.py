@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from monogres_oci.errors import BuildError
-from monogres_oci.relocate import Relocated, relocate
+from monogres_oci.package.relocate import Relocated, relocate
 
 PREFIX = "/usr/lib/postgresql/18"
 MOUNT = "/extensions/unit"

@@ -11,8 +11,8 @@ import pytest
 
 from monogres_oci.catalog import load_catalog
 from monogres_oci.errors import UsageError
-from monogres_oci.plan import Plan, Selection, expand
-from monogres_oci.shards import MAX_SHARDS, Shard, matrix, parse_shard, shard_plan
+from monogres_oci.plan.shards import MAX_SHARDS, Shard, matrix, parse_shard, shard_plan
+from monogres_oci.plan.targets import Plan, Selection, expand
 
 REPO = Path(__file__).resolve().parents[2]
 RECIPES = {"postgres": "p" * 64, "extension": "e" * 64}

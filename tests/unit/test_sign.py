@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from monogres_oci.errors import UsageError, VerifyError
-from monogres_oci.sign import (
+from monogres_oci.attest.sign import (
     COSIGN_SIGN_PREDICATE,
     generate_key_pair,
     load_public_key,
@@ -23,6 +22,7 @@ from monogres_oci.sign import (
     verify_blob,
     verify_statement,
 )
+from monogres_oci.errors import UsageError, VerifyError
 
 DIGEST = "sha256:" + "ab" * 32
 

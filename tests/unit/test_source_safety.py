@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from monogres_oci.build.fetch import Fetcher
+from monogres_oci.build.source_safety import UnsafeSourceError, check_tarball
 from monogres_oci.catalog.model import Origin, Source
 from monogres_oci.errors import FetchError
-from monogres_oci.fetch import Fetcher
-from monogres_oci.source_safety import UnsafeSourceError, check_tarball
 
 
 def tarball(path: Path, *members: tarfile.TarInfo, mode: str = "w:gz") -> Path:

@@ -12,14 +12,14 @@ from typing import Any
 
 import pytest
 
-from monogres_oci.build import _compiled_in_order, requires_first
-from monogres_oci.build_state import BuildCache, Outcome, Outcomes
+from monogres_oci.build.extension_stage import Compiled
+from monogres_oci.build.run import _compiled_in_order, requires_first
+from monogres_oci.build.state import BuildCache, Outcome, Outcomes
 from monogres_oci.catalog import Catalog, load_catalog
 from monogres_oci.errors import BuildError
-from monogres_oci.extension_stage import Compiled
-from monogres_oci.plan import ExtensionTarget, Plan, Selection, expand
-from monogres_oci.registry_state import InRegistry
-from monogres_oci.status import collect, counts, to_markdown
+from monogres_oci.plan.published import InRegistry
+from monogres_oci.plan.status import collect, counts, to_markdown
+from monogres_oci.plan.targets import ExtensionTarget, Plan, Selection, expand
 
 CATALOG = Path(__file__).resolve().parents[2] / "extensions.yaml"
 RECIPES = {"postgres": "p" * 64, "extension": "e" * 64}
@@ -171,7 +171,7 @@ def test_a_compile_gets_the_outputs_of_those_it_is_built_against(jobs: int) -> N
 
 
 def test_a_failed_compile_is_summed_up_by_the_compilers_own_words() -> None:
-    from monogres_oci.build_state import error_summary as _first
+    from monogres_oci.build.state import error_summary as _first
 
     # The shape buildkit.buildx_build gives a failed build (lines from pgfincore 1.3.1 on 18.6).
     exc = BuildError(
