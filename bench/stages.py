@@ -104,7 +104,7 @@ def main() -> int:
             ext_outs.append((ext, out, epoch))
         layout = Layout.create(work / "oci")
         client = make_client(registry.host)
-        from monogres_oci.commands import _base_resolver
+        from monogres_oci.cli.common import _base_resolver
 
         resolver = _base_resolver(layout, argparse.Namespace(insecure=True, ca_file=None))
         packager = Packager(catalog, layout, resolver)

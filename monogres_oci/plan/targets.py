@@ -336,7 +336,9 @@ def expand(
     if not selection.postgres_only:
         wanted = _wanted_extensions(selection.extensions)
         if wanted:  # and what they are built against, which must be built first
-            wanted = _with_what_they_are_built_against(catalog, wanted)
+            from monogres_oci.plan.requires import with_what_they_are_built_against
+
+            wanted = with_what_they_are_built_against(catalog, wanted)
         # Extensions go with the default option set unless option sets were asked for.
         hosts = [pg for pg in pg_targets if pg.default_option_set or selection.option_sets]
         recipe = recipe_digests["extension"]
@@ -364,82 +366,12 @@ def expand(
                         ext_targets.append(target)
     if not pg_targets:
         raise UsageError("the selection matches no Postgres build; `monogres-oci plan` lists them")
+    from monogres_oci.plan.requires import with_build_requires
+
     if any(t.extension.build.requires for t in (*ext_targets, *(d.target for d in disabled))):
-        ext_targets, disabled = _with_build_requires(catalog, ext_targets, disabled)
+        ext_targets, disabled = with_build_requires(catalog, ext_targets, disabled)
     return Plan(postgres=tuple(pg_targets), extensions=tuple(ext_targets),
                 disabled=tuple(disabled))
-
-
-def _with_build_requires(catalog: Catalog, targets: list[ExtensionTarget],
-                         disabled: list[DisabledTarget],
-                         ) -> tuple[list[ExtensionTarget], list[DisabledTarget]]:
-    """Each target of an extension with build.requires given the targets it compiles against:
-    for the same Postgres build, the first version of the required extension the plan builds
-    (in the catalog's order). Where none is built (disabled, or no version for that Postgres),
-    the target is disabled too, saying why."""
-    order = _build_order(catalog)
-    found: dict[tuple[str, str], ExtensionTarget | DisabledTarget] = {}
-    for t in targets:
-        found.setdefault((t.postgres.key, t.extension.name), t)
-    for d in disabled:
-        found.setdefault((d.target.postgres.key, d.target.extension.name), d)
-    kept: dict[int, ExtensionTarget] = {}
-    dropped = list(disabled)
-    # Those a target needs are settled before it: their keys are part of its own.
-    for i in sorted(range(len(targets)), key=lambda i: order[targets[i].extension.name]):
-        target = targets[i]
-        needs, why = [], ""
-        for name in target.extension.build.requires:
-            required = found.get((target.postgres.key, name))
-            if isinstance(required, DisabledTarget):
-                why = f"it is built against {name}, which is disabled here: {required.reason}"
-            elif required is None:
-                why = (f"it is built against {name}, which has no version for PostgreSQL "
-                       f"{target.postgres.release.version}")
-            else:
-                needs.append(required)
-            if why:
-                break
-        item: ExtensionTarget | DisabledTarget
-        if why:
-            item = DisabledTarget(target, why)
-            dropped.append(item)
-        else:
-            item = kept[i] = dataclasses.replace(target, needs=tuple(needs)) if needs else target
-        if found[(target.postgres.key, target.extension.name)] is target:
-            found[(target.postgres.key, target.extension.name)] = item
-    return [kept[i] for i in sorted(kept)], dropped
-
-
-def _with_what_they_are_built_against(catalog: Catalog,
-                                     wanted: dict[str, str]) -> dict[str, str]:
-    """The selected extensions and, transitively, those they are built against (any version,
-    unless the selection names one)."""
-    more = dict(wanted)
-    queue = list(wanted)
-    while queue:
-        for required in catalog.extension(queue.pop()).build.requires:
-            if required not in more:
-                more[required] = ""
-                queue.append(required)
-    return more
-
-
-def _build_order(catalog: Catalog) -> dict[str, int]:
-    """Each extension's place in an order where it comes after those it is built against (the
-    catalog's loader has refused cycles)."""
-    needs = {e.name: e.build.requires for e in catalog.extensions}
-    order: dict[str, int] = {}
-
-    def visit(name: str) -> None:
-        if name not in order:
-            for required in needs[name]:
-                visit(required)
-            order[name] = len(order)
-
-    for name in needs:
-        visit(name)
-    return order
 
 
 def _wanted_extensions(items: Sequence[str]) -> dict[str, str]:

@@ -1,24 +1,19 @@
-"""The command line: parses arguments, wires the stages together, and is the one place errors are caught.
+"""The command line: every command, its options and its help."""
 
-Each subcommand is a small function from parsed arguments to an exit code. Progress goes to stderr;
-results go to stdout, as JSON with --json.
-"""
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import signal
-import sys
-import threading
-from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
 
 from monogres_oci import __version__
-from monogres_oci.errors import MonogresError, UsageError
-from monogres_oci.progress import Progress
+from monogres_oci.cli.options import (
+    _add_build_inputs,
+    _add_catalog,
+    _add_published_in,
+    _add_registry_opts,
+    _add_selection,
+    _positive,
+)
 
 EPILOG = """\
 typical session:
@@ -40,65 +35,6 @@ typical session:
 
 Every command takes --help. Exit status: 0 ok, 1 failure, 2 usage error.
 """
-
-
-def _cache_dir(value: str | None) -> Path:
-    if value:
-        return Path(value)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "monogres-oci"
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
-    return value
-
-
-def _add_catalog(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--catalog", default="extensions.yaml", metavar="FILE",
-                   help="the catalog to read (default: ./extensions.yaml)")
-
-
-def _add_selection(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("selection (repeatable; default: everything in the catalog)")
-    g.add_argument("--postgres", action="append", default=[], metavar="VERSION",
-                   help="a Postgres release (18.6) or major (18)")
-    g.add_argument("--option-set", action="append", default=[], metavar="NAME")
-    g.add_argument("--distro", action="append", default=[], metavar="NAME")
-    g.add_argument("--arch", action="append", default=[], choices=["amd64", "arm64"])
-    g.add_argument("--extension", action="append", default=[], metavar="NAME[=VERSION]")
-    g.add_argument("--postgres-only", action="store_true", help="build no extensions")
-    g.add_argument("--emulate", action="store_true",
-                   help="compile a foreign architecture under QEMU emulation even where the "
-                        "catalog allows cross-compiling (about 15x slower; for comparisons)")
-
-
-def _add_build_inputs(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--base", action="append", default=[], metavar="DISTRO=REF@sha256:...",
-                   help="use this base image for DISTRO instead of the catalog's (e.g. one made "
-                        "by `monogres-oci base create`); must be pinned by digest")
-    p.add_argument("--cache-dir", metavar="DIR",
-                   help="sources and build outputs (default: $XDG_CACHE_HOME/monogres-oci)")
-
-
-def _add_registry_opts(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--insecure", action="store_true",
-                   help="talk plain HTTP to the registry (loopback registries are plain HTTP anyway)")
-    p.add_argument("--ca-file", metavar="PEM", help="trust this CA for the registry's TLS certificate")
-    p.add_argument("--retries", type=int, metavar="N",
-                   help="repeat a request that failed transiently (connection error, timeout, "
-                        "408, 429, 5xx) up to N times, with backoff (default: "
-                        "$MONOGRES_RETRIES, else 5; 0: never)")
-
-
-def _add_published_in(p: argparse.ArgumentParser, what: str) -> None:
-    p.add_argument("--registry", metavar="HOST[:PORT]/NAMESPACE", help=what + " (rolling tags "
-                   "read in parallel; each image records its input digest)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -490,51 +426,3 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     _add_registry_opts(p)
     return parser
-
-
-def _print_json(value: Any) -> None:
-    print(json.dumps(value, indent=2, sort_keys=True))
-
-
-class _Terminated(KeyboardInterrupt):
-    """SIGTERM, raised where the program is, like the KeyboardInterrupt of Ctrl-C."""
-
-
-def _terminate(signum: int, frame: object) -> None:
-    raise _Terminated
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    progress = Progress(verbose=args.verbose,
-                        mode="quiet" if args.quiet else "json" if args.events else "auto")
-    from monogres_oci import commands
-
-    handler = getattr(commands, f"cmd_{args.command.replace('-', '_')}")
-    # SIGTERM (kill, a CI job cancelled, systemd) ends the command as Ctrl-C does: by an
-    # exception, so that what is under way cleans up after itself (a gate's containers, scratch
-    # directories) instead of the process vanishing mid-step.
-    if threading.current_thread() is threading.main_thread():  # where Python delivers signals
-        signal.signal(signal.SIGTERM, _terminate)
-    try:
-        result: int = handler(args, progress)
-        return result
-    except MonogresError as error:
-        print(f"monogres-oci {args.command}: error: {error}", file=sys.stderr)
-        return error.exit_code
-    except _Terminated:
-        print("monogres-oci: terminated", file=sys.stderr)
-        return 128 + signal.SIGTERM
-    except KeyboardInterrupt:
-        print("monogres-oci: interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:
-        # The reader went away (`plan --json | head`): stop quietly, as cat would. Python would
-        # complain again when it flushes stdout at exit, so point stdout at nothing first.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return 128 + 13  # killed by SIGPIPE, as the shell reports it
-
-
-__all__ = ["main", "build_parser", "UsageError"]
