@@ -28,7 +28,7 @@ from spdx_tools.spdx.validation.document_validator import validate_full_spdx_doc
 from monogres_oci.attest.attach import SPDX_TYPE, attachments_by_subject
 from monogres_oci.oci.layout import Layout
 from tests.e2e.conftest import CACHE, Built, Published, cli
-from tests.unit.test_cnpg import crd_schema
+from tests.unit.consume.test_cnpg import crd_schema
 
 pytestmark = pytest.mark.e2e
 

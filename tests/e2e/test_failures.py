@@ -17,7 +17,7 @@ import yaml
 
 from tests.e2e.conftest import CACHE, REPO, Built, Published, build_args, cli
 from tests.support.registry import free_port, registry_server
-from tests.unit.test_cnpg import crd_schema
+from tests.unit.consume.test_cnpg import crd_schema
 
 pytestmark = pytest.mark.e2e
 

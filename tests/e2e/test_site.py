@@ -25,7 +25,7 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import Select
 
 from tests.e2e.conftest import REPO, Built, Published, cli
-from tests.unit.test_cnpg import crd_schema
+from tests.unit.consume.test_cnpg import crd_schema
 
 pytestmark = pytest.mark.e2e
 

@@ -12,7 +12,7 @@ import yaml
 from monogres_oci.consume.cnpg import ExtensionRef, cluster, image_catalog, with_required
 from monogres_oci.package.contract import RuntimeContract
 
-CRDS = Path(__file__).resolve().parents[1] / "data" / "cloudnative-pg-v1.30.0"
+CRDS = Path(__file__).resolve().parents[2] / "data" / "cloudnative-pg-v1.30.0"
 DIGEST = "sha256:" + "a" * 64
 
 

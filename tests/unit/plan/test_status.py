@@ -21,7 +21,7 @@ from monogres_oci.plan.published import InRegistry
 from monogres_oci.plan.status import collect, counts, to_markdown
 from monogres_oci.plan.targets import ExtensionTarget, Plan, Selection, expand
 
-CATALOG = Path(__file__).resolve().parents[2] / "extensions.yaml"
+CATALOG = Path(__file__).resolve().parents[3] / "extensions.yaml"
 RECIPES = {"postgres": "p" * 64, "extension": "e" * 64}
 
 

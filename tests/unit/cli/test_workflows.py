@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-WORKFLOWS = Path(__file__).resolve().parents[2] / ".github" / "workflows"
-BIN = Path(__file__).resolve().parents[2] / ".venv" / "bin"
+WORKFLOWS = Path(__file__).resolve().parents[3] / ".github" / "workflows"
+BIN = Path(__file__).resolve().parents[3] / ".venv" / "bin"
 
 
 def _tool(name: str) -> str:

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from monogres_oci.catalog import load_catalog
 from monogres_oci.errors import CatalogError
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 SHIPPED = yaml.safe_load((REPO / "extensions.yaml").read_text())
 
 scalars = st.one_of(st.none(), st.booleans(), st.integers(-10, 10**12), st.floats(allow_nan=False),

@@ -32,7 +32,7 @@ from monogres_oci.importer.debian import (
 from monogres_oci.importer.detect import inspect
 from monogres_oci.importer.versions import DebianVersion, upstream
 
-REPO = Path(__file__).parents[2]
+REPO = Path(__file__).parents[3]
 DATA = REPO / "tests" / "data" / "debian"
 
 

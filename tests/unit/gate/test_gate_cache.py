@@ -9,7 +9,7 @@ from monogres_oci.catalog import load_catalog
 from monogres_oci.gate.cache import GateCache, gate_key
 from monogres_oci.gate.results import Created, GateResult, SuiteCase, result_statement
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 A, B, R = ("sha256:" + c * 64 for c in "abc")
 
 

@@ -14,7 +14,7 @@ from monogres_oci.catalog import load_catalog
 from monogres_oci.catalog.validated import KEPT, recall, remember
 from monogres_oci.errors import CatalogError
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 CATALOG = REPO / "extensions.yaml"
 
 

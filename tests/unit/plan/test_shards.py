@@ -14,7 +14,7 @@ from monogres_oci.errors import UsageError
 from monogres_oci.plan.shards import MAX_SHARDS, Shard, matrix, parse_shard, shard_plan
 from monogres_oci.plan.targets import Plan, Selection, expand
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 RECIPES = {"postgres": "p" * 64, "extension": "e" * 64}
 
 

@@ -17,7 +17,7 @@ from monogres_oci.errors import UsageError
 from monogres_oci.plan.rows import PlanState, plan_lines, plan_rows
 from monogres_oci.plan.targets import Selection, expand, extension_key_document
 
-CATALOG = Path(__file__).resolve().parents[2] / "extensions.yaml"
+CATALOG = Path(__file__).resolve().parents[3] / "extensions.yaml"
 RECIPES = {"postgres": "p" * 64, "extension": "e" * 64}
 
 
