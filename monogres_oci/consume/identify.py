@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 from monogres_oci.errors import VerifyError
 from monogres_oci.oci.layout import Layout
-from monogres_oci.oci.model import INDEX_TYPES, Index, parse_index, parse_manifest
+from monogres_oci.oci.model import INDEX_TYPES, Index
+from monogres_oci.oci.parse import parse_index, parse_manifest
 from monogres_oci.oci.reference import Reference, split_ref_name
 from monogres_oci.oci.registry import RegistryClient
 from monogres_oci.plan.targets import Selection

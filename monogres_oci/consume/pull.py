@@ -20,10 +20,8 @@ from monogres_oci.oci.model import (
     ImageConfig,
     Manifest,
     Platform,
-    parse_image_config,
-    parse_index,
-    parse_manifest,
 )
+from monogres_oci.oci.parse import parse_image_config, parse_index, parse_manifest
 from monogres_oci.oci.reference import Reference
 from monogres_oci.oci.registry import RegistryClient
 from monogres_oci.oci.retry import RetryPolicy, policy_from

@@ -21,12 +21,8 @@ from pathlib import Path
 from monogres_oci.consume.identify import A, Published
 from monogres_oci.errors import CommandError, VerifyError
 from monogres_oci.oci.layout import Layout
-from monogres_oci.oci.model import (
-    ANNOTATION_REF_NAME,
-    Descriptor,
-    Manifest,
-    parse_manifest,
-)
+from monogres_oci.oci.model import ANNOTATION_REF_NAME, Descriptor, Manifest
+from monogres_oci.oci.parse import parse_manifest
 from monogres_oci.oci.reference import split_ref_name
 from monogres_oci.oci.registry import RegistryClient
 from monogres_oci.runner import run

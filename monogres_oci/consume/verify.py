@@ -38,7 +38,8 @@ from monogres_oci.consume.pull import PulledImage
 from monogres_oci.errors import VerifyError
 from monogres_oci.gate.results import TEST_RESULT_PREDICATE
 from monogres_oci.oci.digest import CHUNK_SIZE
-from monogres_oci.oci.model import MANIFEST_TYPES, Platform, parse_index, parse_manifest
+from monogres_oci.oci.model import MANIFEST_TYPES, Platform
+from monogres_oci.oci.parse import parse_index, parse_manifest
 from monogres_oci.oci.reference import Reference
 from monogres_oci.oci.registry import RegistryClient
 

@@ -8,7 +8,8 @@ from monogres_oci.attest.attach import PREDICATE_ANNOTATION, attachments_by_subj
 from monogres_oci.errors import UsageError
 from monogres_oci.gate.results import TEST_RESULT_PREDICATE
 from monogres_oci.oci.layout import Layout
-from monogres_oci.oci.model import MANIFEST_TYPES, parse_image_config
+from monogres_oci.oci.model import MANIFEST_TYPES
+from monogres_oci.oci.parse import parse_image_config
 
 PASSING = ("PASSED", "WARNED")
 

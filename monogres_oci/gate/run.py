@@ -41,7 +41,8 @@ from monogres_oci.gate.results import (
 from monogres_oci.gate.server import BUILD_IMAGE, Mounted, Server, load_image
 from monogres_oci.oci.extract import extract_layer
 from monogres_oci.oci.layout import Layout
-from monogres_oci.oci.model import Blob, Descriptor, Platform, parse_image_config
+from monogres_oci.oci.model import Blob, Descriptor, Platform
+from monogres_oci.oci.parse import parse_image_config
 from monogres_oci.package.contract import FIRST_MAJOR_WITH_CONTROL_PATH, RuntimeContract
 from monogres_oci.runner import run
 

@@ -37,10 +37,8 @@ from monogres_oci.oci.model import (
     Index,
     Manifest,
     canonical_json,
-    parse_index,
-    parse_manifest,
-    parse_manifest_or_index,
 )
+from monogres_oci.oci.parse import parse_index, parse_manifest, parse_manifest_or_index
 
 LAYOUT_FILE = "oci-layout"
 INDEX_FILE = "index.json"

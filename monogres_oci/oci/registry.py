@@ -45,8 +45,8 @@ from monogres_oci.oci.model import (
     OCI_MANIFEST,
     Descriptor,
     Index,
-    parse_index,
 )
+from monogres_oci.oci.parse import parse_index
 from monogres_oci.oci.reference import check_host, check_repository
 from monogres_oci.oci.retry import RETRYABLE_STATUSES, RetryPolicy, parse_retry_after
 from monogres_oci.oci.streams import (

@@ -22,7 +22,8 @@ from typing import Any
 
 from monogres_oci.atomic import write_atomically
 from monogres_oci.oci.layout import Layout
-from monogres_oci.oci.model import Descriptor, parse_descriptor
+from monogres_oci.oci.model import Descriptor
+from monogres_oci.oci.parse import parse_descriptor
 
 _CODE = Path(__file__).resolve().parents[1]  # the whole package: packaging spans its stages
 _LABELS = _CODE.parent / "labels"

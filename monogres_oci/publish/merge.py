@@ -18,13 +18,8 @@ from pathlib import Path
 
 from monogres_oci.errors import UsageError, VerifyError
 from monogres_oci.oci.layout import Layout
-from monogres_oci.oci.model import (
-    INDEX_TYPES,
-    Descriptor,
-    Index,
-    parse_manifest,
-    parse_manifest_or_index,
-)
+from monogres_oci.oci.model import INDEX_TYPES, Descriptor, Index
+from monogres_oci.oci.parse import parse_manifest, parse_manifest_or_index
 from monogres_oci.oci.reference import parse_target
 from monogres_oci.oci.registry import RegistryClient
 from monogres_oci.package.images import assemble_index

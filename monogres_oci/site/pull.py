@@ -9,7 +9,8 @@ from pathlib import Path
 
 from monogres_oci.errors import UsageError
 from monogres_oci.oci.layout import Layout
-from monogres_oci.oci.model import INDEX_TYPES, Descriptor, parse_index, parse_manifest
+from monogres_oci.oci.model import INDEX_TYPES, Descriptor
+from monogres_oci.oci.parse import parse_index, parse_manifest
 from monogres_oci.oci.reference import Reference
 from monogres_oci.oci.registry import RegistryClient
 

@@ -22,12 +22,14 @@ from monogres_oci.oci.model import (
     Manifest,
     Platform,
     canonical_json,
+    rfc3339,
+)
+from monogres_oci.oci.parse import (
     parse_descriptor,
     parse_image_config,
     parse_index,
     parse_manifest,
     parse_manifest_or_index,
-    rfc3339,
 )
 from tests.support.oci_schemas import validate
 
