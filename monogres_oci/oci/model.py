@@ -2,8 +2,8 @@
 
 Every value serialises to canonical bytes (:func:`canonical_json`: keys sorted, no whitespace,
 UTF-8 kept as is), so the same value always has the same digest. Values read from a registry are
-parsed into the same types (by oci.parse); fields this model does not know are dropped on parsing, which is why
-a pulled manifest's *bytes* (not a re-serialisation) are what gets pushed again.
+parsed into the same types (by oci.parse); fields this model does not know are dropped on
+parsing, which is why a pulled manifest's *bytes* (not a re-serialisation) are pushed again.
 
 Mappings inside values (annotations, labels) are read-only views, sorted by key, so that a value
 compares equal to itself however it was built.
