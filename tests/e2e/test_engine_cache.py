@@ -21,3 +21,16 @@ def test_the_engine_prunes_its_cache_down_to_the_limit_and_says_what_it_freed() 
     assert said == ["BuildKit's cache pruned down to 1000tb: 0B freed"], said
     limit.enforce(said.append)  # within the interval: no prune
     assert len(said) == 1
+
+
+def test_a_prune_that_fails_leaves_the_build_going_and_says_so_once(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # buildx answers an error for a builder it does not know: the limit cannot be kept
+    monkeypatch.setenv("BUILDX_BUILDER", "monogres-no-such-builder")
+    said: list[str] = []
+    limit = CacheLimit("20GB", every=0)
+    limit.enforce(said.append)
+    limit.enforce(said.append, now=True)
+    assert len(said) == 1, said
+    assert said[0].startswith("--engine-cache-limit: BuildKit's cache could not be pruned, so it "
+                              "is not bounded in this run: ")

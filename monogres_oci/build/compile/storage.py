@@ -12,7 +12,7 @@ import re
 import time
 from collections.abc import Callable
 
-from monogres_oci.errors import UsageError
+from monogres_oci.errors import CommandError, UsageError
 from monogres_oci.runner import run
 
 _SIZE = re.compile(r"^\d+(\.\d+)?(b|kb|mb|gb|tb)$")
@@ -34,13 +34,21 @@ class CacheLimit:
         self.size = cache_size(size)
         self.every = every
         self._last = float("-inf")
+        self._failed = False
 
     def enforce(self, progress: Callable[[str], None], *, now: bool = False) -> None:
-        if not now and time.monotonic() - self._last < self.every:
+        if self._failed or (not now and time.monotonic() - self._last < self.every):
             return
         self._last = time.monotonic()
-        out = run(["docker", "buildx", "prune", "--force", "--reserved-space", self.size],
-                  what="docker buildx prune (--engine-cache-limit)")
+        try:
+            out = run(["docker", "buildx", "prune", "--force", "--reserved-space", self.size],
+                      what="docker buildx prune (--engine-cache-limit)")
+        except CommandError as exc:
+            # A bound not kept is no reason to stop a build: say so once, and stop trying.
+            progress(f"--engine-cache-limit: BuildKit's cache could not be pruned, so it is "
+                     f"not bounded in this run: {str(exc).splitlines()[0]}")
+            self._failed = True
+            return
         freed = [" ".join(line.split()[1:]) for line in out.stdout.splitlines()
                  if line.startswith("Total:")]
         if freed:
