@@ -13,7 +13,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 CONFORMANCE = ["tests/oci/test_layout.py::test_every_file_conforms",
-               "tests/unit/test_cnpg.py"]
+               "tests/unit/consume/test_cnpg.py"]
 
 
 @pytest.mark.skipif(not (REPO / ".git").exists() or shutil.which("git") is None,
