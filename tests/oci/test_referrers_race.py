@@ -35,8 +35,18 @@ def slow_referrers_reads(method: str, path: str) -> bool:
 
 
 def delaying() -> Plan:
+    """Every read of a referrers tag waits for the other publisher's read of the same tag (or
+    2 s), then 0.4 s more: both read the index before either writes it, however the two threads
+    drifted apart before (under load they did, and the race did not happen)."""
+    barriers: dict[str, threading.Barrier] = {}
+
     def plan(number: int, method: str, path: str) -> Fault | None:
-        return Fault("slow", delay=0.4) if slow_referrers_reads(method, path) else None
+        if not slow_referrers_reads(method, path):
+            return None
+        barrier = barriers.get(path)
+        if barrier is None or barrier.broken:
+            barrier = barriers[path] = threading.Barrier(2)
+        return Fault("slow", delay=0.4, meet=barrier)
     return plan
 
 

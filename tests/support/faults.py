@@ -28,6 +28,7 @@ with the fault it got, and counts the most requests it had in flight at once.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import random
@@ -35,13 +36,16 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 FAULT_KINDS = ("status", "reset", "truncate", "slow", "lost_answer", "expired")
 ENDLESS_LIMIT = 1 << 30
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade",
               "proxy-authorization", "proxy-authenticate"}
+
+
+MEET_TIMEOUT = 2.0
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,9 @@ class Fault:
     retry_after: str | None = None
     delay: float = 0.0
     size: int = 1024  # of a garbage body
+    # "slow" only: the request first waits (at most MEET_TIMEOUT) until the barrier's other
+    # parties arrive, so that concurrent clients' requests reach the registry together
+    meet: threading.Barrier | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -194,6 +201,10 @@ class FaultProxy:
                 if kind == "endless":
                     self._endless()
                     return
+                if kind == "slow" and fault is not None and fault.meet is not None:
+                    # the other party may never come: then go on alone
+                    with contextlib.suppress(threading.BrokenBarrierError):
+                        fault.meet.wait(timeout=MEET_TIMEOUT)
                 if kind == "slow":
                     time.sleep(fault.delay if fault else 0)
                 status, headers, answer = self._forward(body)
