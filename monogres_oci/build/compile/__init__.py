@@ -9,6 +9,7 @@ from monogres_oci.build.compile.extension import (
     export_build_image,
     extension_build_args,
     extension_invocation,
+    merged_trees,
     provided_sonames,
 )
 from monogres_oci.build.compile.postgres import PostgresBuildOutput, compile_postgres, postgres_build_args
@@ -25,6 +26,7 @@ __all__ = [
     "extension_build_args",
     "export_build_image",
     "extension_invocation",
+    "merged_trees",
     "postgres_build_args",
     "provided_sonames",
 ]

@@ -109,24 +109,38 @@ class ExtensionInvocation:
 
 
 def merged_trees(trees: Sequence[Path]) -> Path | None:
-    """One directory holding the files of ``trees`` (install trees of finished builds): the
-    tree itself when there is one, else hard links in a directory beside them named by their
-    paths, made once. Two trees with the same file are an error: which one would win?"""
+    """One directory holding the files of ``trees`` (``builds/<key>/install`` of finished
+    builds): the tree itself when there is one, else hard links in ``built-against/`` beside
+    ``builds/``, named by the trees, made once. Two trees with the same file are an error: which
+    one would win?"""
     if len(trees) <= 1:
         return trees[0] if trees else None
     name = hashlib.sha256("\n".join(str(t.resolve()) for t in trees).encode()).hexdigest()[:16]
-    merged = trees[0].resolve().parent.parent / f"built-against-{name}"
+    merged = trees[0].resolve().parents[2] / "built-against" / name
     if merged.is_dir():
         return merged
-    staging = merged.with_name(f"{merged.name}.partial-{os.getpid()}")
+    merged.parent.mkdir(parents=True, exist_ok=True)
+    staging = merged.with_name(f"{name}.partial-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
-    for tree in trees:
-        def link(src: str, dst: str, tree: Path = tree) -> None:
-            if os.path.lexists(dst):
-                raise BuildError(f"build.requires: {Path(dst).relative_to(staging)} is in the "
-                                 f"install trees of two extensions ({tree} and another)")
-            os.link(src, dst, follow_symlinks=False)
-        shutil.copytree(tree, staging, symlinks=True, copy_function=link, dirs_exist_ok=True)
+
+    def clash(path: str) -> BuildError:
+        return BuildError(f"build.requires: {Path(path).relative_to(staging)} is in the install "
+                          "trees of two of the extensions it is built against")
+
+    def link(src: str, dst: str) -> None:
+        if os.path.lexists(dst):
+            raise clash(dst)
+        os.link(src, dst, follow_symlinks=False)
+
+    try:
+        for tree in trees:
+            shutil.copytree(tree, staging, symlinks=True, copy_function=link, dirs_exist_ok=True)
+    except shutil.Error as exc:  # a symbolic link in both (copytree makes those itself)
+        shutil.rmtree(staging, ignore_errors=True)
+        raise clash(exc.args[0][0][1]) from None
+    except BuildError:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     staging.rename(merged)
     return merged
 

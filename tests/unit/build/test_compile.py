@@ -314,3 +314,38 @@ def test_a_second_process_building_the_same_key_waits_and_reuses_it(
     assert not isinstance(result[0], Exception), result[0]
     assert (result[0].prefix / "bin/postgres").is_file()
     assert len(build.calls) == 1  # built once, by the other
+
+
+def test_what_an_extension_is_built_against_is_merged_once_and_never_overlaps(
+        tmp_path: Path) -> None:
+    def tree(key: str, files: dict[str, str]) -> Path:
+        root = tmp_path / "cache" / "builds" / key / "install"
+        for name, text in files.items():
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            (root / name).write_text(text)
+        return root
+
+    a = tree("a", {"usr/lib/postgresql/18/lib/a.so": "a"})
+    b = tree("b", {"usr/lib/postgresql/18/share/extension/b.control": "b"})
+    assert compile.merged_trees([]) is None
+    assert compile.merged_trees([a]) == a  # one tree is given as it is
+    merged = compile.merged_trees([a, b])
+    assert merged is not None and merged.parent == tmp_path / "cache" / "built-against"
+    assert sorted(str(p.relative_to(merged)) for p in merged.rglob("*") if p.is_file()) == [
+        "usr/lib/postgresql/18/lib/a.so", "usr/lib/postgresql/18/share/extension/b.control"]
+    assert (merged / "usr/lib/postgresql/18/lib/a.so").stat().st_ino == (
+        a / "usr/lib/postgresql/18/lib/a.so").stat().st_ino  # linked, not copied
+    assert compile.merged_trees([a, b]) == merged  # made once
+    c = tree("c", {"usr/lib/postgresql/18/lib/a.so": "another a"})
+    with pytest.raises(BuildError, match=r"usr/lib/postgresql/18/lib/a.so is in the install "
+                                         "trees of two"):
+        compile.merged_trees([a, c])
+    assert [p.name for p in (tmp_path / "cache" / "built-against").iterdir()] == [merged.name]
+    # a symbolic link in both (copytree makes those itself) is the same clash
+    for key in ("d", "e"):
+        link = tmp_path / "cache" / "builds" / key / "install" / "usr/lib/postgresql/18/lib/x.so"
+        link.parent.mkdir(parents=True)
+        link.symlink_to("x.so.1")
+    with pytest.raises(BuildError, match=r"usr/lib/postgresql/18/lib/x.so is in the install"):
+        compile.merged_trees([tmp_path / "cache/builds/d/install", tmp_path / "cache/builds/e/install"])
+    assert [p.name for p in (tmp_path / "cache" / "built-against").iterdir()] == [merged.name]
