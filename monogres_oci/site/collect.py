@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from monogres_oci.attest.attach import Attachment, attachments_by_subject
@@ -83,7 +84,7 @@ class Artifact:
     def name(self) -> str:
         return self.label("org.opencontainers.image.title") or self.repository
 
-    @property
+    @cached_property  # read on every page that mounts it
     def contract(self) -> RuntimeContract | None:
         if self.kind != "extension":
             return None

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import html
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import yaml
@@ -37,8 +37,9 @@ def render(artifacts: Sequence[Artifact], options: SiteOptions) -> dict[str, byt
     files = {"static/site.css": STYLE.encode(), "static/site.js": SCRIPT.encode()}
     extensions = list(by_extension(list(artifacts)))
     files["index.html"] = _index(extensions, artifacts, options).encode()
+    lookup = _Lookup.of(artifacts, options)
     for name, group in extensions:
-        files[f"extensions/{_slug(name)}.html"] = _extension_page(name, group, artifacts,
+        files[f"extensions/{_slug(name)}.html"] = _extension_page(name, group, lookup,
                                                                    options).encode()
     return files
 
@@ -154,31 +155,43 @@ def _index(extensions: list[tuple[str, list[Artifact]]], artifacts: Sequence[Art
     return _page(options.title, body, "")
 
 
-def _runnable(a: Artifact, artifacts: Sequence[Artifact]) -> Artifact | None:
-    """The runnable Postgres image an extension image was built for (by repository:tag)."""
-    wanted = a.label("io.cloudnativepg.image.base.name")
-    for other in artifacts:
-        if other.kind == "postgres-image" and any(
-                f"{other.repository}:{t}" == wanted for t in other.tags):
-            return other
-    return None
+@dataclass(frozen=True)
+class _Lookup:
+    """What the extension pages look up among all the artifacts, indexed once (not per page)."""
+
+    # (Postgres version, distro) -> extension name -> its reference and contract
+    extensions: Mapping[tuple[str, str], Mapping[str, ExtensionRef]]
+    runnable: Mapping[str, Artifact]  # "repository:tag" -> the runnable Postgres image
+
+    @classmethod
+    def of(cls, artifacts: Sequence[Artifact], options: SiteOptions) -> _Lookup:
+        extensions: dict[tuple[str, str], dict[str, ExtensionRef]] = {}
+        runnable: dict[str, Artifact] = {}
+        for x in artifacts:
+            if x.kind == "extension" and x.contract is not None:
+                extensions.setdefault(_build_of(x), {})[x.name] = ExtensionRef(_ref(x, options),
+                                                                               x.contract)
+            elif x.kind == "postgres-image":
+                for tag in x.tags:
+                    runnable.setdefault(f"{x.repository}:{tag}", x)
+        return cls(extensions, runnable)
 
 
-def _snippets(a: Artifact, artifacts: Sequence[Artifact], options: SiteOptions) -> str:
+def _build_of(a: Artifact) -> tuple[str, str]:
+    return a.label("org.monogres.postgres.version"), a.label("org.monogres.distro")
+
+
+def _snippets(a: Artifact, lookup: _Lookup, options: SiteOptions) -> str:
     contract = a.contract
     assert contract is not None
-    refs = {x.name: ExtensionRef(_ref(x, options), x.contract)  # type: ignore[arg-type]
-            for x in artifacts if x.kind == "extension"
-            and x.label("org.monogres.postgres.version") == a.label("org.monogres.postgres.version")
-            and x.label("org.monogres.distro") == a.label("org.monogres.distro")}
     own = ExtensionRef(_ref(a, options), contract)
     try:
-        mounted = with_required([own], list(refs.values()))
+        mounted = with_required([own], list(lookup.extensions.get(_build_of(a), {}).values()))
     except KeyError:
         mounted = [own]
     stanza = yaml.safe_dump({"extensions": [extension_stanza(e) for e in mounted]},
                             sort_keys=False)
-    runnable = _runnable(a, artifacts)
+    runnable = lookup.runnable.get(a.label("io.cloudnativepg.image.base.name"))
     postgres_ref = (_ref(runnable, options) if runnable
                     else f"{_registry(options)}/{a.label('io.cloudnativepg.image.base.name')}")
     catalog = yaml.safe_dump(image_catalog(f"monogres-{a.label('org.monogres.distro')}",
@@ -228,7 +241,7 @@ def _platform_section(p: PlatformImage) -> str:
         + (f"<ul class=\"system\">{files}</ul>" if files else "") + "</details></section>")
 
 
-def _extension_page(name: str, group: list[Artifact], artifacts: Sequence[Artifact],
+def _extension_page(name: str, group: list[Artifact], lookup: _Lookup,
                     options: SiteOptions) -> str:
     first = group[0]
     sections = []
@@ -243,7 +256,7 @@ def _extension_page(name: str, group: list[Artifact], artifacts: Sequence[Artifa
             f"<p>licence: <span class=\"licence\">"
             f"{_e(a.label('org.opencontainers.image.licenses'))}</span></p>"
             + "".join(_platform_section(p) for p in a.platforms)
-            + _snippets(a, artifacts, options) + "</article>")
+            + _snippets(a, lookup, options) + "</article>")
     contract = first.contract
     facts = []
     if contract:
