@@ -188,14 +188,21 @@ def place(src: Path, dest: Path) -> None:
         shutil.copyfile(src, dest)
 
 
-def is_done(out_dir: Path, key: str) -> bool:
+def done_key(out_dir: Path) -> str | None:
+    """The input key the finished build in ``out_dir`` recorded; None without one (no build,
+    or a marker cut short)."""
     marker = out_dir / DONE_MARKER
     if not marker.is_file():
-        return False
+        return None
     try:
-        return bool(json.loads(marker.read_text()).get("cache_key") == key)
+        key = json.loads(marker.read_text()).get("cache_key")
     except ValueError:
-        return False
+        return None
+    return key if isinstance(key, str) else None
+
+
+def is_done(out_dir: Path, key: str) -> bool:
+    return done_key(out_dir) == key
 
 
 def sha256_file(path: Path) -> str:

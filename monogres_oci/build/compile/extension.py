@@ -8,7 +8,6 @@ exports the ``export`` stage to a directory; the gate asks for the ``build`` sta
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 from collections.abc import Callable, Mapping, Sequence
@@ -17,10 +16,10 @@ from pathlib import Path
 
 from monogres_oci.build import buildkit
 from monogres_oci.build.compile.engine import (
-    DONE_MARKER,
     build_into,
     check_base,
     check_machine,
+    done_key,
     input_key,
     invoke,
     is_done,
@@ -177,10 +176,7 @@ def extension_invocation(*, base_image: str, postgres: PostgresBuildOutput, pg_m
 def tree_key(install: Path) -> str:
     """What names an install tree's content: its build's input digest, when a finished build
     recorded one, else the digest of its files."""
-    marker = install.parent / DONE_MARKER
-    if marker.is_file():
-        return str(json.loads(marker.read_text()).get("cache_key", ""))
-    return tree_digest(install)
+    return done_key(install.parent) or tree_digest(install)
 
 
 def compile_extension(
