@@ -20,6 +20,7 @@ import yaml
 from monogres_oci.catalog.model import (
     DEFAULT_RESULT_PATTERN,
     GATE_MANAGED_SETTINGS,
+    BuildCycle,
     BuildRecipe,
     Catalog,
     Conditional,
@@ -37,6 +38,7 @@ from monogres_oci.catalog.model import (
     Runtime,
     Source,
     UpstreamSuite,
+    build_order,
 )
 from monogres_oci.catalog.ranges import ANY, VersionRange, majors_range, parse_range
 from monogres_oci.catalog.validated import recall, remember
@@ -382,24 +384,12 @@ def _check_references(catalog: Catalog, text: str, shown: str) -> None:
 def _check_build_cycles(catalog: Catalog, text: str, shown: str) -> None:
     """No extension may need itself at build time through others: each is built before those
     that compile against it."""
-    needs = {e.name: e.build.requires for e in catalog.extensions}
-    done: set[str] = set()
-
-    def visit(name: str, chain: tuple[str, ...]) -> None:
-        if name in done:
-            return
-        if name in chain:
-            cycle = chain[chain.index(name):]
-            raise CatalogError(shown, _with_line(f"/extensions/{cycle[0]}/build/requires", text),
-                               "extensions are built against each other in a cycle: "
-                               + " -> ".join((*cycle, name)),
-                               "one of them must not list the other in build.requires")
-        for required in needs[name]:
-            visit(required, (*chain, name))
-        done.add(name)
-
-    for name in needs:
-        visit(name, ())
+    try:
+        build_order(catalog.extensions)
+    except BuildCycle as cycle:
+        raise CatalogError(shown, _with_line(f"/extensions/{cycle.cycle[0]}/build/requires", text),
+                           f"extensions are built against each other in a cycle: {cycle}",
+                           "one of them must not list the other in build.requires") from None
 
 
 def _check_extension(ext: Extension, names: set[str], text: str, shown: str,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from monogres_oci.catalog.ranges import ANY, VersionRange
@@ -299,3 +300,31 @@ class Catalog:
 
     def extension(self, name: str) -> Extension:
         return next(e for e in self.extensions if e.name == name)
+
+
+class BuildCycle(Exception):
+    """Extensions built against each other in a cycle (the names, the first again at the end)."""
+
+    def __init__(self, cycle: tuple[str, ...]) -> None:
+        super().__init__(" -> ".join(cycle))
+        self.cycle = cycle
+
+
+def build_order(extensions: Sequence[Extension]) -> dict[str, int]:
+    """Each extension's place in an order where it comes after those it is built against
+    (``build.requires``); a cycle raises BuildCycle."""
+    needs = {e.name: e.build.requires for e in extensions}
+    order: dict[str, int] = {}
+
+    def visit(name: str, chain: tuple[str, ...]) -> None:
+        if name in order:
+            return
+        if name in chain:
+            raise BuildCycle((*chain[chain.index(name):], name))
+        for required in needs.get(name, ()):
+            visit(required, (*chain, name))
+        order[name] = len(order)
+
+    for name in needs:
+        visit(name, ())
+    return order

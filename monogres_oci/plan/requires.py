@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from monogres_oci.catalog.model import Catalog
+from monogres_oci.catalog.model import Catalog, build_order
 from monogres_oci.plan.targets import DisabledTarget, ExtensionTarget
 
 
@@ -17,7 +17,7 @@ def with_build_requires(catalog: Catalog, targets: list[ExtensionTarget],
     for the same Postgres build, the first version of the required extension the plan builds
     (in the catalog's order). Where none is built (disabled, or no version for that Postgres),
     the target is disabled too, saying why."""
-    order = _build_order(catalog)
+    order = build_order(catalog.extensions)  # the loader refused cycles
     found: dict[tuple[str, str], ExtensionTarget | DisabledTarget] = {}
     for t in targets:
         found.setdefault((t.postgres.key, t.extension.name), t)
@@ -63,20 +63,3 @@ def with_what_they_are_built_against(catalog: Catalog,
                 more[required] = ""
                 queue.append(required)
     return more
-
-
-def _build_order(catalog: Catalog) -> dict[str, int]:
-    """Each extension's place in an order where it comes after those it is built against (the
-    catalog's loader has refused cycles)."""
-    needs = {e.name: e.build.requires for e in catalog.extensions}
-    order: dict[str, int] = {}
-
-    def visit(name: str) -> None:
-        if name not in order:
-            for required in needs[name]:
-                visit(required)
-            order[name] = len(order)
-
-    for name in needs:
-        visit(name)
-    return order
