@@ -149,6 +149,39 @@ mapfile -t -O "${#packages[@]}" packages < <(build_package_names ${BUILD_PACKAGE
 DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${packages[@]}"
 SCRIPT
 
+# A cross build of a set with LLVM (the JIT): Debian's llvm-NN-dev is not Multi-Arch, so the
+# target's cannot be installed beside the build machine's that the set's packages brought. The
+# target's libLLVM is installed (Multi-Arch: same; the runtime overlay finds it like any library),
+# the target's headers, libLLVM link and llvm-config (run by QEMU, a fraction of a second) are laid
+# over the build machine's, and the build machine's clang is made to compile for the target: the
+# JIT takes its target from the bitcode clang writes. What is laid over is recorded with the
+# toolchain's packages.
+RUN <<'SCRIPT'
+#!/bin/bash
+set -euo pipefail
+source /usr/local/lib/monogres/target.sh
+if ! cross_build || ! command -v llvm-config >/dev/null; then exit 0; fi
+major=$(llvm-config --version | cut -d. -f1)
+version=$(dpkg-query -W -f '${Version}' "llvm-${major}-dev")
+DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+  "libllvm${major}:${TARGETARCH}=${version}"
+mkdir /tmp/target-llvm
+cd /tmp/target-llvm
+apt-get download -q "llvm-${major}-dev:${TARGETARCH}=${version}" "llvm-${major}:${TARGETARCH}=${version}"
+dpkg-deb --fsys-tarfile "llvm-${major}-dev_"*.deb | tar -x -C /
+dpkg-deb --fsys-tarfile "llvm-${major}_"*.deb | tar -x -C / "./usr/lib/llvm-${major}/bin/llvm-config"
+mkdir -p /var/lib/monogres
+for deb in *.deb; do
+  dpkg-deb --show --showformat '${Package}\t${Version}\t${Architecture}\n' "$deb"
+done >> /var/lib/monogres/laid-over-packages.tsv
+bin="/usr/lib/llvm-${major}/bin"
+dpkg-divert --quiet --add --rename --divert "${bin}/clang.build" "${bin}/clang"
+printf '#!/bin/sh\nexec %s --target=%s "$@"\n' "${bin}/clang.build" "$(target_triplet)" > "${bin}/clang"
+chmod +x "${bin}/clang"
+cd /
+rm -rf /tmp/target-llvm
+SCRIPT
+
 # What it compiles against besides Postgres (the catalog's build.requires): the install trees of
 # those extensions, given as the named context "requires", which replaces this empty stage.
 FROM scratch AS requires
@@ -459,7 +492,10 @@ export LC_ALL=C
 mkdir -p /out-licenses
 source /usr/local/lib/monogres/target.sh
 cc=$(target_cc)
-dpkg-query -W -f '${Package}\t${Version}\t${Architecture}\n' | sort > /out-meta/toolchain-packages.tsv
+{
+  dpkg-query -W -f '${Package}\t${Version}\t${Architecture}\n'
+  cat /var/lib/monogres/laid-over-packages.tsv 2>/dev/null || true
+} | sort > /out-meta/toolchain-packages.tsv
 {
   "$cc" --version | sed -n 1p
   if [[ ${BUILD_SYSTEM} == cmake ]]; then cmake --version | sed -n 1p; fi

@@ -132,6 +132,39 @@ mapfile -t -O "${#packages[@]}" packages < <(build_package_names ${BUILD_PACKAGE
 DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${packages[@]}"
 SCRIPT
 
+# A cross build of a set with LLVM (the JIT): Debian's llvm-NN-dev is not Multi-Arch, so the
+# target's cannot be installed beside the build machine's that the set's packages brought. The
+# target's libLLVM is installed (Multi-Arch: same; the runtime overlay finds it like any library),
+# the target's headers, libLLVM link and llvm-config (run by QEMU, a fraction of a second) are laid
+# over the build machine's, and the build machine's clang is made to compile for the target: the
+# JIT takes its target from the bitcode clang writes. What is laid over is recorded with the
+# toolchain's packages.
+RUN <<'SCRIPT'
+#!/bin/bash
+set -euo pipefail
+source /usr/local/lib/monogres/target.sh
+if ! cross_build || ! command -v llvm-config >/dev/null; then exit 0; fi
+major=$(llvm-config --version | cut -d. -f1)
+version=$(dpkg-query -W -f '${Version}' "llvm-${major}-dev")
+DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+  "libllvm${major}:${TARGETARCH}=${version}"
+mkdir /tmp/target-llvm
+cd /tmp/target-llvm
+apt-get download -q "llvm-${major}-dev:${TARGETARCH}=${version}" "llvm-${major}:${TARGETARCH}=${version}"
+dpkg-deb --fsys-tarfile "llvm-${major}-dev_"*.deb | tar -x -C /
+dpkg-deb --fsys-tarfile "llvm-${major}_"*.deb | tar -x -C / "./usr/lib/llvm-${major}/bin/llvm-config"
+mkdir -p /var/lib/monogres
+for deb in *.deb; do
+  dpkg-deb --show --showformat '${Package}\t${Version}\t${Architecture}\n' "$deb"
+done >> /var/lib/monogres/laid-over-packages.tsv
+bin="/usr/lib/llvm-${major}/bin"
+dpkg-divert --quiet --add --rename --divert "${bin}/clang.build" "${bin}/clang"
+printf '#!/bin/sh\nexec %s --target=%s "$@"\n' "${bin}/clang.build" "$(target_triplet)" > "${bin}/clang"
+chmod +x "${bin}/clang"
+cd /
+rm -rf /tmp/target-llvm
+SCRIPT
+
 FROM toolchain AS build
 ARG TARGETARCH
 ARG PG_MAJOR
@@ -174,6 +207,11 @@ if cross_build; then
   triplet=$(target_triplet)
   cpu=$(dpkg-architecture -a "${TARGETARCH}" -qDEB_HOST_GNU_CPU 2>/dev/null)
   endian=$(dpkg-architecture -a "${TARGETARCH}" -qDEB_HOST_ARCH_ENDIAN 2>/dev/null)
+  # llvm-config: meson asks the cross file for it, and it is the target's (the toolchain stage).
+  llvm_config=""
+  if command -v llvm-config >/dev/null; then
+    llvm_config="llvm-config = '$(readlink -f "$(command -v llvm-config)")'"
+  fi
   cat > /build/cross.ini <<CROSS
 [binaries]
 c = '${triplet}-gcc'
@@ -181,6 +219,7 @@ cpp = '${triplet}-g++'
 ar = '${triplet}-ar'
 strip = '${triplet}-strip'
 pkgconfig = 'pkg-config'
+${llvm_config}
 
 [properties]
 pkg_config_libdir = ['/usr/lib/${triplet}/pkgconfig', '/usr/share/pkgconfig']
@@ -200,6 +239,12 @@ CROSS
     ninja -C /build/native src/timezone/zic
     cross+=("-DZIC=/build/native/src/timezone/zic")
   fi
+  # PL/Perl takes its headers and link flags from Perl's %Config, which the build machine's perl
+  # answers for itself. Debian's libperl for the target ships the target's Config as a
+  # "cross-config" directory: put first, the same perl answers for the target. Only for this
+  # setup, which asks (the build then runs perl scripts that do not).
+  cross_config="/usr/lib/${triplet}/perl/cross-config-$(perl -e 'print substr($^V, 1)')"
+  if [[ -d $cross_config ]]; then export PERL5LIB="${cross_config}"; fi
 fi
 # --buildtype first: a --buildtype in MESON_OPTIONS (from the option set) comes later and wins.
 # -Dlibdir=lib on every architecture (a native build would default to lib/<multiarch triplet>).
@@ -226,7 +271,10 @@ cd /tmp/overlay
 source /usr/local/lib/monogres/target.sh
 cc=$(target_cc)
 
-dpkg-query -W -f '${Package}\t${Version}\t${Architecture}\n' | sort > /out-meta/toolchain-packages.tsv
+{
+  dpkg-query -W -f '${Package}\t${Version}\t${Architecture}\n'
+  cat /var/lib/monogres/laid-over-packages.tsv 2>/dev/null || true
+} | sort > /out-meta/toolchain-packages.tsv
 dpkg-query --admindir=/var/lib/monogres/target-dpkg -W \
   -f '${Package}\t${Version}\t${Architecture}\n' | sort > /out-meta/base-packages.tsv
 {

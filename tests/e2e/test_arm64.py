@@ -46,10 +46,10 @@ ELF_MACHINE = {"amd64": 62, "arm64": 183}  # EM_X86_64, EM_AARCH64
 VERSIONS = {"pgaudit": "18.0", "rum": "1.3.15", "greet": "1.0"}
 
 
-def tag(repo: str) -> str:
+def tag(repo: str, option_set: str = OPTION_SET) -> str:
     if repo in VERSIONS:
-        return f"{repo}:{PG_VERSION}-{VERSIONS[repo]}-{OPTION_SET}-bookworm"
-    return f"{repo}:{PG_VERSION}-{OPTION_SET}-bookworm"
+        return f"{repo}:{PG_VERSION}-{VERSIONS[repo]}-{option_set}-bookworm"
+    return f"{repo}:{PG_VERSION}-{option_set}-bookworm"
 
 
 def build_args(catalog: Path, base_image: str, cache: Path, out: Path, *archs: str) -> list[str]:
@@ -116,8 +116,8 @@ def _layer_files(layout: Path, manifest: dict[str, Any]) -> LayerFiles:
 
 
 def test_plan_cross_compiles_arm64_and_emulates_what_cannot(catalog: Path) -> None:
-    """arm64 barebones and its extensions are cross-compiled; an option set the catalog marks
-    `emulate` (LLVM) and `--emulate` go through QEMU instead."""
+    """arm64 Postgres and its extensions are cross-compiled, LLVM's option sets included;
+    `--emulate` goes through QEMU instead."""
     def methods(*extra: str) -> dict[str, str]:
         out = cli("plan", "--catalog", str(catalog), "--postgres", PG_VERSION, "--extension",
                   "rum", "--json", *extra).stdout
@@ -127,10 +127,11 @@ def test_plan_cross_compiles_arm64_and_emulates_what_cannot(catalog: Path) -> No
     assert plan[f"postgres-{PG_VERSION}-barebones-bookworm-arm64"] == "cross"
     assert plan[f"rum-1.3.15-pg{PG_VERSION}-barebones-bookworm-arm64"] == "cross"
     assert plan[f"postgres-{PG_VERSION}-barebones-bookworm-amd64"] == "native"
-    assert plan[f"postgres-{PG_VERSION}-regular-bookworm-arm64"] == "emulated"
-    assert plan[f"rum-1.3.15-pg{PG_VERSION}-regular-bookworm-arm64"] == "emulated"
+    assert plan[f"postgres-{PG_VERSION}-regular-bookworm-arm64"] == "cross"
+    assert plan[f"rum-1.3.15-pg{PG_VERSION}-regular-bookworm-arm64"] == "cross"
     forced = methods("--option-set", "barebones", "--emulate")
     assert forced[f"postgres-{PG_VERSION}-barebones-bookworm-arm64"] == "emulated"
+    assert forced[f"rum-1.3.15-pg{PG_VERSION}-barebones-bookworm-arm64"] == "emulated"
     assert forced[f"postgres-{PG_VERSION}-barebones-bookworm-amd64"] == "native"
 
 
@@ -319,3 +320,91 @@ def test_merge_refuses_two_different_builds_of_one_platform(
     head = subprocess.run(["crane", "digest", "--insecure", f"{target}/{tag('rum')}"],
                           capture_output=True, text=True)
     assert head.returncode != 0, "a tag was written although the merge failed"
+
+
+# --- the default option set, regular (LLVM JIT, PL/Python), cross-compiled for arm64 ---
+
+JIT_EXTENSIONS = ("pgaudit", "rum")
+
+
+@pytest.fixture(scope="session")
+def regular_arm64(tmp_path_factory: pytest.TempPathFactory, catalog: Path, base_image: str,
+                  registry: RunningRegistry, keys: Keys) -> PublishedLayout:
+    """18.6 regular for arm64 with two PGXS extensions (which write LLVM bitcode too), compiled
+    on this amd64 machine, gated under QEMU, published."""
+    out = tmp_path_factory.mktemp("regular-arm64") / "oci"
+    args = ["build", "--catalog", str(catalog), "--postgres", PG_VERSION, "--option-set",
+            "regular", "--base", f"bookworm={base_image}", "--distro", "bookworm", "--arch",
+            "arm64", "--cache-dir", str(CACHE), "--out", str(out), "--json"]
+    for ext in JIT_EXTENSIONS:
+        args += ["--extension", ext]
+    cli(*args)
+    return PublishedLayout(out, publish_signed(out, registry, "regular-arm64", keys))
+
+
+def test_regular_arm64_cross_compiled_is_the_amd64_build_for_another_machine(
+        regular_arm64: PublishedLayout, built: Built) -> None:
+    """Against the amd64 regular build of the shared test build: the same paths, the same bytes
+    under share/, every ELF file aarch64, and llvmjit.so among them."""
+    for repo in ("postgresql-dist", *JIT_EXTENSIONS):
+        arm64 = _platform_manifests(regular_arm64.layout, tag(repo, "regular"))
+        amd64 = _platform_manifests(built.layout, tag(repo, "regular"))
+        assert sorted(arm64) == ["arm64"] and sorted(amd64) == ["amd64"], repo
+        files = {"arm64": _layer_files(regular_arm64.layout, arm64["arm64"]),
+                 "amd64": _layer_files(built.layout, amd64["amd64"])}
+        wrong = {p: m for p, m in files["arm64"].elf.items() if m != ELF_MACHINE["arm64"]}
+        assert files["arm64"].elf and not wrong, f"{repo}: ELF files for another machine: {wrong}"
+        assert files["arm64"].paths == files["amd64"].paths, \
+            f"{repo}: {sorted(set(files['arm64'].paths) ^ set(files['amd64'].paths))[:5]}"
+        assert files["arm64"].shared and files["arm64"].shared == files["amd64"].shared, repo
+        if repo == "postgresql-dist":
+            assert any(p.endswith("/lib/llvmjit.so") for p in files["arm64"].elf)
+        else:  # PGXS wrote the extension's bitcode for the JIT to inline
+            assert any(p.endswith(".bc") for p in files["arm64"].paths), repo
+
+
+def test_regular_arm64_jit_compiles_a_query_under_qemu(regular_arm64: PublishedLayout,
+                                                        tmp_path: Path) -> None:
+    """The cross-compiled arm64 server, run by QEMU: pg_jit_available(), a query whose plan LLVM
+    compiles (inlining and optimisation forced), PL/Python, and rum (built against it) answering."""
+    for ext in JIT_EXTENSIONS:
+        cli("install", regular_arm64.published.tag_ref(tag(ext, "regular")), "--platform",
+            "linux/arm64", "--dest", str(tmp_path), "--key",
+            str(regular_arm64.published.keys.public))
+    image = regular_arm64.published.tag_ref(tag("postgresql", "regular"))
+    mounts = []
+    for ext in JIT_EXTENSIONS:
+        mounts += ["-v", f"{tmp_path / ext}:/extensions/{ext}:ro"]
+    control = ":".join(["$system", *(f"/extensions/{e}/share" for e in JIT_EXTENSIONS)])
+    libs = ":".join(["$libdir", *(f"/extensions/{e}/lib" for e in JIT_EXTENSIONS)])
+    statements = [
+        "SELECT pg_jit_available()",
+        "CREATE EXTENSION plpython3u",
+        "CREATE FUNCTION py_pow(n int) RETURNS int LANGUAGE plpython3u AS 'return 2 ** n'",
+        "SELECT py_pow(10)",
+        "CREATE EXTENSION rum", "CREATE TABLE docs(t tsvector)",
+        "INSERT INTO docs SELECT to_tsvector('simple', 'jit ' || g) FROM generate_series(1, 50) g",
+        "CREATE INDEX ON docs USING rum (t rum_tsvector_ops)",
+        "SET enable_seqscan = off; SELECT count(*) FROM docs WHERE t @@ to_tsquery('simple', 'jit')",
+        "SET jit_above_cost = 0; SET jit_inline_above_cost = 0; SET jit_optimize_above_cost = 0; "
+        "EXPLAIN (ANALYZE, FORMAT JSON) SELECT sum(g * 2) FROM generate_series(1, 10000) g",
+    ]
+    commands = " ".join(f'-c "{sql}"' for sql in statements)
+    script = ("set -e; initdb -D /tmp/data -U postgres --no-sync >/dev/null; "
+              "postgres -D /tmp/data -c listen_addresses= -c unix_socket_directories=/tmp "
+              f"-c extension_control_path='{control}' -c dynamic_library_path='{libs}' "
+              "> /tmp/log 2>&1 & "
+              "for i in $(seq 120); do pg_isready -q -h /tmp && break; sleep 1; done; "
+              f"psql -h /tmp -U postgres -X -q -A -t -v ON_ERROR_STOP=1 {commands} "
+              "|| { cat /tmp/log; exit 1; }")
+    proc = subprocess.run(["docker", "run", "--rm", "--platform", "linux/arm64", *mounts, image,
+                           "bash", "-c", script], capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[:3] == ["t", "1024", "50"], proc.stdout
+    plan = json.loads("\n".join(lines[3:]))[0]
+    jit = plan["JIT"]
+    assert jit["Functions"] > 0, jit
+    assert jit["Options"] == {"Inlining": True, "Optimization": True, "Expressions": True,
+                              "Deforming": True}, jit
+    assert jit["Timing"]["Emission"] > 0, jit

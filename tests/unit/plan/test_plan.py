@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from monogres_oci.catalog import load_catalog
+from monogres_oci.catalog import Catalog, load_catalog
 from monogres_oci.errors import UsageError
 from monogres_oci.plan.rows import PlanState, plan_lines, plan_rows
 from monogres_oci.plan.targets import Selection, expand, extension_key_document
@@ -112,14 +112,25 @@ def test_meson_options_resolve_per_release_and_later_settings_win() -> None:
     assert by_name["18.6", "full"].key != by_name["17.11", "full"].key
 
 
-def test_build_method_per_target() -> None:
+def test_build_method_per_target(tmp_path: Path) -> None:
     """A foreign architecture is cross-compiled unless its option set (or extension) says why it
     cannot be, or --emulate asks; an extension is built like the Postgres it is built against;
     each method is another build (another input digest)."""
     catalog = load_catalog(CATALOG)
+    # Every option set of the catalog cross-compiles (LLVM included); one that says it cannot is
+    # emulated, and so is what is built against it.
+    text = CATALOG.read_text()
+    anchor = "  debug:\n"
+    assert text.count(anchor) == 1
+    (tmp_path / "extensions.yaml").write_text(text.replace(
+        anchor, anchor + '    emulate: "needs a program of the target at build time"\n'))
+    (tmp_path / "patches").symlink_to(CATALOG.parent / "patches")
+    emulating = load_catalog(tmp_path / "extensions.yaml")
 
-    def plan(build_arch: str, emulate: bool = False) -> dict[str, tuple[str, str]]:
-        p = expand(catalog, Selection(postgres=("18.6",), option_sets=("barebones", "regular"),
+    def plan(build_arch: str, emulate: bool = False,
+             catalog: Catalog = catalog) -> dict[str, tuple[str, str]]:
+        p = expand(catalog, Selection(postgres=("18.6",),
+                                      option_sets=("barebones", "regular", "debug"),
                                       extensions=("rum",), emulate=emulate),
                    base_overrides={}, recipe_digests=RECIPES, build_arch=build_arch)
         return {t.name: (t.method, t.key) for t in (*p.postgres, *p.extensions)}
@@ -129,9 +140,14 @@ def test_build_method_per_target() -> None:
     assert methods["postgres-18.6-barebones-bookworm-amd64"] == "native"
     assert methods["postgres-18.6-barebones-bookworm-arm64"] == "cross"
     assert methods["rum-1.3.15-pg18.6-barebones-bookworm-arm64"] == "cross"
-    assert methods["postgres-18.6-regular-bookworm-arm64"] == "emulated"  # catalog: emulate
-    assert methods["rum-1.3.15-pg18.6-regular-bookworm-arm64"] == "emulated"  # follows Postgres
-    assert catalog.option_set("debug").emulate == catalog.option_set("regular").emulate != ""
+    assert methods["postgres-18.6-regular-bookworm-arm64"] == "cross"
+    assert methods["postgres-18.6-debug-bookworm-arm64"] == "cross"
+    assert methods["rum-1.3.15-pg18.6-regular-bookworm-arm64"] == "cross"
+    assert all(not o.emulate for o in catalog.option_sets)
+    marked = {name: method for name, (method, _) in plan("amd64", catalog=emulating).items()}
+    assert marked["postgres-18.6-debug-bookworm-arm64"] == "emulated"  # catalog: emulate
+    assert marked["rum-1.3.15-pg18.6-debug-bookworm-arm64"] == "emulated"  # follows Postgres
+    assert marked["postgres-18.6-regular-bookworm-arm64"] == "cross"
     forced = plan("amd64", emulate=True)
     assert forced["postgres-18.6-barebones-bookworm-arm64"][0] == "emulated"
     assert forced["postgres-18.6-barebones-bookworm-amd64"] == on_amd64[
