@@ -55,7 +55,7 @@ from tests.support.cache import fresh_cache  # noqa: E402
 # relays BuildKit's plain log, where "#18 228.8 [1612/1757] Compiling C object ..." is seconds
 # since the step started, then ninja's step counter.
 NINJA = re.compile(r"#(\d+) (\d+\.\d+) \[(\d+)/(\d+)\] ")
-STEP_START = re.compile(r"^\[\s*(\d+\.\d+)s\]\s+#(\d+) \[build \d+/\d+\] RUN ninja")
+STEP_START = re.compile(r"^\[\s*(\d+\.\d+)s\]\s+#(\d+) \[build \d+/\d+\] RUN .*ninja -C")
 COMPILE_START = re.compile(r"^\[\s*(\d+\.\d+)s\]\s+PostgreSQL .*: building into ")
 
 

@@ -132,7 +132,10 @@ owner_package() {
   return 1
 }
 ELF
-# A cross build adds the Debian cross toolchain.
+# A cross build adds the Debian cross toolchain, and the target's libc6 with its dynamic loader:
+# what runs the target's programs (by QEMU, binfmt_misc) at build and test time. Not the cross
+# toolchain's copy: its ld.so, a different build, would load the libc6 that the target's
+# libraries depend on and corrupt its private state (a fork then loops forever in reclaim_stacks).
 RUN <<'SCRIPT'
 #!/bin/bash
 set -euo pipefail
@@ -141,7 +144,7 @@ source /usr/local/lib/monogres/target.sh
 packages=(${TOOLCHAIN_PACKAGES})
 if cross_build; then
   dpkg --add-architecture "${TARGETARCH}"
-  packages+=("crossbuild-essential-${TARGETARCH}")
+  packages+=("crossbuild-essential-${TARGETARCH}" "libc6:${TARGETARCH}")
 fi
 apt-get update
 # shellcheck disable=SC2086
@@ -516,7 +519,7 @@ SCRIPT
 # /results mounted. TEST_REGRESS names the tests to run with pg_regress from TEST_INPUTDIR;
 # otherwise TEST_COMMAND runs (default: PGXS `make installcheck`, when the Makefile has a
 # REGRESS). The harness's output and exit code are the result. The programs of the build tree
-# are the target's: in a cross build QEMU runs them (binfmt_misc), with the cross toolchain's libc.
+# are the target's: in a cross build QEMU runs them (binfmt_misc), with the target's libc6.
 COPY <<'SUITE' /usr/local/lib/monogres/run-suite.sh
 #!/bin/bash
 set -uo pipefail
@@ -525,7 +528,6 @@ prefix="/usr/lib/postgresql/${PG_MAJOR}"
 export PGHOST PGPORT PGUSER="${PGUSER:-postgres}" PG_CONFIG="${prefix}/bin/pg_config"
 # The client programs as the image ships them come first (a suite may run them: pg_repack's).
 export PATH="/out${prefix}/bin:${prefix}/bin:${PATH}"
-if cross_build; then export QEMU_LD_PREFIX="/usr/$(target_triplet)"; fi
 # An installcheck harness expects the extension installed where its client runs too (PostGIS
 # reads its SQL scripts from pg_config's sharedir); the server has it from the image.
 cp -a /out/. /

@@ -115,7 +115,10 @@ owner_package() {
   return 1
 }
 ELF
-# A cross build adds the Debian cross toolchain.
+# A cross build adds the Debian cross toolchain, and the target's libc6 with its dynamic loader:
+# what runs the target's programs (by QEMU, binfmt_misc) at build and test time. Not the cross
+# toolchain's copy: its ld.so, a different build, would load the libc6 that the target's
+# libraries depend on and corrupt its private state (a fork then loops forever in reclaim_stacks).
 RUN <<'SCRIPT'
 #!/bin/bash
 set -euo pipefail
@@ -124,7 +127,7 @@ source /usr/local/lib/monogres/target.sh
 packages=(${TOOLCHAIN_PACKAGES})
 if cross_build; then
   dpkg --add-architecture "${TARGETARCH}"
-  packages+=("crossbuild-essential-${TARGETARCH}")
+  packages+=("crossbuild-essential-${TARGETARCH}" "libc6:${TARGETARCH}")
 fi
 apt-get update
 # shellcheck disable=SC2086
@@ -254,7 +257,9 @@ meson setup /build/obj /build/src "${cross[@]}" \
   ${MESON_OPTIONS} 2>&1 | tee /build/meson-setup.log
 SCRIPT
 
-RUN ninja -C /build/obj
+# CC: the dtrace script (full) compiles DTrace's probe object with $CC, else the build machine's
+# gcc: in a cross build, the target's compiler.
+RUN bash -c 'source /usr/local/lib/monogres/target.sh && CC=$(target_cc) exec ninja -C /build/obj'
 RUN meson install -C /build/obj --destdir /out --no-rebuild --quiet
 
 # The toolchain record and the runtime overlay. Nothing here runs a program of the target's, so
