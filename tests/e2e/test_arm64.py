@@ -327,6 +327,13 @@ def test_merge_refuses_two_different_builds_of_one_platform(
 JIT_EXTENSIONS = ("pgaudit", "rum")
 
 
+def regular_tag(repo: str) -> str:
+    """An extension built against the default option set is tagged without its name."""
+    if repo in VERSIONS:
+        return f"{repo}:{PG_VERSION}-{VERSIONS[repo]}-bookworm"
+    return tag(repo, "regular")
+
+
 @pytest.fixture(scope="session")
 def regular_arm64(tmp_path_factory: pytest.TempPathFactory, catalog: Path, base_image: str,
                   registry: RunningRegistry, keys: Keys) -> PublishedLayout:
@@ -347,8 +354,8 @@ def test_regular_arm64_cross_compiled_is_the_amd64_build_for_another_machine(
     """Against the amd64 regular build of the shared test build: the same paths, the same bytes
     under share/, every ELF file aarch64, and llvmjit.so among them."""
     for repo in ("postgresql-dist", *JIT_EXTENSIONS):
-        arm64 = _platform_manifests(regular_arm64.layout, tag(repo, "regular"))
-        amd64 = _platform_manifests(built.layout, tag(repo, "regular"))
+        arm64 = _platform_manifests(regular_arm64.layout, regular_tag(repo))
+        amd64 = _platform_manifests(built.layout, regular_tag(repo))
         assert sorted(arm64) == ["arm64"] and sorted(amd64) == ["amd64"], repo
         files = {"arm64": _layer_files(regular_arm64.layout, arm64["arm64"]),
                  "amd64": _layer_files(built.layout, amd64["amd64"])}
@@ -368,10 +375,10 @@ def test_regular_arm64_jit_compiles_a_query_under_qemu(regular_arm64: PublishedL
     """The cross-compiled arm64 server, run by QEMU: pg_jit_available(), a query whose plan LLVM
     compiles (inlining and optimisation forced), PL/Python, and rum (built against it) answering."""
     for ext in JIT_EXTENSIONS:
-        cli("install", regular_arm64.published.tag_ref(tag(ext, "regular")), "--platform",
+        cli("install", regular_arm64.published.tag_ref(regular_tag(ext)), "--platform",
             "linux/arm64", "--dest", str(tmp_path), "--key",
             str(regular_arm64.published.keys.public))
-    image = regular_arm64.published.tag_ref(tag("postgresql", "regular"))
+    image = regular_arm64.published.tag_ref(regular_tag("postgresql"))
     mounts = []
     for ext in JIT_EXTENSIONS:
         mounts += ["-v", f"{tmp_path / ext}:/extensions/{ext}:ro"]
