@@ -17,7 +17,9 @@ after the other (never two at once), on this machine (amd64):
 4. arm64 extensions, emulated: each extension compiled under QEMU against the arm64 Postgres of
    step 2 (an install tree is an install tree: how it was compiled does not matter to PGXS).
 
-`--report-only --work DIR` prints the table again from the builds an earlier run left in DIR.
+`--no-emulated` leaves out steps 3 and 4. Last, whether the amd64 and the cross-compiled arm64
+Postgres hold the same bytes under share/. `--report-only --work DIR` prints the table again from
+the builds an earlier run left in DIR.
 
 Times are the compile step of each target as the build records it (`.done` markers: toolchain
 install, compile, install tree, runtime overlay), not the packaging. Prints a table; asserts
@@ -27,6 +29,7 @@ nothing.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -111,6 +114,19 @@ def _ninja_progress(log: Path) -> tuple[float | None, dict[int, float], int]:
     return started, steps, total
 
 
+def _compare_share(amd64: Path, arm64: Path) -> str:
+    """Whether the two Postgres install trees hold the same bytes under share/."""
+    def digests(tree: Path) -> dict[str, str]:
+        share = next(tree.glob("usr/lib/postgresql/*/share"))
+        return {str(f.relative_to(share)): hashlib.sha256(f.read_bytes()).hexdigest()
+                for f in sorted(share.rglob("*")) if f.is_file() and not f.is_symlink()}
+    a, b = digests(amd64), digests(arm64)
+    differ = sorted(n for n in a.keys() | b.keys() if a.get(n) != b.get(n))
+    if not differ:
+        return f"share/: {len(a)} files, the same bytes on amd64 and arm64"
+    return f"share/: {len(differ)} of {len(a | b)} files differ, e.g. {differ[:5]}"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -121,6 +137,8 @@ def main() -> int:
     parser.add_argument("--extension", action="append", default=[])
     parser.add_argument("--emulated-budget", type=float, default=900,
                         help="seconds the emulated Postgres build may run (default 900)")
+    parser.add_argument("--no-emulated", action="store_true",
+                        help="leave out the emulated builds (steps 3 and 4)")
     parser.add_argument("--source-cache", default="/var/cache/monogres-oci-tests/sources")
     parser.add_argument("--work", help="keep builds here (default: a temporary directory)")
     parser.add_argument("--report-only", action="store_true",
@@ -140,8 +158,8 @@ def main() -> int:
                                 ("cross", ["--arch", "arm64"], None),
                                 ("emulated", ["--arch", "arm64", "--emulate", "--postgres-only"],
                                  args.emulated_budget)):
-        if args.report_only:
-            break
+        if args.report_only or (args.no_emulated and name == "emulated"):
+            continue
         root = work / name
         shutil.rmtree(root, ignore_errors=True)  # a reused --work starts from nothing too
         root.mkdir(parents=True)
@@ -165,7 +183,7 @@ def main() -> int:
     if not args.report_only:
         shutil.rmtree(work / "emulated-ext", ignore_errors=True)
     for ext in plan.extensions:
-        if args.report_only:
+        if args.report_only or args.no_emulated:
             break
         tarball = runs["cross"] / "sources" / "sha256" / ext.version.source.sha256
         print(f"[emulated {ext.extension.name}] building ...", file=sys.stderr, flush=True)
@@ -217,6 +235,9 @@ def main() -> int:
         a_text = f"{a:.0f} s" if a else "?"
         print(f"{label:<32} {a_text:>8} {c:>10.0f} s {c / a if a else float('nan'):>6.2f} "
               f"{e:>13.0f} s {e / a if a else float('nan'):>6.2f}  {note}")
+    amd64_pg = _markers(runs["amd64"] / "builds").get(pg_name.replace("(linux/arm64)", "(linux/amd64)"))
+    if amd64_pg:
+        print(f"\n{_compare_share(amd64_pg[0] / 'install', pg_out / 'install')}")
     print(f"\nwork directory: {work}")
     return 0
 
