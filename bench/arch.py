@@ -173,7 +173,8 @@ def main() -> int:
     catalog = load_catalog(Path(args.catalog))
     distro, _, base = args.base.partition("=")
     plan = expand(catalog, Selection(postgres=(args.postgres,), option_sets=(args.option_set,),
-                                     archs=("arm64",), extensions=tuple(extensions)),
+                                     distros=(distro,), archs=("arm64",),
+                                     extensions=tuple(extensions)),
                   base_overrides={distro: base}, recipe_digests=recipe_digests())
     pg = plan.postgres[0]
     pg_name = next(n for n in cross if n.startswith(f"PostgreSQL {args.postgres}"))
