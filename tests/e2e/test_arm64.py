@@ -212,6 +212,31 @@ def test_oras_pull_platform(multiarch: PublishedLayout, tmp_path: Path, arch: st
     assert int.from_bytes(head[18:20], "little") == ELF_MACHINE[arch]
 
 
+def run_arm64_server(image: str, extensions_dir: Path, extensions: tuple[str, ...],
+                     statements: list[str]) -> list[str]:
+    """Start the arm64 image under QEMU with the extensions mounted as CloudNativePG mounts them
+    (pgaudit preloaded), run the statements with psql; returns its output lines, `uname -m` first."""
+    mounts = []
+    for ext in extensions:
+        mounts += ["-v", f"{extensions_dir / ext}:/extensions/{ext}:ro"]
+    control = ":".join(["$system", *(f"/extensions/{e}/share" for e in extensions)])
+    libs = ":".join(["$libdir", *(f"/extensions/{e}/lib" for e in extensions)])
+    commands = " ".join(f'-c "{sql}"' for sql in statements)
+    script = ("set -e; uname -m; initdb -D /tmp/data -U postgres --no-sync >/dev/null; "
+              "postgres -D /tmp/data -c listen_addresses= -c unix_socket_directories=/tmp "
+              f"-c extension_control_path='{control}' -c dynamic_library_path='{libs}' "
+              "-c shared_preload_libraries=pgaudit > /tmp/log 2>&1 & "
+              "for i in $(seq 120); do pg_isready -q -h /tmp && break; sleep 1; done; "
+              f"psql -h /tmp -U postgres -X -q -A -t -v ON_ERROR_STOP=1 {commands} "
+              "|| { cat /tmp/log; exit 1; }")
+    proc = subprocess.run(["docker", "run", "--rm", "--platform", "linux/arm64", *mounts, image,
+                           "bash", "-c", script], capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "aarch64", proc.stdout
+    return lines
+
+
 @pytest.fixture
 def arm64_extensions(multiarch: PublishedLayout, tmp_path: Path) -> Iterator[Path]:
     """The extensions as an arm64 node would mount them: `install --platform linux/arm64`."""
@@ -227,12 +252,6 @@ def test_arm64_postgres_runs_under_qemu(multiarch: PublishedLayout, arm64_extens
     for ext in EXTENSIONS:
         so = (arm64_extensions / ext / "lib" / f"{ext}.so").read_bytes()[:20]
         assert int.from_bytes(so[18:20], "little") == ELF_MACHINE["arm64"]
-    image = multiarch.published.tag_ref(tag("postgresql"))
-    mounts = []
-    for ext in EXTENSIONS:
-        mounts += ["-v", f"{arm64_extensions / ext}:/extensions/{ext}:ro"]
-    control = ":".join(["$system", *(f"/extensions/{e}/share" for e in EXTENSIONS)])
-    libs = ":".join(["$libdir", *(f"/extensions/{e}/lib" for e in EXTENSIONS)])
     statements = [
         "CREATE EXTENSION pgaudit", "CREATE EXTENSION rum", "CREATE TABLE docs(t tsvector)",
         "INSERT INTO docs SELECT to_tsvector('simple', 'arm volume ' || g) "
@@ -242,20 +261,9 @@ def test_arm64_postgres_runs_under_qemu(multiarch: PublishedLayout, arm64_extens
         "SELECT setting FROM pg_settings WHERE name = 'pgaudit.log'",
         "CREATE EXTENSION greet", "SELECT greet('arm', 2)",
     ]
-    commands = " ".join(f'-c "{sql}"' for sql in statements)
-    script = ("set -e; uname -m; initdb -D /tmp/data -U postgres --no-sync >/dev/null; "
-              "postgres -D /tmp/data -c listen_addresses= -c unix_socket_directories=/tmp "
-              f"-c extension_control_path='{control}' -c dynamic_library_path='{libs}' "
-              "-c shared_preload_libraries=pgaudit > /tmp/log 2>&1 & "
-              "for i in $(seq 120); do pg_isready -q -h /tmp && break; sleep 1; done; "
-              f"psql -h /tmp -U postgres -X -q -A -t -v ON_ERROR_STOP=1 {commands} "
-              "|| { cat /tmp/log; exit 1; }")
-    proc = subprocess.run(["docker", "run", "--rm", "--platform", "linux/arm64", *mounts, image,
-                           "bash", "-c", script], capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    lines = proc.stdout.split()
-    assert lines[0] == "aarch64"
-    assert proc.stdout.splitlines()[-3:] == ["100", "none", "hi arm, hi arm"]
+    lines = run_arm64_server(multiarch.published.tag_ref(tag("postgresql")), arm64_extensions,
+                             EXTENSIONS, statements)
+    assert lines[-3:] == ["100", "none", "hi arm, hi arm"]
 
 
 def test_fan_out_builds_merge_into_the_same_indexes(
@@ -383,12 +391,6 @@ def test_regular_arm64_jit_compiles_a_query_under_qemu(regular_arm64: PublishedL
         cli("install", regular_arm64.published.tag_ref(regular_tag(ext)), "--platform",
             "linux/arm64", "--dest", str(tmp_path), "--key",
             str(regular_arm64.published.keys.public))
-    image = regular_arm64.published.tag_ref(regular_tag("postgresql"))
-    mounts = []
-    for ext in JIT_EXTENSIONS:
-        mounts += ["-v", f"{tmp_path / ext}:/extensions/{ext}:ro"]
-    control = ":".join(["$system", *(f"/extensions/{e}/share" for e in JIT_EXTENSIONS)])
-    libs = ":".join(["$libdir", *(f"/extensions/{e}/lib" for e in JIT_EXTENSIONS)])
     statements = [
         "SELECT pg_jit_available()",
         "CREATE EXTENSION plpython3u",
@@ -398,20 +400,10 @@ def test_regular_arm64_jit_compiles_a_query_under_qemu(regular_arm64: PublishedL
         "SET jit_above_cost = 0; SET jit_inline_above_cost = 0; SET jit_optimize_above_cost = 0; "
         "EXPLAIN (ANALYZE, FORMAT JSON) SELECT sum(g * 2) FROM generate_series(1, 10000) g",
     ]
-    commands = " ".join(f'-c "{sql}"' for sql in statements)
-    script = ("set -e; initdb -D /tmp/data -U postgres --no-sync >/dev/null; "
-              "postgres -D /tmp/data -c listen_addresses= -c unix_socket_directories=/tmp "
-              f"-c extension_control_path='{control}' -c dynamic_library_path='{libs}' "
-              "-c shared_preload_libraries=pgaudit > /tmp/log 2>&1 & "
-              "for i in $(seq 120); do pg_isready -q -h /tmp && break; sleep 1; done; "
-              f"psql -h /tmp -U postgres -X -q -A -t -v ON_ERROR_STOP=1 {commands} "
-              "|| { cat /tmp/log; exit 1; }")
-    proc = subprocess.run(["docker", "run", "--rm", "--platform", "linux/arm64", *mounts, image,
-                           "bash", "-c", script], capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    lines = proc.stdout.splitlines()
-    assert lines[:3] == ["t", "1024", "none"], proc.stdout
-    plan = json.loads("\n".join(lines[3:]))[0]
+    lines = run_arm64_server(regular_arm64.published.tag_ref(regular_tag("postgresql")),
+                             tmp_path, JIT_EXTENSIONS, statements)
+    assert lines[1:4] == ["t", "1024", "none"], lines
+    plan = json.loads("\n".join(lines[4:]))[0]
     jit = plan["JIT"]
     assert jit["Functions"] > 0, jit
     assert jit["Options"] == {"Inlining": True, "Optimization": True, "Expressions": True,
