@@ -95,6 +95,11 @@ def _seconds(builds: Path) -> dict[str, float]:
     return {name: seconds for name, (_, seconds) in _markers(builds).items()}
 
 
+def _amd64_twin(name: str) -> str:
+    """The amd64 build's marker name for an arm64 build's."""
+    return name.replace("(linux/arm64)", "(linux/amd64)")
+
+
 def _ninja_progress(log: Path) -> tuple[float | None, dict[int, float], int]:
     """From a build's console log: (seconds from the start of the Postgres compile step to its
     ninja step, {step k: seconds into ninja}, N)."""
@@ -168,7 +173,9 @@ def main() -> int:
         wall = _build(runs[name], root / "oci", [*common, *extra], budget)
         print(f"[{name}] {wall:.0f} s", file=sys.stderr, flush=True)
 
-    amd64, cross = _seconds(runs["amd64"] / "builds"), _seconds(runs["cross"] / "builds")
+    amd64_builds = _markers(runs["amd64"] / "builds")
+    amd64 = {name: seconds for name, (_, seconds) in amd64_builds.items()}
+    cross = _seconds(runs["cross"] / "builds")
     # Extensions under emulation, against the cross-compiled arm64 Postgres.
     catalog = load_catalog(Path(args.catalog))
     distro, _, base = args.base.partition("=")
@@ -224,19 +231,19 @@ def main() -> int:
     print(f"\n{'target':<32} {'amd64':>8} {'arm64 cross':>12} {'ratio':>6} "
           f"{'arm64 emulated':>15} {'ratio':>6}")
     rows = [(f"PostgreSQL {args.postgres} {args.option_set}",
-             amd64.get(pg_name.replace("(linux/arm64)", "(linux/amd64)")), cross[pg_name],
+             amd64.get(_amd64_twin(pg_name)), cross[pg_name],
              emulated_pg, how)]
     for ext in plan.extensions:
         # compile names an extension target by its tarball, which the cache keeps by sha256
         name = next(n for n in cross if n.startswith(f"extension {ext.version.source.sha256}"))
         rows.append((f"extension {ext.extension.name} {ext.version.version}",
-                     amd64.get(name.replace("(linux/arm64)", "(linux/amd64)")), cross[name],
+                     amd64.get(_amd64_twin(name)), cross[name],
                      emulated_ext.get(name, float("nan")), "measured"))
     for label, a, c, e, note in rows:
         a_text = f"{a:.0f} s" if a else "?"
         print(f"{label:<32} {a_text:>8} {c:>10.0f} s {c / a if a else float('nan'):>6.2f} "
               f"{e:>13.0f} s {e / a if a else float('nan'):>6.2f}  {note}")
-    amd64_pg = _markers(runs["amd64"] / "builds").get(pg_name.replace("(linux/arm64)", "(linux/amd64)"))
+    amd64_pg = amd64_builds.get(_amd64_twin(pg_name))
     if amd64_pg:
         print(f"\n{_compare_share(amd64_pg[0] / 'install', pg_out / 'install')}")
     print(f"\nwork directory: {work}")
