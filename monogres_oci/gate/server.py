@@ -8,7 +8,9 @@ them. The data directory is a fresh ``initdb`` owned by UID 26. It listens on 12
 (the host network, for the suite's client) and on a socket for ``psql`` inside the container.
 
 The image comes out of the OCI layout: loaded into the engine's image store once per manifest
-digest (``docker load`` of an OCI archive), so the very bytes about to be published are run.
+digest (``docker load`` of an OCI archive), so the very bytes about to be published are run. The
+few most recently loaded stay for later gates; older ones are removed (each is a whole Postgres,
+0.2-0.6 GB, and a machine building release after release would keep every one).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ DATA_DIR = "/var/lib/postgresql/data"
 READY_TIMEOUT = 300.0  # an emulated (QEMU) server starts slowly
 IMAGE_NAME = "monogres-gate/postgresql"
 BUILD_IMAGE = "monogres-gate/build"
+KEEP_LOADED = 6  # runnable images kept: the Postgres builds one invocation or test run gates
 _LOADING = threading.Lock()  # gates run side by side; one `docker load` of an image is enough
 
 
@@ -53,16 +56,38 @@ def remove_own_containers() -> None:
         run(["docker", "rm", "--force", *ids], check=False)
 
 
-def load_image(layout: Layout, image: Descriptor, platform: Platform) -> str:
+def load_image(layout: Layout, image: Descriptor, platform: Platform,
+               repository: str = IMAGE_NAME, keep: int = KEEP_LOADED) -> str:
     """Load one platform image of the layout into the engine's image store; return its name.
 
-    Skipped when an image of that name (named by the manifest digest) is already there.
+    Skipped when an image of that name (named by the manifest digest) is already there. After a
+    load, the images of ``repository`` beyond the ``keep`` most recently loaded are removed.
     """
-    name = f"{IMAGE_NAME}:{image.digest.removeprefix('sha256:')[:24]}"
+    name = f"{repository}:{image.digest.removeprefix('sha256:')[:24]}"
     with _LOADING:
         if run(["docker", "image", "inspect", name], check=False).returncode != 0:
             _load(layout, image, platform, name)
+            _remove_older(repository, keep, name)
     return name
+
+
+def _remove_older(repository: str, keep: int, loaded: str) -> None:
+    """Remove the images of ``repository`` but the ``keep`` most recently loaded (``loaded``
+    among them). Without ``--force``: the engine refuses to remove one a container still uses
+    (another gate's server), which then stays until a later load."""
+    listed = run(["docker", "image", "ls", "--filter", f"reference={repository}",
+                  "--format", "{{.Repository}}:{{.Tag}}"], check=False)
+    others = [n for n in dict.fromkeys(listed.stdout.split()) if n != loaded]
+    if len(others) < keep:
+        return
+    # The engine records when a name was last tagged: for these, when they were loaded.
+    times = run(["docker", "image", "inspect", "--format", "{{.Metadata.LastTagTime.UnixNano}}",
+                 *others], check=False).stdout.split()
+    if len(times) != len(others):  # one vanished meanwhile (another process): next load
+        return
+    by_age = sorted(zip((int(t) for t in times), others, strict=True), reverse=True)
+    for _, old in by_age[keep - 1:]:
+        run(["docker", "image", "rm", old], check=False)
 
 
 def _load(layout: Layout, image: Descriptor, platform: Platform, name: str) -> None:
