@@ -228,8 +228,8 @@ def main() -> int:
     else:
         emulated_pg, how = float("nan"), "emulated build left no log"
 
-    print(f"\n{'target':<32} {'amd64':>8} {'arm64 cross':>12} {'ratio':>6} "
-          f"{'arm64 emulated':>15} {'ratio':>6}")
+    emulated_head = "" if args.no_emulated else f" {'arm64 emulated':>15} {'ratio':>6}"
+    print(f"\n{'target':<32} {'amd64':>8} {'arm64 cross':>12} {'ratio':>6}{emulated_head}")
     rows = [(f"PostgreSQL {args.postgres} {args.option_set}",
              amd64.get(_amd64_twin(pg_name)), cross[pg_name],
              emulated_pg, how)]
@@ -241,8 +241,10 @@ def main() -> int:
                      emulated_ext.get(name, float("nan")), "measured"))
     for label, a, c, e, note in rows:
         a_text = f"{a:.0f} s" if a else "?"
-        print(f"{label:<32} {a_text:>8} {c:>10.0f} s {c / a if a else float('nan'):>6.2f} "
-              f"{e:>13.0f} s {e / a if a else float('nan'):>6.2f}  {note}")
+        emulated_cells = "" if args.no_emulated else \
+            f" {e:>13.0f} s {e / a if a else float('nan'):>6.2f}  {note}"
+        print(f"{label:<32} {a_text:>8} {c:>10.0f} s {c / a if a else float('nan'):>6.2f}"
+              f"{emulated_cells}")
     amd64_pg = amd64_builds.get(_amd64_twin(pg_name))
     if amd64_pg:
         print(f"\n{_compare_share(amd64_pg[0] / 'install', pg_out / 'install')}")
