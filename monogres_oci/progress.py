@@ -144,7 +144,8 @@ class StepMeter:
     at every 10 %, and, while the log shows no step counts (configure, make, a package install),
     a headline each ``interval`` seconds; every log line still goes to the detail stream. With the
     ``last`` compile of the same target, the heartbeat estimates how far it is (by log lines)
-    and how long is left (by time)."""
+    and how long is left (by time). A log may hold several ninja runs (a cross build compiles
+    the build machine's zic first): a new total starts the headlines again."""
 
     def __init__(self, progress: Progress, what: str, interval: float = 60.0,
                  clock: Callable[[], float] = time.monotonic,
@@ -156,6 +157,7 @@ class StepMeter:
         self.clock = clock
         self.started = self.last = clock()
         self.decile = -1
+        self.total = 0  # of the ninja run under way
         self.lines = 0
 
     def __call__(self, line: str) -> None:
@@ -167,6 +169,8 @@ class StepMeter:
             done, total = int(step.group(1)), int(step.group(2))
             if not total:
                 return
+            if total != self.total:
+                self.total, self.decile = total, -1
             text = (f"{self.what}: {done}/{total} steps ({done * 100 // total} %), "
                     f"{_duration(now - self.started)}")
             fields = {"target": self.what, "done": done, "total": total}

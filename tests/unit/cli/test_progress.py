@@ -117,6 +117,20 @@ def test_json_events_carry_the_steps_for_scripts() -> None:
                           "message": "postgres-18.6: 50/50 steps (100 %), 50 s"}
 
 
+def test_each_ninja_run_of_one_compile_gets_its_headlines() -> None:
+    """A cross build runs ninja twice (the build machine's zic, then PostgreSQL): the second
+    run's steps are reported at every 10 % as the first's were, not swallowed after its 100 %."""
+    out, now = io.StringIO(), [0.0]
+    progress = Progress(mode="json", stream=out, clock=lambda: now[0])
+    meter = StepMeter(progress, "postgres-18.6", clock=lambda: now[0])
+    _compile(meter, now, steps=10)
+    _compile(meter, now, steps=50)
+    events = [json.loads(line) for line in out.getvalue().splitlines()]
+    steps = [(e["done"], e["total"]) for e in events if "done" in e]
+    assert steps == [*((n, 10) for n in range(1, 11)), (1, 50),
+                     *((n, 50) for n in range(5, 51, 5))]
+
+
 def test_quiet_prints_nothing() -> None:
     out = io.StringIO()
     progress = Progress(mode="quiet", stream=out, verbose=True)
