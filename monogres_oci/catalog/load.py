@@ -43,6 +43,7 @@ from monogres_oci.catalog.model import (
 from monogres_oci.catalog.ranges import ANY, VersionRange, majors_range, parse_range
 from monogres_oci.catalog.validated import recall, remember
 from monogres_oci.errors import CatalogError
+from monogres_oci.heap import collector_paused
 
 # libyaml's safe loader when PyYAML has it (about 15 times faster on a large catalog).
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -71,12 +72,13 @@ def load_catalog(path: Path, *, validated_dir: Path | None = None) -> Catalog:
                            "directory that holds extensions.yaml") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise CatalogError(shown, "", f"cannot read: {exc}") from None
-    data = recall(validated_dir, _schema_text(), text) if validated_dir else None
-    if data is None:
-        data = _parse_and_validate(text, shown)
-        if validated_dir:
-            remember(validated_dir, _schema_text(), text, data)
-    catalog = _to_model(data, text, shown)
+    with collector_paused():  # a large catalog is a million YAML nodes, no cycle among them
+        data = recall(validated_dir, _schema_text(), text) if validated_dir else None
+        if data is None:
+            data = _parse_and_validate(text, shown)
+            if validated_dir:
+                remember(validated_dir, _schema_text(), text, data)
+        catalog = _to_model(data, text, shown)
     _check_references(catalog, text, shown)
     return catalog
 

@@ -59,16 +59,17 @@ def cmd_plan(args: argparse.Namespace, progress: Progress) -> int:
     plan = _plan(args, catalog)
     cache_dir = _cache_dir(args.cache_dir)
     fetcher = Fetcher(cache_dir)
-    sources = {*(p.release.source for p in plan.postgres),
-               *(e.version.source for e in plan.extensions),
-               *(d.target.version.source for d in plan.disabled)}
+    # By digest: a frozen Source hashes all its fields at each lookup, a million times here.
+    sources = {s.sha256: s for s in (*(p.release.source for p in plan.postgres),
+                                     *(e.version.source for e in plan.extensions),
+                                     *(d.target.version.source for d in plan.disabled))}
     if args.shards:
         from monogres_oci.plan.shards import matrix
 
         _print_json(matrix(plan, args.shards))
         return 0
     have = PlanState(BuildCache(cache_dir).finished(),
-                     {s.sha256: fetcher.is_cached(s) for s in sources})
+                     {sha: fetcher.is_cached(s) for sha, s in sources.items()})
     if args.registry:
         return _plan_published(args, plan, have, progress)
     if args.jsonl:

@@ -31,6 +31,7 @@ from monogres_oci.catalog.model import (
 )
 from monogres_oci.catalog.ranges import VersionRange
 from monogres_oci.errors import UsageError
+from monogres_oci.heap import collector_paused
 
 Method = Literal["native", "cross", "emulated"]
 
@@ -86,10 +87,12 @@ class VersionInputs:
     digest: str
 
     @classmethod
-    def of(cls, extension: Extension, version: ExtensionVersion,
-           recipe_digest: str) -> VersionInputs:
+    def of(cls, extension: Extension, version: ExtensionVersion, recipe_digest: str,
+           shared: Mapping[str, object] | None = None) -> VersionInputs:
+        """``shared``: the extension's part of the document (extension_document), when the
+        caller digests several versions of it."""
         return cls(extension, version, recipe_digest,
-                   _digest(extension_key_document(extension, version, recipe_digest)))
+                   _digest(extension_key_document(extension, version, recipe_digest, shared)))
 
     def made_for(self, extension: Extension, version: ExtensionVersion,
                  recipe_digest: str) -> bool:
@@ -242,19 +245,32 @@ class ExtensionTarget:
         return parts
 
 
+def extension_document(extension: Extension) -> dict[str, object]:
+    """What every version of an extension puts in its key document: made once per extension
+    (serializing the recipe is most of the work of a version's digest)."""
+    return {
+        # Every argument of the build and what the annotations say of the runtime contract.
+        "build": _recipe_json(extension.build),
+        "runtime": dataclasses.asdict(extension.runtime),
+        "sql_names": list(extension.sql_names),
+    }
+
+
 def extension_key_document(extension: Extension, version: ExtensionVersion,
-                           recipe_digest: str) -> dict[str, object]:
+                           recipe_digest: str,
+                           shared: Mapping[str, object] | None = None) -> dict[str, object]:
     """What an extension target's key names but its method and Postgres build: the document
-    whose digest is VersionInputs.digest."""
+    whose digest is VersionInputs.digest (``shared``: extension_document's, if made already)."""
+    if shared is None:
+        shared = extension_document(extension)
     return {
         "kind": "extension",
         "name": extension.name,
         "version": version.version,
         "source": version.source.sha256,
-        # Every argument of the build and what the annotations say of the runtime contract.
-        "build": _recipe_json(extension.build),
-        "runtime": dataclasses.asdict(extension.runtime),
-        "sql_names": list(extension.sql_names),
+        "build": shared["build"],
+        "runtime": shared["runtime"],
+        "sql_names": shared["sql_names"],
         "recipe": recipe_digest,
     }
 
@@ -301,6 +317,12 @@ def expand(
     build_arch: str | None = None,
 ) -> Plan:
     """Expand the catalog into targets; unknown names in the selection are usage errors."""
+    with collector_paused():  # a million targets, no cycle among them
+        return _expand(catalog, selection, base_overrides, recipe_digests, build_arch)
+
+
+def _expand(catalog: Catalog, selection: Selection, base_overrides: Mapping[str, str],
+            recipe_digests: Mapping[str, str], build_arch: str | None) -> Plan:
     _check_selection(catalog, selection)
     build_arch = build_arch or build_machine_arch()
     pg_targets: list[PostgresTarget] = []
@@ -347,6 +369,7 @@ def expand(
         for ext in catalog.extensions:
             if wanted and ext.name not in wanted:
                 continue
+            shared = extension_document(ext)
             for version in ext.versions:
                 if wanted.get(ext.name) and version.version != wanted[ext.name]:
                     continue
@@ -354,7 +377,7 @@ def expand(
                 if admitted is None:
                     admitted = admitted_by[version.postgres] = [
                         pg for pg in hosts if version.postgres.admits(pg.release.version)]
-                inputs = VersionInputs.of(ext, version, recipe)
+                inputs = VersionInputs.of(ext, version, recipe, shared)
                 may_be_disabled = bool(ext.disabled or version.disabled)
                 for pg in admitted:
                     target = ExtensionTarget(ext, version, pg, recipe, inputs)
