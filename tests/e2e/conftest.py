@@ -61,6 +61,24 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningRegist
     reg = start_registry(tmp_path_factory.mktemp("registry"))
     yield reg
     reg.stop()
+    remove_pulled_images(reg.host)
+
+
+def remove_pulled_images(host: str) -> None:
+    """Remove from the engine every image named after ``host`` (the base image `base create`
+    loaded, the images tests ran with `docker pull` and `docker run`): the registry listens on a
+    port of this run's, so no later run names them again, and each is a whole Postgres. By
+    name, not ID: an image of the same content under another name stays."""
+    listed = subprocess.run(["docker", "image", "ls", "--digests", "--format",
+                             "{{.Repository}}|{{.Tag}}|{{.Digest}}"],
+                            capture_output=True, text=True)
+    names = []
+    for line in listed.stdout.splitlines():
+        repo, tag, digest = line.split("|")
+        if repo.startswith(f"{host}/"):
+            names.append(f"{repo}:{tag}" if tag != "<none>" else f"{repo}@{digest}")
+    if names:
+        subprocess.run(["docker", "image", "rm", *names], capture_output=True)
 
 
 @pytest.fixture(scope="session")
