@@ -1,18 +1,17 @@
 """arm64: cross-compiled artifacts, one index per tag over both architectures, fan-out merges.
 
-PostgreSQL 18.6 (barebones) with pgaudit, rum (PGXS) and the greet fixture (CMake, through a
-toolchain file) is built for amd64 and arm64 in one invocation (the arm64 half cross-compiled:
-BuildKit runs the compiler on this amd64 machine), each image gated, published and
-signed; then checked the ways its users meet it: every ELF file is aarch64, the arm64 server runs
-(under QEMU user emulation through binfmt_misc, as docker runs a foreign image), `install
---platform` and `oras pull --platform` pick the asked architecture, docker on amd64 gets amd64.
-Last, the two architectures are built by separate invocations (separate caches and work
-directories, each from nothing), published by digest and merged: the merged indexes must be the
-very ones the single invocation published.
+PostgreSQL 18.6 in the default option set, regular (LLVM JIT, PL/Python), with pgaudit, rum
+(PGXS) and the greet fixture (CMake, through a toolchain file) is built for amd64 and arm64 in
+one invocation (the arm64 half cross-compiled: BuildKit runs the compiler on this amd64 machine),
+each image gated, published and signed; then checked the ways its users meet it: every ELF file
+is aarch64 in the arm64 image, the two hold the same paths and the same bytes under share/, the
+arm64 server runs (under QEMU user emulation through binfmt_misc, as docker runs a foreign image)
+and its JIT compiles a query, `install --platform` and `oras pull --platform` pick the asked
+architecture, docker on amd64 gets amd64. Last, the two architectures are built by separate
+invocations (separate work directories), published by digest and merged: the merged indexes must
+be the very ones the single invocation published.
 
-The default option set, regular, is cross-compiled for arm64 too, LLVM JIT and PL/Python
-included: its files are checked against the amd64 regular build, and the JIT compiles a query in
-the arm64 server under QEMU.
+The amd64 half's compiles are the shared test build's (same option set, same cache).
 """
 
 from __future__ import annotations
@@ -43,17 +42,17 @@ from tests.support.registry import RunningRegistry
 
 pytestmark = pytest.mark.e2e
 
-OPTION_SET = "barebones"
+OPTION_SET = "regular"  # the default: extensions built against it carry no option set in tags
 EXTENSIONS = ("pgaudit", "rum", "greet")
 ARTIFACTS = ("postgresql-dist", "postgresql", *EXTENSIONS)
 ELF_MACHINE = {"amd64": 62, "arm64": 183}  # EM_X86_64, EM_AARCH64
 VERSIONS = {"pgaudit": "18.0", "rum": "1.3.15", "greet": "1.0"}
 
 
-def tag(repo: str, option_set: str = OPTION_SET) -> str:
+def tag(repo: str) -> str:
     if repo in VERSIONS:
-        return f"{repo}:{PG_VERSION}-{VERSIONS[repo]}-{option_set}-bookworm"
-    return f"{repo}:{PG_VERSION}-{option_set}-bookworm"
+        return f"{repo}:{PG_VERSION}-{VERSIONS[repo]}-bookworm"
+    return f"{repo}:{PG_VERSION}-{OPTION_SET}-bookworm"
 
 
 def build_args(catalog: Path, base_image: str, cache: Path, out: Path, *archs: str) -> list[str]:
@@ -70,7 +69,8 @@ def build_args(catalog: Path, base_image: str, cache: Path, out: Path, *archs: s
 @pytest.fixture(scope="session")
 def multiarch(tmp_path_factory: pytest.TempPathFactory, catalog: Path, base_image: str,
               registry: RunningRegistry, keys: Keys) -> PublishedLayout:
-    """Both architectures in one invocation, compiles cached in the shared test cache."""
+    """Both architectures in one invocation, compiles cached in the shared test cache (the
+    amd64 Postgres is the shared build's)."""
     out = tmp_path_factory.mktemp("multiarch") / "oci"
     cli(*build_args(catalog, base_image, CACHE, out, "amd64", "arm64"))
     return PublishedLayout(out, publish_signed(out, registry, "multi", keys))
@@ -140,9 +140,10 @@ def test_plan_cross_compiles_arm64_and_emulates_what_cannot(catalog: Path) -> No
 
 
 def test_every_elf_file_is_built_for_its_platform(multiarch: PublishedLayout) -> None:
-    """Each binary and shared object of Postgres and of both extensions is an aarch64 ELF in the
-    arm64 image (x86-64 in the amd64 one); both hold the very same paths, and the same bytes in
-    every file under share/ (SQL, time zones, messages: nothing there depends on the machine)."""
+    """Each binary and shared object of Postgres and of the extensions is an aarch64 ELF in the
+    arm64 image (x86-64 in the amd64 one), the JIT's llvmjit.so among them; both hold the very
+    same paths (the PGXS extensions' LLVM bitcode too), and the same bytes in every file under
+    share/ (SQL, time zones, messages: nothing there depends on the machine)."""
     for repo in ("postgresql-dist", *EXTENSIONS):
         manifests = _platform_manifests(multiarch.layout, tag(repo))
         assert sorted(manifests) == ["amd64", "arm64"], repo
@@ -158,6 +159,9 @@ def test_every_elf_file_is_built_for_its_platform(multiarch: PublishedLayout) ->
                 assert {"postgres", "initdb", "psql", "pg_ctl"} <= names
                 assert any(n.startswith("libpq.so.5.") for n in names)  # (libpq.so.5: a link)
                 assert sum(p.endswith(".so") for p in elf) >= 20
+                assert any(p.endswith("/lib/llvmjit.so") for p in elf), f"{arch}: no JIT"
+            elif repo != "greet":  # PGXS wrote bitcode for the JIT to inline (CMake does not)
+                assert any(p.endswith(".bc") for p in files[arch].paths), f"{repo} {arch}"
         assert files["amd64"].paths == files["arm64"].paths, \
             f"{repo}: the two architectures' layers hold different paths"
         assert files["amd64"].shared, f"{repo}: nothing under share/"
@@ -248,7 +252,9 @@ def arm64_extensions(multiarch: PublishedLayout, tmp_path: Path) -> Iterator[Pat
 
 def test_arm64_postgres_runs_under_qemu(multiarch: PublishedLayout, arm64_extensions: Path) -> None:
     """The published arm64 image, run through QEMU user emulation: initdb, the server started with
-    CloudNativePG's extension GUCs, CREATE EXTENSION, a rum index (its C code) answering."""
+    CloudNativePG's extension GUCs (pgaudit preloaded), CREATE EXTENSION, a rum index (its C code)
+    answering, the CMake-built greet, PL/Python, and the JIT compiling a query (inlining and
+    optimisation forced): the cross-compiled LLVM bitcode is the target's."""
     for ext in EXTENSIONS:
         so = (arm64_extensions / ext / "lib" / f"{ext}.so").read_bytes()[:20]
         assert int.from_bytes(so[18:20], "little") == ELF_MACHINE["arm64"]
@@ -260,34 +266,45 @@ def test_arm64_postgres_runs_under_qemu(multiarch: PublishedLayout, arm64_extens
         "SET enable_seqscan = off; SELECT count(*) FROM docs WHERE t @@ to_tsquery('simple', 'volume')",
         "SELECT setting FROM pg_settings WHERE name = 'pgaudit.log'",
         "CREATE EXTENSION greet", "SELECT greet('arm', 2)",
+        "SELECT pg_jit_available()",
+        "CREATE EXTENSION plpython3u",
+        "CREATE FUNCTION py_pow(n int) RETURNS int LANGUAGE plpython3u AS 'return 2 ** n'",
+        "SELECT py_pow(10)",
+        "SET jit_above_cost = 0; SET jit_inline_above_cost = 0; SET jit_optimize_above_cost = 0; "
+        "EXPLAIN (ANALYZE, FORMAT JSON) SELECT sum(g * 2) FROM generate_series(1, 10000) g",
     ]
     lines = run_arm64_server(multiarch.published.tag_ref(tag("postgresql")), arm64_extensions,
                              EXTENSIONS, statements)
-    assert lines[-3:] == ["100", "none", "hi arm, hi arm"]
+    assert lines[1:6] == ["100", "none", "hi arm, hi arm", "t", "1024"], lines
+    jit = json.loads("\n".join(lines[6:]))[0]["JIT"]
+    assert jit["Functions"] > 0, jit
+    assert jit["Options"] == {"Inlining": True, "Optimization": True, "Expressions": True,
+                              "Deforming": True}, jit
+    assert jit["Timing"]["Emission"] > 0, jit
 
 
 def test_fan_out_builds_merge_into_the_same_indexes(
-        multiarch: PublishedLayout, clean_build: PublishedLayout, catalog: Path, base_image: str,
-        registry: RunningRegistry, keys: Keys, tmp_path_factory: pytest.TempPathFactory) -> None:
+        multiarch: PublishedLayout, catalog: Path, base_image: str, registry: RunningRegistry,
+        keys: Keys, tmp_path_factory: pytest.TempPathFactory) -> None:
     """amd64 and arm64 built by separate invocations, as two CI jobs would, each into its own
-    layout (amd64: the reproducibility test's build; arm64: here), pushed by digest, then merged:
-    every merged index is byte for byte the single invocation's. The compiles come from the
-    shared cache: that compiling again gives the same bytes is the reproducibility test's
-    subject; this one's is that packaging, publishing and merging do."""
-    work = tmp_path_factory.mktemp("fanout-arm64")
-    built = cli(*build_args(catalog, base_image, CACHE, work / "oci", "arm64"))
-    # The same images the single invocation gated under QEMU: their results are reused.
-    assert built.stderr.count("these very images passed before; result reused") == \
-        len(EXTENSIONS), built.stderr[-3000:]
+    layout, pushed by digest, then merged: every merged index is byte for byte the single
+    invocation's. The compiles come from the shared cache: that compiling again gives the same
+    bytes is the reproducibility test's subject; this one's is that packaging, publishing and
+    merging do."""
+    work = tmp_path_factory.mktemp("fanout")
     target = f"{registry.host}/fanout"
     parts = []
-    for name, layout in (("amd64", clean_build.layout), ("arm64", work / "oci")):
-        out = cli("publish", "--by-digest", "--registry", target, "--layout", str(layout),
+    for arch in ("amd64", "arm64"):
+        built = cli(*build_args(catalog, base_image, CACHE, work / arch, arch))
+        # The same images the single invocation gated: their results are reused.
+        assert built.stderr.count("these very images passed before; result reused") == \
+            len(EXTENSIONS), built.stderr[-3000:]
+        out = cli("publish", "--by-digest", "--registry", target, "--layout", str(work / arch),
                   "--sign-key", str(keys.private), "--json").stdout
         doc = json.loads(out)
         assert doc["by_digest"] is True
-        (work / f"{name}.json").write_text(out)
-        parts.append(str(work / f"{name}.json"))
+        (work / f"{arch}.json").write_text(out)
+        parts.append(str(work / f"{arch}.json"))
     crane = shutil.which("crane")
     assert crane
     # Pushed by digest only: no tag exists before the merge.
@@ -312,16 +329,17 @@ def test_fan_out_builds_merge_into_the_same_indexes(
 
 
 def test_merge_refuses_two_different_builds_of_one_platform(
-        multiarch: PublishedLayout, built: Built, registry: RunningRegistry, tmp_path: Path) -> None:
+        clean_build: PublishedLayout, built: Built, registry: RunningRegistry,
+        tmp_path: Path) -> None:
     """Two jobs that built one tag's amd64 image differently (here: rum against two option sets,
     both real indexes in the rum repository) cannot be merged into one index; nothing is tagged."""
     target = f"{registry.host}/conflict"
     parts = []
-    for name, layout in (("barebones", multiarch.layout), ("regular", built.layout)):
+    for name, layout in (("barebones", clean_build.layout), ("regular", built.layout)):
         doc = json.loads(cli("publish", "--by-digest", "--registry", target, "--layout",
                              str(layout), "--json").stdout)
         rum = [r for r in doc["refs"] if r["repository"].endswith("/rum")][:1]
-        # The regular job claims the barebones tag: the same tag, another build.
+        # The barebones job claims the regular tag: the same tag, another build.
         doc["refs"] = [{**r, "tag": tag("rum").split(":")[1]} for r in rum]
         (tmp_path / f"{name}.json").write_text(json.dumps(doc))
         parts.append(str(tmp_path / f"{name}.json"))
@@ -332,80 +350,3 @@ def test_merge_refuses_two_different_builds_of_one_platform(
     head = subprocess.run(["crane", "digest", "--insecure", f"{target}/{tag('rum')}"],
                           capture_output=True, text=True)
     assert head.returncode != 0, "a tag was written although the merge failed"
-
-
-# --- the default option set, regular (LLVM JIT, PL/Python), cross-compiled for arm64 ---
-
-JIT_EXTENSIONS = ("pgaudit",)  # PGXS: it writes LLVM bitcode too; one keeps CI short
-
-
-def regular_tag(repo: str) -> str:
-    """An extension built against the default option set is tagged without its name."""
-    if repo in VERSIONS:
-        return f"{repo}:{PG_VERSION}-{VERSIONS[repo]}-bookworm"
-    return tag(repo, "regular")
-
-
-@pytest.fixture(scope="session")
-def regular_arm64(tmp_path_factory: pytest.TempPathFactory, catalog: Path, base_image: str,
-                  registry: RunningRegistry, keys: Keys) -> PublishedLayout:
-    """18.6 regular for arm64 with a PGXS extension, compiled on this amd64 machine, gated under
-    QEMU, published."""
-    out = tmp_path_factory.mktemp("regular-arm64") / "oci"
-    args = ["build", "--catalog", str(catalog), "--postgres", PG_VERSION, "--option-set",
-            "regular", "--base", f"bookworm={base_image}", "--distro", "bookworm", "--arch",
-            "arm64", "--cache-dir", str(CACHE), "--out", str(out), "--json"]
-    for ext in JIT_EXTENSIONS:
-        args += ["--extension", ext]
-    cli(*args)
-    return PublishedLayout(out, publish_signed(out, registry, "regular-arm64", keys))
-
-
-def test_regular_arm64_cross_compiled_is_the_amd64_build_for_another_machine(
-        regular_arm64: PublishedLayout, built: Built) -> None:
-    """Against the amd64 regular build of the shared test build: the same paths, the same bytes
-    under share/, every ELF file aarch64, and llvmjit.so among them."""
-    for repo in ("postgresql-dist", *JIT_EXTENSIONS):
-        arm64 = _platform_manifests(regular_arm64.layout, regular_tag(repo))
-        amd64 = _platform_manifests(built.layout, regular_tag(repo))
-        assert sorted(arm64) == ["arm64"] and sorted(amd64) == ["amd64"], repo
-        files = {"arm64": _layer_files(regular_arm64.layout, arm64["arm64"]),
-                 "amd64": _layer_files(built.layout, amd64["amd64"])}
-        wrong = {p: m for p, m in files["arm64"].elf.items() if m != ELF_MACHINE["arm64"]}
-        assert files["arm64"].elf and not wrong, f"{repo}: ELF files for another machine: {wrong}"
-        assert files["arm64"].paths == files["amd64"].paths, \
-            f"{repo}: {sorted(set(files['arm64'].paths) ^ set(files['amd64'].paths))[:5]}"
-        assert files["arm64"].shared and files["arm64"].shared == files["amd64"].shared, repo
-        if repo == "postgresql-dist":
-            assert any(p.endswith("/lib/llvmjit.so") for p in files["arm64"].elf)
-        else:  # PGXS wrote the extension's bitcode for the JIT to inline
-            assert any(p.endswith(".bc") for p in files["arm64"].paths), repo
-
-
-def test_regular_arm64_jit_compiles_a_query_under_qemu(regular_arm64: PublishedLayout,
-                                                        tmp_path: Path) -> None:
-    """The cross-compiled arm64 server, run by QEMU: pg_jit_available(), a query whose plan LLVM
-    compiles (inlining and optimisation forced), PL/Python, and pgaudit (built against it)
-    preloaded (its settings exist)."""
-    for ext in JIT_EXTENSIONS:
-        cli("install", regular_arm64.published.tag_ref(regular_tag(ext)), "--platform",
-            "linux/arm64", "--dest", str(tmp_path), "--key",
-            str(regular_arm64.published.keys.public))
-    statements = [
-        "SELECT pg_jit_available()",
-        "CREATE EXTENSION plpython3u",
-        "CREATE FUNCTION py_pow(n int) RETURNS int LANGUAGE plpython3u AS 'return 2 ** n'",
-        "SELECT py_pow(10)",
-        "CREATE EXTENSION pgaudit", "SHOW pgaudit.log",
-        "SET jit_above_cost = 0; SET jit_inline_above_cost = 0; SET jit_optimize_above_cost = 0; "
-        "EXPLAIN (ANALYZE, FORMAT JSON) SELECT sum(g * 2) FROM generate_series(1, 10000) g",
-    ]
-    lines = run_arm64_server(regular_arm64.published.tag_ref(regular_tag("postgresql")),
-                             tmp_path, JIT_EXTENSIONS, statements)
-    assert lines[1:4] == ["t", "1024", "none"], lines
-    plan = json.loads("\n".join(lines[4:]))[0]
-    jit = plan["JIT"]
-    assert jit["Functions"] > 0, jit
-    assert jit["Options"] == {"Inlining": True, "Optimization": True, "Expressions": True,
-                              "Deforming": True}, jit
-    assert jit["Timing"]["Emission"] > 0, jit
