@@ -9,14 +9,16 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import jsonschema
 import yaml
 
+from monogres_oci.catalog.background import validating_beside
 from monogres_oci.catalog.model import (
     DEFAULT_RESULT_PATTERN,
     GATE_MANAGED_SETTINGS,
@@ -47,6 +49,7 @@ from monogres_oci.heap import collector_paused
 
 # libyaml's safe loader when PyYAML has it (about 15 times faster on a large catalog).
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+T = TypeVar("T")
 
 
 @cache
@@ -64,26 +67,63 @@ def catalog_schema() -> dict[str, Any]:
 def load_catalog(path: Path, *, validated_dir: Path | None = None) -> Catalog:
     """Read, validate and convert a catalog file. With ``validated_dir``, data validated from
     the very same text before is read from there instead of parsed and validated again."""
+    shown, text = _read(path)
+    with collector_paused():  # a large catalog is a million YAML nodes, no cycle among them
+        data = recall(validated_dir, _schema_text(), text) if validated_dir else None
+        if data is None:
+            data = _parse(text, shown)
+            validate_against_schema(data, text, shown)
+            if validated_dir:
+                remember(validated_dir, _schema_text(), text, data)
+        return _catalog_of(data, text, shown)
+
+
+def load_catalog_then(path: Path, then: Callable[[Catalog], T], *,
+                      validated_dir: Path | None = None) -> tuple[Catalog, T]:
+    """``load_catalog(path)`` and ``then(catalog)``, with the schema validation of a catalog
+    not validated before run in a child process beside the conversion and ``then``. Returns
+    when both succeeded; a catalog the schema refuses raises the validation's CatalogError,
+    whatever the work beside it did (on data the schema refuses it may fail in any way)."""
+    shown, text = _read(path)
+    with collector_paused():
+        data = recall(validated_dir, _schema_text(), text) if validated_dir else None
+        if data is not None:
+            catalog = _catalog_of(data, text, shown)
+            return catalog, then(catalog)
+        data = _parse(text, shown)
+        _validator()  # built once here, not again in the child and in a later call
+        with validating_beside(validate_against_schema, data, text, shown) as verdict:
+            try:
+                catalog = _catalog_of(data, text, shown)
+                result = then(catalog)
+            except Exception:
+                verdict.wait()
+                raise
+            verdict.wait()
+    if validated_dir:
+        remember(validated_dir, _schema_text(), text, data)
+    return catalog, result
+
+
+def _read(path: Path) -> tuple[str, str]:
+    """The name the messages show, and the text of the catalog file."""
     shown = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        return shown, path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise CatalogError(shown, "", "file not found", "pass --catalog FILE or run from the "
                            "directory that holds extensions.yaml") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise CatalogError(shown, "", f"cannot read: {exc}") from None
-    with collector_paused():  # a large catalog is a million YAML nodes, no cycle among them
-        data = recall(validated_dir, _schema_text(), text) if validated_dir else None
-        if data is None:
-            data = _parse_and_validate(text, shown)
-            if validated_dir:
-                remember(validated_dir, _schema_text(), text, data)
-        catalog = _to_model(data, text, shown)
+
+
+def _catalog_of(data: Any, text: str, shown: str) -> Catalog:
+    catalog = _to_model(data, text, shown)
     _check_references(catalog, text, shown)
     return catalog
 
 
-def _parse_and_validate(text: str, shown: str) -> Any:
+def _parse(text: str, shown: str) -> Any:
     try:
         data = yaml.load(text, Loader=_LOADER)  # noqa: S506 (a safe loader)
     except yaml.YAMLError as exc:
@@ -96,7 +136,6 @@ def _parse_and_validate(text: str, shown: str) -> Any:
         raise CatalogError(shown, "", "the file holds no YAML document",
                            "a catalog has the keys publisher, distros, option_sets, postgres and "
                            "extensions (see the extensions.yaml shipped with monogres-oci)")
-    validate_against_schema(data, text, shown)
     return data
 
 

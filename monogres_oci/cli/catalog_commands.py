@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     pass
 from monogres_oci.cli.common import (
     _catalog,
+    _catalog_and_plan,
     _plan,
     _plan_published,
     _print_json,
@@ -55,8 +56,7 @@ def cmd_plan(args: argparse.Namespace, progress: Progress) -> int:
     from monogres_oci.cli.options import _cache_dir
     from monogres_oci.plan.rows import PlanState, plan_lines, plan_rows
 
-    catalog = _catalog(args)
-    plan = _plan(args, catalog)
+    _, plan = _catalog_and_plan(args)
     cache_dir = _cache_dir(args.cache_dir)
     fetcher = Fetcher(cache_dir)
     # By digest: a frozen Source hashes all its fields at each lookup, a million times here.

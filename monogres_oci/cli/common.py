@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from monogres_oci.build.recipes import recipe_digests
 from monogres_oci.catalog import Catalog, load_catalog
+from monogres_oci.catalog.load import load_catalog_then
 from monogres_oci.consume.pull import as_oci_layer, make_client, resolve
 from monogres_oci.errors import UsageError
 from monogres_oci.oci.layout import Layout
@@ -33,12 +34,21 @@ def _print_json(value: Any) -> None:
     print(json.dumps(value, indent=2, sort_keys=True))
 
 
-def _catalog(args: argparse.Namespace) -> Catalog:
+def _validated_dir(args: argparse.Namespace) -> Path | None:
     from monogres_oci.cli.options import _cache_dir
 
     # A command with a cache directory keeps the validated catalog there (`validate` has none).
-    cache = _cache_dir(args.cache_dir) / "catalogs" if "cache_dir" in vars(args) else None
-    return load_catalog(Path(args.catalog), validated_dir=cache)
+    return _cache_dir(args.cache_dir) / "catalogs" if "cache_dir" in vars(args) else None
+
+
+def _catalog(args: argparse.Namespace) -> Catalog:
+    return load_catalog(Path(args.catalog), validated_dir=_validated_dir(args))
+
+
+def _catalog_and_plan(args: argparse.Namespace) -> tuple[Catalog, Plan]:
+    """The catalog and its plan, the catalog's schema validation beside the expansion."""
+    return load_catalog_then(Path(args.catalog), lambda catalog: _plan(args, catalog),
+                             validated_dir=_validated_dir(args))
 
 
 def _base_overrides(args: argparse.Namespace, catalog: Catalog) -> dict[str, str]:

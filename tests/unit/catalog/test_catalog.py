@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from datetime import date
 from pathlib import Path
@@ -11,8 +12,9 @@ import pytest
 import yaml
 
 from monogres_oci.catalog import load_catalog
+from monogres_oci.catalog.load import load_catalog_then
 from monogres_oci.catalog.validated import KEPT, recall, remember
-from monogres_oci.errors import CatalogError
+from monogres_oci.errors import CatalogError, UsageError
 
 REPO = Path(__file__).resolve().parents[3]
 CATALOG = REPO / "extensions.yaml"
@@ -340,3 +342,51 @@ def test_only_the_catalogs_used_last_are_kept(tmp_path: Path) -> None:
     time.sleep(0.01)
     remember(tmp_path, "{}", "a: new", {"a": "new"})
     assert recall(tmp_path, "{}", "a: 3") == {"a": 3} and recall(tmp_path, "{}", "a: 4") is None
+
+
+def _children() -> set[str]:
+    """This process's children (the running and the unreaped), from /proc."""
+    return {pid for task in Path(f"/proc/{os.getpid()}/task").iterdir()
+            for pid in (task / "children").read_text().split()}
+
+
+def test_validation_beside_the_work_answers_as_validation_before_it(tmp_path: Path) -> None:
+    """`plan` validates a catalog not validated before in a child process while it expands:
+    a valid catalog gives what load_catalog gives, then the work's result, and is kept; a
+    catalog the schema refuses raises the schema's error (not what the work tripped over on the
+    refused data), is not kept, and leaves no child behind; the work's own error comes through."""
+    kept = tmp_path / "catalogs"
+    (tmp_path / "patches").symlink_to(REPO / "patches")
+    path = tmp_path / "extensions.yaml"
+    path.write_text(CATALOG.read_text())
+    children_before = _children()
+    catalog, count = load_catalog_then(path, lambda c: len(c.extensions), validated_dir=kept)
+    assert catalog == load_catalog(path) and count == len(catalog.extensions)
+    assert len(list(kept.iterdir())) == 1
+
+    data = _raw()
+    data["extensions"]["rum"]["versions"] = "1.3.15"  # the model cannot be made of it
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "patches").symlink_to(REPO / "patches")
+    bad = _write(tmp_path / "bad", data)
+    with pytest.raises(CatalogError, match=r"/extensions/rum/versions .*expected array"):
+        load_catalog(bad)
+
+    def work(c: object) -> None:
+        raise AssertionError("the work ran on data the schema refuses")
+
+    with pytest.raises(CatalogError, match=r"/extensions/rum/versions .*expected array"):
+        load_catalog_then(bad, work, validated_dir=kept)
+    data["extensions"]["rum"]["versions"] = _raw()["extensions"]["rum"]["versions"]
+    data["extensions"]["rum"]["colour"] = "blue"  # the model ignores it; the schema does not
+    bad.write_text(yaml.safe_dump(data, sort_keys=False))
+    with pytest.raises(CatalogError, match="unknown key 'colour'"):
+        load_catalog_then(bad, lambda c: len(c.extensions), validated_dir=kept)
+    assert len(list(kept.iterdir())) == 1
+    assert _children() == children_before, "a validating child was left behind"
+
+    def refuse(c: object) -> None:
+        raise UsageError("the work's own error")
+
+    with pytest.raises(UsageError, match="the work's own error"):
+        load_catalog_then(path, refuse)
