@@ -145,7 +145,14 @@ def test_a_terminated_gate_leaves_no_container_running(built: Built, tmp_path: P
                 break
         else:
             raise AssertionError("the gate never ran the suite:\n" + "".join(seen[-30:]))
-        time.sleep(2)
+        # The suite's container starts after that line: a second or two on a busy machine
+        # (with --jobs 2 the other gate's server starts beside it), seen to take longer.
+        deadline = time.monotonic() + 60
+        running = _gate_containers(proc.pid)
+        while not any(n.endswith("-suite") for n in running) and time.monotonic() < deadline:
+            time.sleep(0.2)
+            running = _gate_containers(proc.pid)
+        time.sleep(1)
     finally:
         watching.set()
         watcher.join()
