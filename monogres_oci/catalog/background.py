@@ -65,9 +65,15 @@ class Verdict:
         if self._pid is not None:
             with os.fdopen(self._read_fd, "rb") as pipe:
                 answer = pipe.read()
-            os.waitpid(self._pid, 0)
+            _, status = os.waitpid(self._pid, 0)
             self._pid = None
-            self._answer = json.loads(answer) if answer else []
+            if answer:
+                self._answer = json.loads(answer)
+            elif status != 0:  # killed (out of memory?) before it could answer: no verdict
+                self._answer = ["", "", "the schema validation did not finish (its process "
+                                f"ended with status {status})", "run `monogres-oci validate`"]
+            else:
+                self._answer = []
         if self._answer:
             raise CatalogError(*self._answer)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import time
 from datetime import date
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 import yaml
 
 from monogres_oci.catalog import load_catalog
+from monogres_oci.catalog.background import validating_beside
 from monogres_oci.catalog.load import load_catalog_then
 from monogres_oci.catalog.validated import KEPT, recall, remember
 from monogres_oci.errors import CatalogError, UsageError
@@ -390,3 +392,13 @@ def test_validation_beside_the_work_answers_as_validation_before_it(tmp_path: Pa
 
     with pytest.raises(UsageError, match="the work's own error"):
         load_catalog_then(path, refuse)
+
+
+def test_a_validation_that_dies_without_an_answer_is_not_a_pass() -> None:
+    """The child killed before it answered (the OOM killer, say): an error, not a valid catalog."""
+    def die(data: object, text: str, shown: str) -> None:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    with validating_beside(die, {}, "", "extensions.yaml") as verdict, \
+            pytest.raises(CatalogError, match="did not finish"):
+        verdict.wait()
