@@ -11,19 +11,15 @@ from __future__ import annotations
 import json
 import os
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Protocol
+from typing import Any
 
 from monogres_oci.errors import CatalogError
 
 
-class Validate(Protocol):
-    def __call__(self, data: Any, text: str, shown: str) -> None: ...
-
-
 @contextmanager
-def validating_beside(validate: Validate, data: Any, text: str,
+def validating_beside(validate: Callable[[Any, str, str], None], data: Any, text: str,
                       shown: str) -> Iterator[Verdict]:
     """Start ``validate(data, text, shown)`` in a child process; the block gets a Verdict whose
     ``wait()`` raises the CatalogError the validation raised (if any). On leaving the block,
