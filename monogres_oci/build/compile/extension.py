@@ -100,10 +100,15 @@ class ExtensionInvocation:
     @property
     def build_contexts(self) -> dict[str, Path]:
         """The Dockerfile's named contexts: its Postgres tree, and what it is built against
-        (without it, the Dockerfile's own empty stage of that name)."""
+        (without it, the Dockerfile's own empty stage of that name). Each must hold files: an
+        empty one would be sent as it is, and the build fail far from the cause."""
         contexts = {"postgres": self.postgres_install}
         if self.built_against is not None:
             contexts["requires"] = self.built_against
+        for name, tree in contexts.items():
+            if not tree.is_dir() or next(tree.iterdir(), None) is None:
+                raise BuildError(f"build of {self.what}: its {name} tree {tree} is missing or "
+                                 "empty (a build cache emptied while it ran?)")
         return contexts
 
 

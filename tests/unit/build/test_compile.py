@@ -349,3 +349,19 @@ def test_what_an_extension_is_built_against_is_merged_once_and_never_overlaps(
     with pytest.raises(BuildError, match=r"usr/lib/postgresql/18/lib/x.so is in the install"):
         compile.merged_trees([tmp_path / "cache/builds/d/install", tmp_path / "cache/builds/e/install"])
     assert [p.name for p in (tmp_path / "cache" / "built-against").iterdir()] == [merged.name]
+
+
+def test_a_tree_it_is_built_against_that_is_gone_is_named(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(buildkit, "buildx_build", fake_build(PG_FILES))
+    pg = compile.compile_postgres(**pg_kwargs(tmp_path), cache_key="pg")
+    tarball = tmp_path / "atop-1.0.tar.gz"
+    tarball.write_bytes(b"atop")
+    greet = tmp_path / "greet" / "install"
+    greet.mkdir(parents=True)
+    invocation = compile.extension_invocation(
+        base_image=BASE, postgres=pg, pg_major=18, source_tarball=tarball, patches=[],
+        build_packages=[], recipe=BuildRecipe(system="pgxs"), platform="linux/amd64",
+        source_date_epoch=1, built_against=[greet])
+    with pytest.raises(BuildError, match=f"its requires tree {greet} is missing or empty"):
+        compile.export_build_image(invocation, "monogres-gate/build:x", progress=lambda _: None)
