@@ -210,11 +210,37 @@ RUN <<'SCRIPT'
 #!/bin/bash
 set -euo pipefail
 source /usr/local/lib/monogres/target.sh
+# The extension's own packages. In a cross build, the target's where they are libraries to link:
+# Multi-Arch: same, and also a -dev package without a Multi-Arch field, which a target -dev
+# package's dependency pulls in for the target (libmemcached-dev:arm64 needs libsasl2-dev:arm64,
+# which conflicts with the build machine's); anything else (programs, arch-independent files)
+# the build machine's.
+extension_package_names() {
+  local p
+  local -A target=()
+  if cross_build && (( $# )); then
+    while read -r p; do target[$p]=1; done < <(
+      apt-cache show --no-all-versions "${@/%/:${TARGETARCH}}" 2>/dev/null | awk '
+        function decide() {
+          if (name != "" && (ma == "same" || (ma == "" && arch != "all" && name ~ /-dev$/)))
+            print name
+          name = ""; ma = ""; arch = ""
+        }
+        /^Package: / { name = $2 }
+        /^Multi-Arch: / { ma = $2 }
+        /^Architecture: / { arch = $2 }
+        /^$/ { decide() }
+        END { decide() }')
+  fi
+  for p in "$@"; do
+    if [[ -n ${target[$p]:-} ]]; then echo "${p}:${TARGETARCH}"; else echo "${p}"; fi
+  done
+}
 tools=(patchelf)
 if [[ ${BUILD_SYSTEM} == cmake ]]; then tools+=(cmake); fi
 if [[ ${BUILD_SYSTEM} == autoreconf ]]; then tools+=(autoconf automake libtool); fi
 # shellcheck disable=SC2086
-mapfile -t -O "${#tools[@]}" tools < <(build_package_names ${EXTRA_PACKAGES})
+mapfile -t -O "${#tools[@]}" tools < <(extension_package_names ${EXTRA_PACKAGES})
 DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${tools[@]}"
 SCRIPT
 ARG PG_MAJOR
