@@ -46,8 +46,10 @@ def invoke(
 
     The build context holds ``context_files`` (hard-linked) and ``context_text`` (name -> text).
     """
-    # A new directory for each build: BuildKit sends a context again to a path it saw only the
-    # files whose metadata changed, and the files here have fixed mtimes (see content_name).
+    # A new directory for each build, never a fixed one: BuildKit keeps the named contexts it
+    # was sent under the main context's path, and a later build from the same path is sent only
+    # the files whose path, size, mode or mtime differ. Every tree here has the same mtimes
+    # (SOURCE_DATE_EPOCH), so from a fixed path a build got the previous build's bytes (tried).
     with tempfile.TemporaryDirectory(prefix="monogres-context-") as tmp:
         context = Path(tmp)
         for path in context_files:
@@ -225,23 +227,6 @@ def tree_digest(root: Path) -> str:
         elif path.is_file():
             digest.update(f"F {rel} {sha256_file(path)}\n".encode())
     return digest.hexdigest()
-
-
-# Content names of finished trees, by path and the root's identity: a finished tree is never
-# changed in place (a rebuild swaps in a new directory), so each is hashed once per process.
-_CONTENT_NAMES: dict[tuple[str, str, int, int], str] = {}
-
-
-def content_name(prefix: str, tree: Path) -> str:
-    """``prefix-<digest of the tree's bytes>``: the name under which ``tree`` is given to
-    BuildKit as a named context. BuildKit checksums a local context by file metadata (path,
-    size, mode, mtime), and these trees all have the same mtimes: under one fixed name, a tree
-    was taken for another with the same paths and sizes (an earlier build's result reused)."""
-    root = tree.stat()
-    memo = (prefix, str(tree), root.st_ino, root.st_mtime_ns)
-    if memo not in _CONTENT_NAMES:
-        _CONTENT_NAMES[memo] = f"{prefix}-{tree_digest(tree)[:24]}"
-    return _CONTENT_NAMES[memo]
 
 
 def input_key(
