@@ -46,10 +46,10 @@ def invoke(
 
     The build context holds ``context_files`` (hard-linked) and ``context_text`` (name -> text).
     """
-    # A new directory for each build, never a fixed one: BuildKit keeps the named contexts it
-    # was sent under the main context's path, and a later build from the same path is sent only
-    # the files whose path, size, mode or mtime differ. Every tree here has the same mtimes
-    # (SOURCE_DATE_EPOCH), so from a fixed path a build got the previous build's bytes (tried).
+    # A new directory for each build, never a fixed one: from a directory it has seen, BuildKit
+    # is sent only the files whose path, size, mode or mtime changed, and the trees here all
+    # have the same mtimes (SOURCE_DATE_EPOCH); a build from a fixed directory got the previous
+    # build's bytes (tried). BuildKit's metadata checksums remain a hazard: see the notes.
     with tempfile.TemporaryDirectory(prefix="monogres-context-") as tmp:
         context = Path(tmp)
         for path in context_files:
