@@ -406,4 +406,3 @@ def test_status_shows_what_each_target_came_to(kinds: tuple[Built, Published]) -
     assert "published" not in elsewhere["counts"]
     table = cli(*args, "--markdown").stdout
     assert "| postgis | 3.6.4 | passed " in table and "| sour | 1.0 | FAILED [" in table
-
