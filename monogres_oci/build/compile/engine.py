@@ -49,7 +49,8 @@ def invoke(
     # A new directory for each build, never a fixed one: from a directory it has seen, BuildKit
     # is sent only the files whose path, size, mode or mtime changed, and the trees here all
     # have the same mtimes (SOURCE_DATE_EPOCH); a build from a fixed directory got the previous
-    # build's bytes (tried). BuildKit's metadata checksums remain a hazard: see the notes.
+    # build's bytes (tried). The same metadata-only view can still serve one named context's
+    # cached result for another tree with equal paths, sizes and mtimes (seen, not fixed).
     with tempfile.TemporaryDirectory(prefix="monogres-context-") as tmp:
         context = Path(tmp)
         for path in context_files:
