@@ -3,8 +3,8 @@
 # image with the same toolchain; then its upstream regression suite, run against a server.
 #
 # No "# syntax=" line: the Dockerfile frontend built into BuildKit is used, nothing is pulled.
-# Build with `docker buildx build --network host --build-context postgres=PGDIR/install
-#   --target export --output type=local,dest=DIR`; DIR then holds:
+# Build with `docker buildx build --network host --build-arg POSTGRES_TREE=NAME
+#   --build-context NAME=PGDIR/install --target export --output type=local,dest=DIR`; DIR holds:
 #   install/usr/lib/postgresql/$PG_MAJOR/{lib,share,bin,...}  what the install step added
 #   system/...    the shared libraries it loads that the runnable Postgres image lacks, by soname
 #   data/...      directories of the build container the catalog names (DATA_DIRS)
@@ -16,8 +16,8 @@
 #
 # The build context holds the source tarball, the patches and provided-libs.txt: the sonames the
 # runnable Postgres image already has (its install tree and runtime overlay), never bundled. An
-# extension built against others (build.requires) also gets `--build-context requires=DIR`: their
-# install trees, merged.
+# extension built against others (build.requires) also gets REQUIRES_TREE=NAME and
+# `--build-context NAME=DIR`: their install trees, merged.
 #
 # Build args (required unless a default is shown):
 #   BASE_IMAGE          digest-pinned base image reference (the one Postgres was built in)
@@ -37,6 +37,12 @@
 #   SOURCE_DATE_EPOCH   seconds; exported to the compiler and tools
 #   COMPILE_ON          build (default) or target, as for postgres.Dockerfile (and the same value)
 # Every list is space-separated words (no word holds a blank or a quote).
+
+# The names of the named contexts (global: only FROM lines read them). Each is named after its
+# content: BuildKit checksums a local context by file metadata, and every tree here has the same
+# mtimes, so under a fixed name a tree was taken for another with the same paths and sizes.
+ARG POSTGRES_TREE
+ARG REQUIRES_TREE=scratch
 
 # Word for word the stages up to the toolchain of postgres.Dockerfile (same ARGs, same RUN), so
 # that BuildKit reuses the layers it cached for the Postgres build.
@@ -195,9 +201,10 @@ cd /
 rm -rf /tmp/target-llvm
 SCRIPT
 
-# What it compiles against besides Postgres (the catalog's build.requires): the install trees of
-# those extensions, given as the named context "requires", which replaces this empty stage.
-FROM scratch AS requires
+# What it compiles against: the Postgres install tree and (the catalog's build.requires) the
+# install trees of those extensions, merged; each a named context (none: an empty stage).
+FROM ${POSTGRES_TREE} AS postgres
+FROM ${REQUIRES_TREE} AS requires
 
 FROM toolchain AS build
 ARG TARGETARCH

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import tarfile
 from pathlib import Path
@@ -26,6 +27,7 @@ from spdx_tools.spdx.parser.parse_anything import parse_file
 from spdx_tools.spdx.validation.document_validator import validate_full_spdx_document
 
 from monogres_oci.attest.attach import SPDX_TYPE, attachments_by_subject
+from monogres_oci.build.compile import ExtensionInvocation, compile_extension
 from monogres_oci.oci.layout import Layout
 from tests.e2e.conftest import CACHE, Built, Published, cli
 from tests.unit.consume.test_cnpg import crd_schema
@@ -406,3 +408,41 @@ def test_status_shows_what_each_target_came_to(kinds: tuple[Built, Published]) -
     assert "published" not in elsewhere["counts"]
     table = cli(*args, "--markdown").stdout
     assert "| postgis | 3.6.4 | passed " in table and "| sour | 1.0 | FAILED [" in table
+
+
+def test_each_build_gets_the_bytes_of_the_tree_it_is_given(kinds: tuple[Built, Published],
+                                                            tmp_path: Path) -> None:
+    """Two greet trees that differ only in the bytes of greet.control (same paths, sizes, modes
+    and mtimes, as every tree here has the same mtimes): atop built against each, one after the
+    other, reads each one's version. BuildKit checksums a local context by metadata: under one
+    fixed context name, the second build was served the first one's cached result."""
+    built, _ = kinds
+    layout = Layout.open(built.layout)
+    index = layout.read_index(layout.resolve(tag("atop")).digest)
+    key = layout.read_manifest(index.manifests[0].digest).annotations["org.monogres.input.digest"]
+    record = json.loads((CACHE / "builds" / key.removeprefix("sha256:") / "meta"
+                         / "buildinfo.json").read_text())
+    (greet,) = record["built_against"]
+    greet_tree = CACHE / "builds" / greet["input_digest"].removeprefix("sha256:") / "install"
+    control = "usr/lib/postgresql/18/share/extension/greet.control"
+    versions = {}
+    for version in ("1.0", "1.9"):  # 1.0: greet's own bytes; 1.9: one byte changed
+        tree = tmp_path / version / "install"
+        shutil.copytree(greet_tree, tree)  # copy2: the same modes and mtimes
+        original = (greet_tree / control).read_text()
+        (tree / control).write_text(original.replace("default_version = '1.0'",
+                                                      f"default_version = '{version}'"))
+        shutil.copystat(greet_tree / control, tree / control)
+        assert os.stat(tree / control).st_size == os.stat(greet_tree / control).st_size
+        invocation = ExtensionInvocation(
+            what=f"atop against greet {version}", platform=record["platform"],
+            build_args=record["build_args"],
+            context_files=(CACHE / "sources" / "sha256" / record["sources"][0]["sha256"],),
+            postgres_install=CACHE / "builds" / record["postgres"]["input_digest"].removeprefix(
+                "sha256:") / "install",
+            provided=(), built_against=tree)
+        out = compile_extension(invocation, out_dir=tmp_path / version / "atop",
+                                progress=lambda _: None, cache_key=f"test-{version}")
+        sql = (out.install_root / "usr/lib/postgresql/18/share/extension/atop--1.0.sql").read_text()
+        versions[version] = sql.split("'greet ", 1)[1].split("'", 1)[0]
+    assert versions == {"1.0": "1.0", "1.9": "1.9"}

@@ -19,6 +19,7 @@ from monogres_oci.build.compile.engine import (
     build_into,
     check_base,
     check_machine,
+    content_name,
     done_key,
     input_key,
     invoke,
@@ -97,19 +98,20 @@ class ExtensionInvocation:
     def context_text(self) -> dict[str, str]:
         return {PROVIDED_LIBS: "".join(f"{name}\n" for name in self.provided)}
 
-    @property
-    def build_contexts(self) -> dict[str, Path]:
-        """The Dockerfile's named contexts: its Postgres tree, and what it is built against
-        (without it, the Dockerfile's own empty stage of that name). Each must hold files: an
-        empty one would be sent as it is, and the build fail far from the cause."""
-        contexts = {"postgres": self.postgres_install}
+    def named_contexts(self) -> tuple[dict[str, str], dict[str, Path]]:
+        """The build args naming the Dockerfile's named contexts, and those contexts: the
+        Postgres tree and what it is built against (without it, REQUIRES_TREE keeps its empty
+        default), each named after its content (:func:`content_name`). Each must hold files:
+        an empty one would be sent as it is, and the build fail far from the cause."""
+        trees = {"POSTGRES_TREE": ("postgres", self.postgres_install)}
         if self.built_against is not None:
-            contexts["requires"] = self.built_against
-        for name, tree in contexts.items():
+            trees["REQUIRES_TREE"] = ("requires", self.built_against)
+        for prefix, tree in trees.values():
             if not tree.is_dir() or next(tree.iterdir(), None) is None:
-                raise BuildError(f"build of {self.what}: its {name} tree {tree} is missing or "
+                raise BuildError(f"build of {self.what}: its {prefix} tree {tree} is missing or "
                                  "empty (a build cache emptied while it ran?)")
-        return contexts
+        names = {arg: content_name(prefix, tree) for arg, (prefix, tree) in trees.items()}
+        return names, {names[arg]: tree for arg, (_, tree) in trees.items()}
 
 
 def merged_trees(trees: Sequence[Path]) -> Path | None:
@@ -227,14 +229,15 @@ def compile_extension(
         for path in sorted(prefix.rglob("*.so")):
             check_machine(path, build.platform, build.what)
 
+    names, contexts = build.named_contexts()
     build_into(
         what=build.what,
         dockerfile=dockerfile,
         context_files=build.context_files,
         context_text=build.context_text(),
         platform=build.platform,
-        build_args=build.build_args,
-        build_contexts=build.build_contexts,
+        build_args={**build.build_args, **names},
+        build_contexts=contexts,
         out_dir=out_dir,
         key=key,
         progress=progress,
@@ -254,10 +257,11 @@ def export_build_image(build: ExtensionInvocation, name: str,
     has lost them, repeats the very same build). Layers are stored uncompressed: the image
     never leaves this machine, and compressing a toolchain costs a minute.
     """
+    names, contexts = build.named_contexts()
     invoke(what=f"the build tree of {build.what}",
            dockerfile=buildkit.dockerfile("extension.Dockerfile"),
            context_files=build.context_files, context_text=build.context_text(),
-           platform=build.platform, build_args=build.build_args,
-           build_contexts=build.build_contexts, target="build",
+           platform=build.platform, build_args={**build.build_args, **names},
+           build_contexts=contexts, target="build",
            output={"type": "image", "name": name, "compression": "uncompressed"},
            progress=progress)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import os
 import re
 import shutil
 import threading
@@ -170,8 +171,11 @@ def test_extension_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     out = compile.compile_extension(invocation, out_dir=tmp_path / "ext", progress=lambda _: None)
     assert (out.licenses_dir / "LICENSE").read_text() == "MIT"
     (call,) = build.calls
-    assert call["build_contexts"] == {"postgres": pg.install_root}
     args = call["build_args"]
+    # the Postgres tree under a name of its content, which the Dockerfile is told
+    assert call["build_contexts"] == {args["POSTGRES_TREE"]: pg.install_root}
+    assert args["POSTGRES_TREE"] == compile.content_name("postgres", pg.install_root)
+    assert "REQUIRES_TREE" not in args  # the Dockerfile's empty default
     assert (args["BUILD_SYSTEM"], args["EXTRA_PACKAGES"], args["CMAKE_OPTIONS"]) == (
         "cmake", "libcurl4-openssl-dev", "-DFOO=ON")
     assert (args["EXTRA_CFLAGS"], args["EXT_PATCHES"], args["DATA_DIRS"]) == (
@@ -208,8 +212,24 @@ def test_build_tree_image_reuses_the_build_arguments(tmp_path: Path,
     (call,) = calls
     assert (call["target"], call["output"]["type"], call["output"]["name"]) == (
         "build", "image", "monogres-gate/build:x")
-    assert call["build_args"] == dict(invocation.build_args)
-    assert call["build_contexts"] == {"postgres": pg.install_root}
+    names, contexts = invocation.named_contexts()
+    assert call["build_args"] == {**invocation.build_args, **names}
+    assert call["build_contexts"] == contexts == {names["POSTGRES_TREE"]: pg.install_root}
+
+
+def test_a_tree_is_named_after_its_bytes_not_its_metadata(tmp_path: Path) -> None:
+    # Two trees that differ only in a file's bytes (same paths, sizes, mtimes) get two names;
+    # the same bytes in two places, one.
+    trees = []
+    for i, text in enumerate(("v = '1.0'\n", "v = '1.9'\n", "v = '1.0'\n")):
+        tree = tmp_path / str(i) / "install"
+        (tree / "share").mkdir(parents=True)
+        (tree / "share/greet.control").write_text(text)
+        os.utime(tree / "share/greet.control", (1700000000, 1700000000))
+        trees.append(tree)
+    names = [compile.content_name("requires", t) for t in trees]
+    assert names[0] != names[1] and names[0] == names[2], names
+    assert re.fullmatch(r"requires-[0-9a-f]{24}", names[0]), names[0]
 
 
 def test_dockerfiles_use_only_the_builtin_frontend() -> None:
