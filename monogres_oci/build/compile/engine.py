@@ -46,10 +46,10 @@ def invoke(
 
     The build context holds ``context_files`` (hard-linked) and ``context_text`` (name -> text).
     """
-    # A new directory for each build: BuildKit keeps what it was sent of a context under the
-    # context's name and is sent again only the files whose path, size, mode or mtime changed;
-    # the main context's name is fixed, so a fixed directory would hand one build another's
-    # bytes (tried). The named contexts are named after their content (see content_name).
+    # A new directory for each build: buildx names BuildKit's copy of a context after the
+    # directory's base name, and BuildKit resends into a copy it holds only the files whose
+    # metadata changed (from a fixed directory a build got the previous build's bytes: tried).
+    # The trees given as named contexts carry content-derived mtimes (see named_context).
     with tempfile.TemporaryDirectory(prefix="monogres-context-") as tmp:
         context = Path(tmp)
         for path in context_files:
@@ -217,26 +217,20 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def tree_digest(root: Path) -> str:
-    """A digest of a file tree's paths and contents (for inputs that carry no marker)."""
+def tree_digest(root: Path, on_file: Callable[[Path, str], None] | None = None) -> str:
+    """A digest of a file tree's paths and contents (for inputs that carry no marker);
+    ``on_file`` is told each regular file and its sha256 on the way."""
     digest = hashlib.sha256()
     for path in sorted(root.rglob("*")):
         rel = path.relative_to(root).as_posix()
         if path.is_symlink():
             digest.update(f"L {rel} {os.readlink(path)}\n".encode())
         elif path.is_file():
-            digest.update(f"F {rel} {sha256_file(path)}\n".encode())
+            file_digest = sha256_file(path)
+            digest.update(f"F {rel} {file_digest}\n".encode())
+            if on_file is not None:
+                on_file(path, file_digest)
     return digest.hexdigest()
-
-
-def content_name(prefix: str, tree: Path) -> str:
-    """``prefix-<digest of the tree's bytes>``: the name under which ``tree`` is given to
-    BuildKit as a named context. BuildKit keeps a copy of each named context under its name and
-    is sent again only the files whose path, size, mode or mtime changed; these trees all have
-    the same mtimes, so under one fixed name a tree read as another with the same paths and
-    sizes (measured: atop built against a greet whose control file differed in one byte got the
-    other's). Hashed on every build, never memoised: about 0.3 s for a Postgres tree."""
-    return f"{prefix}-{tree_digest(tree)[:24]}"
 
 
 def input_key(

@@ -19,7 +19,6 @@ from monogres_oci.build.compile.engine import (
     build_into,
     check_base,
     check_machine,
-    content_name,
     done_key,
     input_key,
     invoke,
@@ -27,6 +26,7 @@ from monogres_oci.build.compile.engine import (
     tarball_name,
     tree_digest,
 )
+from monogres_oci.build.compile.named_context import stamp_and_name
 from monogres_oci.build.compile.postgres import PostgresBuildOutput
 from monogres_oci.catalog.model import BuildRecipe
 from monogres_oci.errors import BuildError
@@ -101,7 +101,8 @@ class ExtensionInvocation:
     def named_contexts(self) -> tuple[dict[str, str], dict[str, Path]]:
         """The build args naming the Dockerfile's named contexts, and those contexts: the
         Postgres tree and what it is built against (without it, REQUIRES_TREE keeps its empty
-        default), each named after its content (:func:`content_name`). Each must hold files:
+        default), each stamped and named after its content
+        (:mod:`~monogres_oci.build.compile.named_context`). Each must hold files:
         an empty one would be sent as it is, and the build fail far from the cause."""
         trees = {"POSTGRES_TREE": ("postgres", self.postgres_install)}
         if self.built_against is not None:
@@ -110,7 +111,7 @@ class ExtensionInvocation:
             if not tree.is_dir() or next(tree.iterdir(), None) is None:
                 raise BuildError(f"build of {self.what}: its {prefix} tree {tree} is missing or "
                                  "empty (a build cache emptied while it ran?)")
-        names = {arg: content_name(prefix, tree) for arg, (prefix, tree) in trees.items()}
+        names = {arg: stamp_and_name(prefix, tree) for arg, (prefix, tree) in trees.items()}
         return names, {names[arg]: tree for arg, (_, tree) in trees.items()}
 
 
