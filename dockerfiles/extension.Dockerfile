@@ -11,6 +11,7 @@
 #   licenses/...  LICENSE*, LICENCE*, COPYING* from the source root
 #   licenses-system/<package>/copyright  of every Debian package bundled in system/ or data/
 #   meta/...      toolchain record: dpkg list, compiler versions, bundled packages, RPATHs
+#   (plus an empty .content-<sha256> file, the digest of all of it; see the build stage's end)
 # `--target results` (same arguments, plus the TEST_* and PG* ones) runs the upstream suite of the
 # build tree against the server at PGHOST:PGPORT and exports its output (see the test stage).
 #
@@ -36,11 +37,11 @@
 #   DLOPEN              library names the extension dlopen()s: bundled in system/ by that name
 #   SOURCE_DATE_EPOCH   seconds; exported to the compiler and tools
 #   COMPILE_ON          build (default) or target, as for postgres.Dockerfile (and the same value)
+#   CONTEXT_DIGEST      sha256 of the build context's names and bytes
 # Every list is space-separated words (no word holds a blank or a quote).
 
-# The names of the named contexts (global: only FROM lines read them). Each is named after its
-# content: BuildKit checksums a local context by file metadata, and every tree here has the same
-# mtimes, so under a fixed name a tree was taken for another with the same paths and sizes.
+# The names of the named contexts, each after its bytes (global, for the FROM lines; the build
+# stage keys its steps by them, see there).
 ARG POSTGRES_TREE
 ARG REQUIRES_TREE=scratch
 
@@ -263,6 +264,14 @@ ARG DLOPEN=""
 ARG SOURCE_DATE_EPOCH
 # PYTHONHASHSEED: meson is Python; a fixed seed keeps its set orderings (and logs) stable.
 ENV SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH} LC_ALL=C.UTF-8 TZ=UTC PYTHONHASHSEED=0
+# BuildKit keys a COPY of local files, or of another stage's, by a checksum that can miss a
+# change of bytes: here two greet trees differing in one byte (same names and sizes) got one
+# cached `COPY --from=requires`, and two builds whose /out differed the same way one cached
+# export. So every step from here on is keyed by the digests of all this build is given...
+ARG POSTGRES_TREE
+ARG REQUIRES_TREE
+ARG CONTEXT_DIGEST
+RUN : "${POSTGRES_TREE} ${REQUIRES_TREE} ${CONTEXT_DIGEST}"
 # The Postgres install tree at its own prefix, as pg_config describes it, with the extensions it
 # is built against installed in it (not in /out: they are not part of this image).
 COPY --from=postgres / /
@@ -611,11 +620,20 @@ SUITE
 ENV TARGETARCH="${TARGETARCH}" PG_MAJOR="${PG_MAJOR}" SUBDIR="${SUBDIR}" BUILD_SYSTEM="${BUILD_SYSTEM}" \
     MAKE_FLAGS="${MAKE_FLAGS}"
 RUN chmod +x /usr/local/lib/monogres/run-suite.sh
+# ...and what it exports is one directory holding a file named after the digest of the rest (the
+# checksum of a name cannot miss its change).
+RUN <<'SCRIPT'
+#!/bin/bash
+set -euo pipefail
+mkdir /export
+for pair in out:install out-system:system out-data:data out-licenses:licenses \
+            out-licenses-system:licenses-system out-meta:meta; do
+  cp -a "/${pair%%:*}" "/export/${pair#*:}"
+done
+digest=$(tar -C /export --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -cf - . \
+  | sha256sum | cut -d' ' -f1)
+touch "/export/.content-${digest}"
+SCRIPT
 
 FROM scratch AS export
-COPY --from=build /out /install
-COPY --from=build /out-system /system
-COPY --from=build /out-data /data
-COPY --from=build /out-licenses /licenses
-COPY --from=build /out-licenses-system /licenses-system
-COPY --from=build /out-meta /meta
+COPY --from=build /export/ /

@@ -1,7 +1,7 @@
 """The compile stage: PostgreSQL and its extensions from source tarballs into install trees, with
 BuildKit; the build context holds only the pinned sources (and the patches the catalog names)."""
 
-from monogres_oci.build.compile.engine import BUILD_LOG, DONE_MARKER, elf_machine
+from monogres_oci.build.compile.engine import BUILD_LOG, DONE_MARKER, content_name, elf_machine
 from monogres_oci.build.compile.extension import (
     ExtensionBuildOutput,
     ExtensionInvocation,
@@ -22,6 +22,7 @@ __all__ = [
     "PostgresBuildOutput",
     "compile_extension",
     "compile_postgres",
+    "content_name",
     "elf_machine",
     "extension_build_args",
     "export_build_image",

@@ -49,7 +49,7 @@ def invoke(
     # A new directory for each build: buildx names BuildKit's copy of a context after the
     # directory's base name, and BuildKit resends into a copy it holds only the files whose
     # metadata changed (from a fixed directory a build got the previous build's bytes: tried).
-    # The trees given as named contexts carry content-derived mtimes (see named_context).
+    # What BuildKit is given is also named by content in its cache keys (see extension.Dockerfile).
     with tempfile.TemporaryDirectory(prefix="monogres-context-") as tmp:
         context = Path(tmp)
         for path in context_files:
@@ -111,6 +111,10 @@ def build_into(
         for entry in (staging / "export").iterdir():
             entry.rename(staging / entry.name)
         (staging / "export").rmdir()
+        # An empty file named after the export's digest keys BuildKit's cache of it (see
+        # extension.Dockerfile); it is not part of the result.
+        for marker in staging.glob(".content-*"):
+            marker.unlink()
         check(staging)
         seconds = time.monotonic() - started
         swap_in(staging, out_dir, {"cache_key": key, "target": what, "seconds": round(seconds, 1)})
@@ -217,20 +221,24 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def tree_digest(root: Path, on_file: Callable[[Path, str], None] | None = None) -> str:
-    """A digest of a file tree's paths and contents (for inputs that carry no marker);
-    ``on_file`` is told each regular file and its sha256 on the way."""
+def tree_digest(root: Path) -> str:
+    """A digest of a file tree's paths and contents (for inputs that carry no marker)."""
     digest = hashlib.sha256()
     for path in sorted(root.rglob("*")):
         rel = path.relative_to(root).as_posix()
         if path.is_symlink():
             digest.update(f"L {rel} {os.readlink(path)}\n".encode())
         elif path.is_file():
-            file_digest = sha256_file(path)
-            digest.update(f"F {rel} {file_digest}\n".encode())
-            if on_file is not None:
-                on_file(path, file_digest)
+            digest.update(f"F {rel} {sha256_file(path)}\n".encode())
     return digest.hexdigest()
+
+
+def content_name(prefix: str, tree: Path) -> str:
+    """``prefix-<digest of the tree's paths and bytes>``: the name under which ``tree`` is given
+    to BuildKit as a named context, and which keys the build's steps (see extension.Dockerfile).
+    Hashed on every build, never memoised (a tree changed in place must not keep an old name):
+    about 0.3 s for a Postgres install tree."""
+    return f"{prefix}-{tree_digest(tree)[:24]}"
 
 
 def input_key(

@@ -19,14 +19,15 @@ from monogres_oci.build.compile.engine import (
     build_into,
     check_base,
     check_machine,
+    content_name,
     done_key,
     input_key,
     invoke,
     is_done,
+    sha256_file,
     tarball_name,
     tree_digest,
 )
-from monogres_oci.build.compile.named_context import stamp_and_name
 from monogres_oci.build.compile.postgres import PostgresBuildOutput
 from monogres_oci.catalog.model import BuildRecipe
 from monogres_oci.errors import BuildError
@@ -99,11 +100,12 @@ class ExtensionInvocation:
         return {PROVIDED_LIBS: "".join(f"{name}\n" for name in self.provided)}
 
     def named_contexts(self) -> tuple[dict[str, str], dict[str, Path]]:
-        """The build args naming the Dockerfile's named contexts, and those contexts: the
-        Postgres tree and what it is built against (without it, REQUIRES_TREE keeps its empty
-        default), each stamped and named after its content
-        (:mod:`~monogres_oci.build.compile.named_context`). Each must hold files:
-        an empty one would be sent as it is, and the build fail far from the cause."""
+        """The build args that name what BuildKit is given, and the named contexts: the Postgres
+        tree and what it is built against (without it, REQUIRES_TREE keeps its empty default),
+        each named after its bytes (:func:`content_name`), and CONTEXT_DIGEST, the bytes of the
+        build context. The Dockerfile keys its build steps by these (BuildKit's own keys for
+        local files follow their metadata). Each tree must hold files: an empty one would be
+        sent as it is, and the build fail far from the cause."""
         trees = {"POSTGRES_TREE": ("postgres", self.postgres_install)}
         if self.built_against is not None:
             trees["REQUIRES_TREE"] = ("requires", self.built_against)
@@ -111,8 +113,18 @@ class ExtensionInvocation:
             if not tree.is_dir() or next(tree.iterdir(), None) is None:
                 raise BuildError(f"build of {self.what}: its {prefix} tree {tree} is missing or "
                                  "empty (a build cache emptied while it ran?)")
-        names = {arg: stamp_and_name(prefix, tree) for arg, (prefix, tree) in trees.items()}
-        return names, {names[arg]: tree for arg, (_, tree) in trees.items()}
+        names = {arg: content_name(prefix, tree) for arg, (prefix, tree) in trees.items()}
+        return ({**names, "CONTEXT_DIGEST": self.context_digest()},
+                {names[arg]: tree for arg, (_, tree) in trees.items()})
+
+    def context_digest(self) -> str:
+        """A digest of the build context's names and bytes (sources, patches, texts)."""
+        digest = hashlib.sha256()
+        for path in self.context_files:
+            digest.update(f"F {path.name} {sha256_file(path)}\n".encode())
+        for name, text in sorted(self.context_text().items()):
+            digest.update(f"T {name} {hashlib.sha256(text.encode()).hexdigest()}\n".encode())
+        return digest.hexdigest()
 
 
 def merged_trees(trees: Sequence[Path]) -> Path | None:
