@@ -103,9 +103,9 @@ class ExtensionInvocation:
         """The build args that name what BuildKit is given, and the named contexts: the Postgres
         tree and what it is built against (without it, REQUIRES_TREE keeps its empty default),
         each named after its bytes (:func:`content_name`), and CONTEXT_DIGEST, the bytes of the
-        build context. The Dockerfile keys its build steps by these (BuildKit's own keys for
-        local files follow their metadata). Each tree must hold files: an empty one would be
-        sent as it is, and the build fail far from the cause."""
+        build context. The Dockerfile keys its build steps by these (BuildKit's own checksums
+        missed a one-byte change here). Each tree must hold files: an empty one would be sent
+        as it is, and the build fail far from the cause."""
         trees = {"POSTGRES_TREE": ("postgres", self.postgres_install)}
         if self.built_against is not None:
             trees["REQUIRES_TREE"] = ("requires", self.built_against)
