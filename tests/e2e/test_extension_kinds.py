@@ -414,8 +414,9 @@ def test_each_build_gets_the_bytes_of_the_tree_it_is_given(kinds: tuple[Built, P
                                                             tmp_path: Path) -> None:
     """Two greet trees that differ only in the bytes of greet.control (same paths, sizes, modes
     and mtimes, as every tree here has the same mtimes): atop built against each, one after the
-    other, reads each one's version, run after run. BuildKit judges local files by metadata:
-    without content-derived mtimes, a second run's 1.0 build was served the 1.9 build's result."""
+    other, reads each one's version, run after run. BuildKit's checksums missed that byte: before
+    the build steps were keyed by the trees' digests, a second run's 1.0 build was served the
+    1.9 build's result (content-named contexts and content-derived mtimes alone did not help)."""
     built, _ = kinds
     layout = Layout.open(built.layout)
     index = layout.read_index(layout.resolve(tag("atop")).digest)

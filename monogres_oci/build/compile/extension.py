@@ -99,13 +99,14 @@ class ExtensionInvocation:
     def context_text(self) -> dict[str, str]:
         return {PROVIDED_LIBS: "".join(f"{name}\n" for name in self.provided)}
 
-    def named_contexts(self) -> tuple[dict[str, str], dict[str, Path]]:
-        """The build args that name what BuildKit is given, and the named contexts: the Postgres
-        tree and what it is built against (without it, REQUIRES_TREE keeps its empty default),
-        each named after its bytes (:func:`content_name`), and CONTEXT_DIGEST, the bytes of the
-        build context. The Dockerfile keys its build steps by these (BuildKit's own checksums
-        missed a one-byte change here). Each tree must hold files: an empty one would be sent
-        as it is, and the build fail far from the cause."""
+    def buildkit_inputs(self) -> tuple[dict[str, str], dict[str, Path]]:
+        """The build args, with those that name what BuildKit is given, and the named contexts
+        (the compile and the build-tree image pass the same, so one is the other's cache): the
+        Postgres tree and what it is built against (without it, REQUIRES_TREE keeps its empty
+        default), each named after its bytes (:func:`content_name`), and CONTEXT_DIGEST, the
+        bytes of the build context. The Dockerfile keys its build steps by these (BuildKit's
+        own checksums missed a one-byte change here). Each tree must hold files: an empty one
+        would be sent as it is, and the build fail far from the cause."""
         trees = {"POSTGRES_TREE": ("postgres", self.postgres_install)}
         if self.built_against is not None:
             trees["REQUIRES_TREE"] = ("requires", self.built_against)
@@ -114,7 +115,7 @@ class ExtensionInvocation:
                 raise BuildError(f"build of {self.what}: its {prefix} tree {tree} is missing or "
                                  "empty (a build cache emptied while it ran?)")
         names = {arg: content_name(prefix, tree) for arg, (prefix, tree) in trees.items()}
-        return ({**names, "CONTEXT_DIGEST": self.context_digest()},
+        return ({**self.build_args, **names, "CONTEXT_DIGEST": self.context_digest()},
                 {names[arg]: tree for arg, (_, tree) in trees.items()})
 
     def context_digest(self) -> str:
@@ -242,14 +243,14 @@ def compile_extension(
         for path in sorted(prefix.rglob("*.so")):
             check_machine(path, build.platform, build.what)
 
-    names, contexts = build.named_contexts()
+    build_args, contexts = build.buildkit_inputs()
     build_into(
         what=build.what,
         dockerfile=dockerfile,
         context_files=build.context_files,
         context_text=build.context_text(),
         platform=build.platform,
-        build_args={**build.build_args, **names},
+        build_args=build_args,
         build_contexts=contexts,
         out_dir=out_dir,
         key=key,
@@ -270,11 +271,11 @@ def export_build_image(build: ExtensionInvocation, name: str,
     has lost them, repeats the very same build). Layers are stored uncompressed: the image
     never leaves this machine, and compressing a toolchain costs a minute.
     """
-    names, contexts = build.named_contexts()
+    build_args, contexts = build.buildkit_inputs()
     invoke(what=f"the build tree of {build.what}",
            dockerfile=buildkit.dockerfile("extension.Dockerfile"),
            context_files=build.context_files, context_text=build.context_text(),
-           platform=build.platform, build_args={**build.build_args, **names},
-           build_contexts=contexts, target="build",
+           platform=build.platform, build_args=build_args, build_contexts=contexts,
+           target="build",
            output={"type": "image", "name": name, "compression": "uncompressed"},
            progress=progress)
