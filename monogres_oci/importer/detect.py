@@ -219,8 +219,9 @@ def _with_includes(files: dict[str, str], name: str) -> str:
 
 
 def _build_system(files: dict[str, str]) -> tuple[str, str, str]:
-    """(system, subdir, why): a PGXS Makefile at the top, else CMake, else configure, else a PGXS
-    Makefile one directory down."""
+    """(system, subdir, why): a PGXS Makefile at the top, else CMake, else configure, else the one
+    PGXS Makefile below: one directory down, or deeper beside a control file (pg_auto_failover's
+    src/monitor, under a top Makefile of its own that also builds a client)."""
     for name in ("Makefile", "GNUmakefile"):
         text = _with_includes(files, name)
         if "PGXS" in text or "PG_CONFIG" in text:
@@ -235,9 +236,13 @@ def _build_system(files: dict[str, str]) -> tuple[str, str, str]:
         # Before a PGXS Makefile below: it may include what configure writes (pointcloud's
         # config.mk), and the release ships no configure script to write it.
         return "autoreconf", ".", "configure.ac at the top but no configure script"
+    controls = {str(PurePosixPath(p).parent) for p in files
+                if p.endswith((".control", ".control.in"))}
     below = sorted(p for p, t in files.items()
-                   if p.count("/") == 1 and PurePosixPath(p).name in ("Makefile", "GNUmakefile")
-                   and "PGXS" in t)
+                   if PurePosixPath(p).name in ("Makefile", "GNUmakefile") and "PGXS" in t
+                   and not _SKIP_DIRS.intersection(PurePosixPath(p).parts[:-1])
+                   and (p.count("/") == 1
+                        or (p.count("/") > 1 and str(PurePosixPath(p).parent) in controls)))
     if len(below) == 1:
         subdir = str(PurePosixPath(below[0]).parent)
         return "pgxs", subdir, f"{below[0]} includes PGXS"

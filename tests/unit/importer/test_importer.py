@@ -263,6 +263,20 @@ def test_configure_and_pgxs_one_directory_down(tmp_path: Path) -> None:
     below = inspect(_tarball(tmp_path, {"README": "", "ext/Makefile": "include $(PGXS)\n",
                                         "ext/x.control": ""}))
     assert (below.build_system, below.subdir, below.sql_names) == ("pgxs", "ext", ["x"])
+    # pg_auto_failover 2.2: the top Makefile runs tests and recurses into src/, which builds
+    # the monitor extension (PGXS, beside its control file) and a client program
+    deep = inspect(_tarball(tmp_path, {
+        "Makefile": "install:\n\t$(MAKE) -C src install\n",
+        "src/Makefile": "install:\n\t$(MAKE) -C monitor install\n",
+        "src/monitor/Makefile": "EXTENSION = pgautofailover\nPGXS = $(shell $(PG_CONFIG) --pgxs)\n",
+        "src/monitor/pgautofailover.control": "default_version = '2.2'\n",
+        "src/bin/pg_autoctl/Makefile": "pg_autoctl: main.o\n",
+        "tests/upgrade/Makefile": "include $(PGXS)\n"}))
+    assert (deep.build_system, deep.subdir, deep.sql_names) == \
+        ("pgxs", "src/monitor", ["pgautofailover"])
+    # deeper than one directory, a PGXS Makefile with no control file beside it is not taken
+    assert inspect(_tarball(tmp_path, {"a/b/Makefile": "include $(PGXS)\n",
+                                       "a/x.control": ""})).build_system == ""
     none = inspect(_tarball(tmp_path, {"setup.py": ""}))
     assert none.build_system == "" and "no PGXS Makefile" in none.build_evidence
 
