@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import tempfile
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from functools import partial
@@ -90,6 +90,22 @@ class StageContext:
     gates: GateCache | None  # passing results to reuse, or None to gate every image again
 
 
+def required_closure(names: Sequence[str], requires: Mapping[str, Sequence[str]]) -> list[str]:
+    """``names`` and, transitively, what each requires (``requires``: name -> its requires),
+    each once and after what it requires."""
+    out: list[str] = []
+
+    def add(name: str) -> None:
+        if name not in out:
+            for required in requires.get(name, ()):
+                add(required)
+            out.append(name)
+
+    for name in names:
+        add(name)
+    return out
+
+
 class ExtensionStage:
     """Takes compiled extensions in plan order; ``finish`` waits for the last gate."""
 
@@ -97,6 +113,7 @@ class ExtensionStage:
         self.ctx = ctx
         self.pool = pool
         self._packaged: dict[str, Descriptor] = {}
+        self._requires: dict[str, tuple[str, ...]] = {}  # runtime.requires of each packaged
         self._gating: dict[str, Future[GateResult]] = {}
         # Ends to record in plan order, each once the future it waits on (if any) is done.
         self._ends: deque[tuple[Future[GateResult] | None, Callable[[], None]]] = deque()
@@ -113,6 +130,7 @@ class ExtensionStage:
             self._end(None, partial(self._failed, ext, "package", exc))
             return
         self._packaged[ext.extension.name] = image
+        self._requires[ext.extension.name] = ext.extension.runtime.requires
         if not ctx.gate:
             self._end(None, partial(self._untested, ext, compiled))
             return
@@ -154,6 +172,12 @@ class ExtensionStage:
                 passed = False
             if not passed:
                 raise BuildError(f"{ext.name} requires {name}, whose image did not pass its gate")
+        # What those require is mounted too (londiste -> pgq_node -> pgq): CREATE EXTENSION ...
+        # CASCADE creates all of them. Each passed its gate before the one that requires it.
+        for name in required_closure(ext.extension.runtime.requires, self._requires):
+            if name not in self._packaged:
+                raise BuildError(f"{ext.name} requires {name} (through what it requires), which "
+                                 f"this build did not package; add --extension {name}")
             required.append(self._packaged[name])
         platform = Platform(architecture=ext.postgres.arch, os="linux")
         key = gate_key(ext.extension, image.digest, [d.digest for d in required],
