@@ -257,6 +257,9 @@ def _suite(subject: GateSubject, server: Server, port: int, work: Path, base: Ga
         for i in range(len(suite.shared_dirs)):
             shutil.copytree(work / "shared" / str(i), subject.log_dir / f"shared-{i}",
                             ignore_dangling_symlinks=True)
+        # The server's whole log: what a failed test's diff does not say (a worker's error)
+        # is often only there, and the result keeps only its tail.
+        (subject.log_dir / "server.log").write_text(server.logs(tail=None) + "\n")
     command_file = dest / "command.txt"
     if not command_file.is_file():  # the script found no suite to run
         return dataclasses.replace(base, skipped=output.strip(), exit_code=exit_code)

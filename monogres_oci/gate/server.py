@@ -231,8 +231,10 @@ class Server:
                             f"{(out.stdout + out.stderr).strip()}")
         return out.stdout.splitlines()
 
-    def logs(self) -> str:
-        out = run(["docker", "logs", "--tail", "60", self.name], check=False)
+    def logs(self, tail: int | None = 60) -> str:
+        """The server's log: its last ``tail`` lines, or all of it."""
+        out = run(["docker", "logs", *(("--tail", str(tail)) if tail else ()), self.name],
+                  check=False)
         return (out.stdout + out.stderr).strip()
 
     def stop(self) -> None:

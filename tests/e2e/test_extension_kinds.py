@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import tarfile
@@ -88,6 +89,12 @@ def test_a_failing_suite_is_not_published_and_the_others_are(kinds: tuple[Built,
     assert not sour["ok"] and sour["gate"]["verdict"] == "FAILED"
     assert [t["name"] for t in sour["gate"]["suite"]["tests"] if not t["passed"]] == ["sour"]
     assert "not tagged, so not published" in sour["error"]
+    # the suite's whole output is kept, and the server's whole log beside it (the result
+    # holds only their tails)
+    named = re.search(r"the suite's whole output: (\S+)\)", sour["error"])
+    assert named, sour["error"]
+    kept = Path(named.group(1))
+    assert "database system is ready to accept connections" in (kept / "server.log").read_text()
     assert not any(r.startswith("sour:") for r in built.report["refs"])
     assert not any(r.startswith("sour:") for r in published.refs)
     for name in VERSIONS:
