@@ -241,8 +241,7 @@ def _build_system(files: dict[str, str]) -> tuple[str, str, str]:
     below = sorted(p for p, t in files.items()
                    if PurePosixPath(p).name in ("Makefile", "GNUmakefile") and "PGXS" in t
                    and not _SKIP_DIRS.intersection(PurePosixPath(p).parts[:-1])
-                   and (p.count("/") == 1
-                        or (p.count("/") > 1 and str(PurePosixPath(p).parent) in controls)))
+                   and (p.count("/") == 1 or str(PurePosixPath(p).parent) in controls))
     if len(below) == 1:
         subdir = str(PurePosixPath(below[0]).parent)
         return "pgxs", subdir, f"{below[0]} includes PGXS"
