@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import tempfile
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from functools import partial
@@ -31,6 +31,7 @@ from monogres_oci.build.state import (
     TargetResult,
     error_summary,
 )
+from monogres_oci.catalog.model import required_closure
 from monogres_oci.errors import BuildError, MonogresError
 from monogres_oci.gate import GateResult, GateSubject, attach_result, gate_extension
 from monogres_oci.gate.cache import GateCache, gate_key
@@ -88,22 +89,6 @@ class StageContext:
     runnable: Descriptor  # the runnable Postgres image the gates run in
     gate: bool  # False: packaged without proving (--no-gate)
     gates: GateCache | None  # passing results to reuse, or None to gate every image again
-
-
-def required_closure(names: Sequence[str], requires: Mapping[str, Sequence[str]]) -> list[str]:
-    """``names`` and, transitively, what each requires (``requires``: name -> its requires),
-    each once and after what it requires."""
-    out: list[str] = []
-
-    def add(name: str) -> None:
-        if name not in out:
-            for required in requires.get(name, ()):
-                add(required)
-            out.append(name)
-
-    for name in names:
-        add(name)
-    return out
 
 
 class ExtensionStage:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from monogres_oci.catalog.ranges import ANY, VersionRange
@@ -328,3 +328,19 @@ def build_order(extensions: Sequence[Extension]) -> dict[str, int]:
     for name in needs:
         visit(name, ())
     return order
+
+
+def required_closure(names: Sequence[str], requires: Mapping[str, Sequence[str]]) -> list[str]:
+    """``names`` and, transitively, what each requires (``requires``: name -> its requires),
+    each once and after what it requires."""
+    out: list[str] = []
+
+    def add(name: str) -> None:
+        if name not in out:
+            for required in requires.get(name, ()):
+                add(required)
+            out.append(name)
+
+    for name in names:
+        add(name)
+    return out

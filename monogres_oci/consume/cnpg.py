@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from monogres_oci.catalog.model import required_closure
 from monogres_oci.package.contract import RuntimeContract
 
 API_VERSION = "postgresql.cnpg.io/v1"
@@ -46,22 +47,12 @@ def extension_stanza(ext: ExtensionRef) -> dict[str, Any]:
 
 def with_required(wanted: Sequence[ExtensionRef], available: Sequence[ExtensionRef]) -> list[ExtensionRef]:
     """``wanted`` plus every extension they require (transitively), required ones first: a
-    ``CREATE EXTENSION ... CASCADE`` needs their images mounted too."""
-    by_name = {e.name: e for e in available}
-    out: list[ExtensionRef] = []
-
-    def add(ext: ExtensionRef) -> None:
-        if any(e.name == ext.name for e in out):
-            return
-        for name in ext.contract.requires:
-            if name not in by_name:
-                raise KeyError(name)
-            add(by_name[name])
-        out.append(ext)
-
-    for ext in wanted:
-        add(ext)
-    return out
+    ``CREATE EXTENSION ... CASCADE`` needs their images mounted too. KeyError names a required
+    extension ``available`` lacks."""
+    by_name = {e.name: e for e in (*available, *wanted)}
+    names = required_closure([e.name for e in wanted],
+                             {name: e.contract.requires for name, e in by_name.items()})
+    return [by_name[name] for name in names]
 
 
 def cluster(name: str, postgres_image: str, extensions: Sequence[ExtensionRef],

@@ -1,6 +1,6 @@
 """What the gate mounts beside an extension."""
 
-from monogres_oci.build.extension_stage import required_closure
+from monogres_oci.catalog.model import required_closure
 
 
 def test_the_gate_mounts_what_the_required_extensions_require_too() -> None:
