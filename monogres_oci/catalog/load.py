@@ -32,6 +32,7 @@ from monogres_oci.catalog.model import (
     Extension,
     ExtensionPatch,
     ExtensionVersion,
+    KnownFailure,
     OptionSet,
     Origin,
     Patch,
@@ -249,6 +250,19 @@ def _versions(raw: str | list[int]) -> VersionRange:
     return parse_range(raw) if isinstance(raw, str) else majors_range(tuple(raw))
 
 
+def _known_failures(raw: dict[str, Any]) -> tuple[KnownFailure, ...]:
+    """A reason alone fails everywhere; an object says where (the schema checked the forms)."""
+    failures = []
+    for test, value in sorted(raw.items()):
+        if isinstance(value, str):
+            failures.append(KnownFailure(test, value))
+        else:
+            where = parse_range(value["postgres"]) if "postgres" in value else ANY
+            failures.append(KnownFailure(test, value["reason"], where,
+                                         bool(value.get("emulated", False))))
+    return tuple(failures)
+
+
 def _disabled(raw: str | list[dict[str, Any]]) -> tuple[Disabled, ...]:
     """A string disables every target; each rule of a list those its scope matches."""
     if isinstance(raw, str):
@@ -330,7 +344,7 @@ def _extension(name: str, e: dict[str, Any]) -> Extension:
             inputdir=s.get("inputdir", "."), options=tuple(s.get("options", [])),
             result_pattern=s.get("result_pattern", DEFAULT_RESULT_PATTERN),
             passed=s.get("passed", "ok"),
-            known_failures=tuple(sorted(s.get("known_failures", {}).items())),
+            known_failures=_known_failures(s.get("known_failures", {})),
             server_dirs=tuple(s.get("server_dirs", [])), setup=tuple(s.get("setup", [])),
             server_settings=tuple(sorted(s.get("server_settings", {}).items())),
             shared_dirs=tuple(s.get("shared_dirs", [])),

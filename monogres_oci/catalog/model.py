@@ -225,6 +225,19 @@ DEFAULT_RESULT_PATTERN = r"^(?P<status>ok|not ok)\s+\d+\s+[-+]\s+(?P<name>\S+)"
 
 
 @dataclass(frozen=True)
+class KnownFailure:
+    """A test known to fail, with why; only where its conditions hold (none: everywhere)."""
+
+    test: str
+    reason: str
+    postgres: VersionRange = ANY  # the releases it fails on
+    emulated: bool = False  # only when the suite runs under QEMU (a foreign architecture)
+
+    def applies(self, postgres: str, emulated: bool) -> bool:
+        return self.postgres.admits(postgres) and (emulated or not self.emulated)
+
+
+@dataclass(frozen=True)
 class UpstreamSuite:
     """How the gate runs an extension's own upstream regression suite against its image."""
 
@@ -234,7 +247,7 @@ class UpstreamSuite:
     options: tuple[str, ...] = ()  # extra pg_regress arguments with ``regress``
     result_pattern: str = DEFAULT_RESULT_PATTERN  # a regex with groups 'name' and 'status'
     passed: str = "ok"  # the status that means passed; any other is a failure
-    known_failures: tuple[tuple[str, str], ...] = ()  # test name -> why it fails
+    known_failures: tuple[KnownFailure, ...] = ()
     server_dirs: tuple[str, ...] = ()  # directories the suite expects on the server
     shared_dirs: tuple[str, ...] = ()  # directories the client and the server share
     tree_on_server: tuple[str, ...] = ()  # build tree directories the server reads
@@ -243,8 +256,10 @@ class UpstreamSuite:
     skip: str = ""  # why the suite cannot run against an image (CREATE EXTENSION still does)
     alone: str = ""  # why its gate must run with no other gate beside it (timing)
 
-    def known_failure(self, name: str) -> str:
-        return dict(self.known_failures).get(name, "")
+    def failures_for(self, postgres: str, emulated: bool) -> dict[str, str]:
+        """The known failures (test name -> why) of a gate of ``postgres`` (a release's
+        version), its suite run under QEMU or not."""
+        return {f.test: f.reason for f in self.known_failures if f.applies(postgres, emulated)}
 
 
 @dataclass(frozen=True)

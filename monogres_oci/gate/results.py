@@ -14,6 +14,7 @@ so the same image and results give the same bytes.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -132,15 +133,17 @@ class GateResult:
         }
 
 
-def parse_cases(output: str, suite: UpstreamSuite) -> tuple[SuiteCase, ...]:
-    """The test lines the harness printed, in order (a test named twice keeps its last line)."""
+def parse_cases(output: str, suite: UpstreamSuite,
+                known: Mapping[str, str]) -> tuple[SuiteCase, ...]:
+    """The test lines the harness printed, in order (a test named twice keeps its last line);
+    ``known``: the suite's known failures where it ran (test name -> why)."""
     pattern = re.compile(suite.result_pattern, re.MULTILINE)
     cases: dict[str, SuiteCase] = {}
     for match in pattern.finditer(output):
         name, status = match.group("name"), match.group("status")
         passed = status == suite.passed
         cases.pop(name, None)
-        cases[name] = SuiteCase(name, status, passed, "" if passed else suite.known_failure(name))
+        cases[name] = SuiteCase(name, status, passed, "" if passed else known.get(name, ""))
     return tuple(cases.values())
 
 

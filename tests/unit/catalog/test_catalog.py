@@ -303,6 +303,26 @@ def test_a_suite_may_set_server_settings_but_not_those_of_the_contract(tmp_path:
         load_catalog(_write(tmp_path, data))
 
 
+def test_a_known_failure_may_say_where_it_fails(tmp_path: Path) -> None:
+    catalog = load_catalog(CATALOG)
+    londiste = catalog.extension("londiste-sql").test
+    assert "londiste_create_part" in londiste.failures_for("18.6", emulated=False)
+    assert londiste.failures_for("17.11", emulated=False) == {}
+    pgfincore = catalog.extension("pgfincore").test
+    assert pgfincore.failures_for("18.6", emulated=False) == {}
+    assert "QEMU" in pgfincore.failures_for("18.6", emulated=True)["pgfincore"]
+    data = _raw()
+    failures = data["extensions"]["pgfincore"]["test"]["known_failures"]
+    for wrong in ({"reason": "a reason long enough", "arch": "arm64"},  # not a condition
+                  {"reason": "a reason long enough"},  # an object must say where
+                  {"reason": "a reason long enough", "emulated": False},
+                  {"reason": "a reason long enough", "postgres": "eighteen"}):
+        failures["pgfincore"] = wrong
+        with pytest.raises(CatalogError) as err:
+            load_catalog(_write(tmp_path, data))
+        assert "/extensions/pgfincore/test/known_failures/pgfincore" in str(err.value)
+
+
 def test_a_validated_catalog_is_read_back_until_its_text_changes(tmp_path: Path) -> None:
     # plan, build and status keep the validated data in their cache directory: the same text
     # gives the same catalog without parsing or validating again; any change is validated anew

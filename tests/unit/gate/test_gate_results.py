@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from monogres_oci.catalog.model import UpstreamSuite
+from monogres_oci.catalog.model import KnownFailure, UpstreamSuite
+from monogres_oci.catalog.ranges import parse_range
 from monogres_oci.gate.results import (
     TEST_RESULT_PREDICATE,
     Created,
@@ -35,30 +36,48 @@ def result(cases: tuple, exit_code: int = 1, created: tuple = (Created("unit", T
                       exit_code=exit_code)
 
 
+BINARY = KnownFailure("binary", "needs the build tree's data files")
+
+
 def test_pg_regress_tap_lines_and_known_failures() -> None:
-    suite = UpstreamSuite(known_failures=(("binary", "needs the build tree's data files"),))
-    cases = parse_cases(PG_REGRESS, suite)
+    suite = UpstreamSuite(known_failures=(BINARY,))
+    cases = parse_cases(PG_REGRESS, suite, suite.failures_for("18.6", emulated=False))
     assert [(c.name, c.passed) for c in cases] == [
         ("extension", True), ("tables", False), ("unit", True), ("binary", False)]
     r = result(cases)
     assert [c.name for c in r.failed] == ["tables"] and [c.name for c in r.warned] == ["binary"]
     assert r.verdict == "FAILED"
     assert r.summary() == ("FAILED: upstream suite 2/4 passed, 1 known failure(s), failed: tables")
-    passing = parse_cases(PG_REGRESS, UpstreamSuite(known_failures=(
-        ("binary", "needs the build tree's data files"), ("tables", "another reason given"))))
+    passing = parse_cases(PG_REGRESS, suite, {"binary": BINARY.reason,
+                                              "tables": "another reason given"})
     assert result(passing).verdict == "WARNED"
+
+
+def test_a_known_failure_holds_only_where_the_catalog_says() -> None:
+    suite = UpstreamSuite(known_failures=(
+        BINARY,
+        KnownFailure("tables", "counts rows that 18 adds", postgres=parse_range(">=18")),
+        KnownFailure("unit", "the emulator's mincore() fails", emulated=True)))
+    assert suite.failures_for("17.11", emulated=False) == {"binary": BINARY.reason}
+    assert set(suite.failures_for("18.6", emulated=False)) == {"binary", "tables"}
+    assert set(suite.failures_for("17.11", emulated=True)) == {"binary", "unit"}
+    # On 17 the row count is a failure again: the gate fails, not warns.
+    on_17 = result(parse_cases(PG_REGRESS, suite, suite.failures_for("17.11", emulated=False)))
+    assert on_17.verdict == "FAILED" and [c.name for c in on_17.failed] == ["tables"]
+    on_18 = result(parse_cases(PG_REGRESS, suite, suite.failures_for("18.6", emulated=False)))
+    assert on_18.verdict == "WARNED"
 
 
 def test_a_harness_pattern_from_the_catalog() -> None:
     suite = UpstreamSuite(result_pattern=r"^ (?P<name>\S+) \.*\s*(?P<status>ok|failed|skipped)")
-    cases = parse_cases(POSTGIS, suite)
+    cases = parse_cases(POSTGIS, suite, {})
     assert [(c.name, c.status) for c in cases] == [("regress/core/affine", "ok"),
                                                   ("regress/core/bestsrid", "failed"),
                                                   ("raster/test/regress/rt_gdalwarp", "skipped")]
 
 
 def test_a_harness_that_breaks_before_reporting_fails_the_gate() -> None:
-    cases = parse_cases("ok 1 - extension\n", UpstreamSuite())
+    cases = parse_cases("ok 1 - extension\n", UpstreamSuite(), {})
     assert result(cases, exit_code=0).verdict == "PASSED"
     broken = result(cases, exit_code=2)
     assert broken.verdict == "FAILED" and "exited 2 without naming a failed test" in broken.summary()
@@ -66,8 +85,8 @@ def test_a_harness_that_breaks_before_reporting_fails_the_gate() -> None:
 
 
 def test_the_attestation_names_the_image_and_every_test() -> None:
-    suite = UpstreamSuite(known_failures=(("binary", "needs the build tree's data files"),))
-    stmt = result_statement(result(parse_cases(PG_REGRESS, suite)), [])
+    stmt = result_statement(result(parse_cases(PG_REGRESS, UpstreamSuite(),
+                                               {"binary": BINARY.reason})), [])
     assert stmt["predicateType"] == TEST_RESULT_PREDICATE
     assert stmt["subject"][0]["digest"] == {"sha256": "1" * 64}
     predicate = stmt["predicate"]
