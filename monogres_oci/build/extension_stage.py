@@ -175,7 +175,7 @@ class ExtensionStage:
         subject = GateSubject(ext.extension, ext.version.version, image, platform, invocation,
                               log_dir)
         result = gate_extension(ctx.packager.layout, subject, ctx.runnable, required,
-                                ctx.progress.stage)
+                                ctx.progress.stage, self.pool.interrupted)
         if ctx.gates:
             ctx.gates.put(key, result)
         return result

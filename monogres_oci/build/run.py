@@ -13,9 +13,9 @@ from __future__ import annotations
 import os
 import tarfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from functools import cache
 from pathlib import Path
 
@@ -163,9 +163,12 @@ def run_build(
 
         ctx = StageContext(report, outcomes, packager, progress, pg_out, pg_record, runnable,
                            gate, gates if reuse_gates and not rebuild else None)
-        with GatePool(jobs if gate else 1) as pool:
+        # On an interruption the gates stop first (their containers removed), then the compiles
+        # under way are waited for: closing the generator waits for its threads.
+        with (closing(_compiled_in_order(targets, compile_one, jobs)) as compiled_in_order,
+              GatePool(jobs if gate else 1) as pool):
             stage = ExtensionStage(ctx, pool)
-            for ext, compiled in _compiled_in_order(targets, compile_one, jobs):
+            for ext, compiled in compiled_in_order:
                 stage.take(ext, compiled, cache.dir(ext.key) / "suite")
                 if cache_limit:
                     cache_limit.enforce(progress.stage)
@@ -179,7 +182,7 @@ def run_build(
 def _compiled_in_order(targets: Sequence[ExtensionTarget],
                        compile_one: Callable[[ExtensionTarget, Sequence[Compiled]], Compiled],
                        jobs: int,
-                       ) -> Iterator[tuple[ExtensionTarget, Compiled | BuildError]]:
+                       ) -> Generator[tuple[ExtensionTarget, Compiled | BuildError], None, None]:
     """Each target with its compile output (or the error), in the targets' order, which puts
     the targets a target is built against (``needs``) before it.
 

@@ -76,6 +76,11 @@ class GatePool:
         self._futures.append(future)  # type: ignore[arg-type]
         return future
 
+    def interrupted(self) -> bool:
+        """Whether the pool is being stopped: a gate asks between its steps, since a step's
+        client killed with the build (`docker exec` exits 0 on SIGTERM) can look like success."""
+        return self._stopping.is_set()
+
     def _start(self, gate: Callable[[], T], after: tuple[Future[Any], ...], alone: bool) -> T:
         wait(after)
         if self._stopping.is_set():

@@ -115,11 +115,21 @@ def in_tree(layout: Layout, postgres_image: Descriptor, major: int, mounted: Seq
     return merged
 
 
+def _never() -> bool:
+    return False
+
+
 def gate_extension(layout: Layout, subject: GateSubject, postgres_image: Descriptor,
-                   required: Sequence[Descriptor], progress: Callable[[str], None]) -> GateResult:
+                   required: Sequence[Descriptor], progress: Callable[[str], None],
+                   interrupted: Callable[[], bool] = _never) -> GateResult:
     """Run the gate on ``subject`` in ``postgres_image`` (both in ``layout``), with the images of
-    the extensions it requires mounted beside it."""
+    the extensions it requires mounted beside it; ``interrupted`` is asked between steps (the
+    build is ending: start nothing more)."""
     ext = subject.extension
+
+    def go_on(step: str) -> None:
+        if interrupted():
+            raise GateError(f"gate {ext.name}: interrupted before {step}")
     progress(f"gate {ext.name} {subject.version} ({subject.platform}): loading the runnable "
              "Postgres image")
     image_name = load_image(layout, postgres_image, subject.platform)
@@ -144,8 +154,10 @@ def gate_extension(layout: Layout, subject: GateSubject, postgres_image: Descrip
             readonly.update(in_tree(layout, postgres_image, major, mounted, work / "pgtree"))
         server = Server(image_name, subject.platform, mounted, port, work, shared, readonly,
                         ext.test.server_settings, control_path=major >= FIRST_MAJOR_WITH_CONTROL_PATH)
+        go_on("its server started")
         server.start()
         try:
+            go_on("CREATE EXTENSION")
             progress(f"gate {ext.name}: server up on 127.0.0.1:{port}, "
                      f"{' '.join(server.settings)}")
             roles = set(server.rows("postgres", ROLES))
@@ -164,11 +176,13 @@ def gate_extension(layout: Layout, subject: GateSubject, postgres_image: Descrip
             if ext.test.skip:
                 return dataclasses.replace(base, skipped=ext.test.skip)
             _forget_the_check(server, ext.name, roles, progress)
+            go_on("the suite's setup")
             _setup(server, ext, progress)
+            go_on("the suite")
             # QEMU's user-mode emulation runs a foreign architecture's server and suite.
             known = ext.test.failures_for(
                 version, emulated=subject.platform.architecture != build_machine_arch())
-            return _suite(subject, server, port, work, base, known, progress)
+            return _suite(subject, server, port, work, base, known, progress, go_on)
         finally:
             server.stop()
 
@@ -191,7 +205,10 @@ def _forget_the_check(server: Server, name: str, roles_before: set[str],
     """Drop the check's database and the roles its CREATE EXTENSION made (roles are the
     cluster's, not the database's: powa's script makes its own), so that the suite starts from
     the cluster its harness expects, as fresh as initdb left it."""
-    server.psql("postgres", "DROP DATABASE monogres_gate WITH (FORCE)")
+    out = server.psql("postgres", "DROP DATABASE monogres_gate WITH (FORCE)")
+    if out.returncode != 0:
+        raise GateError(f"{name}: cannot drop the database of the CREATE EXTENSION check before "
+                        f"the suite: {(out.stdout + out.stderr).strip()}")
     made = [r for r in server.rows("postgres", ROLES) if r not in roles_before]
     for role in made:
         quoted = '"' + role.replace('"', '""') + '"'
@@ -223,7 +240,8 @@ SUITE_TIMEOUT = 4 * 3600.0  # PostGIS's whole suite under QEMU takes hours
 
 
 def _suite(subject: GateSubject, server: Server, port: int, work: Path, base: GateResult,
-           known: Mapping[str, str], progress: Callable[[str], None]) -> GateResult:
+           known: Mapping[str, str], progress: Callable[[str], None],
+           go_on: Callable[[str], None]) -> GateResult:
     """Run the suite script of the build tree (exported as an image) against ``server``."""
     ext, build = subject.extension, subject.invocation
     image = f"{BUILD_IMAGE}:{subject.image.digest.removeprefix('sha256:')[:24]}"
@@ -236,12 +254,13 @@ def _suite(subject: GateSubject, server: Server, port: int, work: Path, base: Ga
            "TEST_COMMAND": " ".join(suite.command), "TEST_REGRESS": " ".join(suite.regress),
            "TEST_INPUTDIR": suite.inputdir, "TEST_OPTIONS": " ".join(suite.options),
            "TEST_TREE_ON_SERVER": " ".join(suite.tree_on_server)}
-    progress(f"gate {ext.name}: running the upstream suite in the build tree")
     # Named, so that it is removed however this ends: a timeout or an interruption kills the
     # docker client, and a container whose client is gone runs on (seen: a suite spinning
     # under QEMU outlived the build that started it).
     container = f"{server.name}-suite"
     try:
+        go_on("the suite's container started")  # the export takes a while
+        progress(f"gate {ext.name}: running the upstream suite in the build tree")
         # The image is recorded for the target's platform whatever ran the compiler: a cross
         # build's tree holds the build machine's programs, which the kernel runs as they are.
         run(["docker", "run", "--rm", "--name", container, "--network", "host",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -15,6 +16,7 @@ import jsonschema
 import pytest
 import yaml
 
+from monogres_oci.gate.server import SOCKET_DIR
 from tests.e2e.conftest import CACHE, REPO, Built, Published, build_args, cli
 from tests.support.registry import free_port, registry_server
 from tests.unit.consume.test_cnpg import crd_schema
@@ -174,3 +176,53 @@ def test_a_builder_buildx_does_not_know_is_refused_before_anything_is_fetched(
     assert 'no builder "no-such-builder" found' in proc.stderr
     assert "docker buildx create" in proc.stderr and "fetch" not in proc.stderr
     assert not (tmp_path / "oci").exists()
+
+
+def test_a_build_killed_with_its_process_group_starts_nothing_more(built: Built,
+                                                                   tmp_path: Path) -> None:
+    # `kill -- -PGID` (a CI runner, a shell's job control) signals the build and the docker
+    # clients of its gates alike; a `docker exec` killed so exits 0, so the step it ran looks
+    # done. Here rum's suite setup waits an hour in its server, pgaudit's gate beside it: the
+    # build must end without exporting rum's build tree or starting its suite, and leave no
+    # container. (It used to go on to the suite, and a second kill left a server running.)
+    data = yaml.safe_load(built.catalog.read_text())
+    data["extensions"]["rum"].setdefault("test", {})["setup"] = ["SELECT pg_sleep(3600)"]
+    catalog = tmp_path / "extensions.yaml"
+    catalog.write_text(yaml.safe_dump(data))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "monogres_oci",
+         *build_args(catalog, built.base_image, tmp_path / "oci", "rum", "pgaudit"),
+         "--jobs", "2"],
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        start_new_session=True)
+    assert proc.stderr is not None
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if "gate rum: server up" in line:
+            break
+    else:
+        raise AssertionError("rum's gate never started:\n" + "".join(seen[-30:]))
+    server = next(n for n in _gate_containers(proc.pid)
+                  if n.endswith("-" + line.split("127.0.0.1:")[1].split(",")[0]))
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not _sleeping(server):
+        time.sleep(0.5)
+    assert _sleeping(server), "rum's setup statement never ran"
+    os.killpg(proc.pid, signal.SIGTERM)
+    rest = proc.stderr.read()
+    assert proc.wait(timeout=300) == 128 + signal.SIGTERM, rest
+    assert "monogres-oci: terminated" in rest and "Traceback" not in rest
+    assert "gate rum: exporting" not in rest and "gate rum: running the upstream suite" not in rest
+    assert _gate_containers(proc.pid) == []
+
+
+def _sleeping(server: str) -> bool:
+    """Whether the gate's server runs the setup's pg_sleep."""
+    port = server.rsplit("-", 1)[1]
+    out = subprocess.run(["docker", "exec", server, "psql", "-X", "-At", "-h", SOCKET_DIR,
+                          "-p", port, "-U", "postgres", "-d", "postgres", "-c",
+                          "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep%'"
+                          " AND pid <> pg_backend_pid()"],
+                         capture_output=True, text=True, check=False)
+    return out.stdout.strip() == "1"

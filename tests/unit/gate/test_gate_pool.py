@@ -81,6 +81,24 @@ def test_after_an_interruption_no_queued_gate_starts() -> None:
     assert [f.cancelled() for f in futures[2:]] == [True, True, True]
 
 
+def test_a_gate_under_way_learns_of_the_interruption() -> None:
+    # A gate asks between its steps: a step whose client died with the build can look done.
+    seen: list[bool] = []
+    stepped = threading.Event()
+
+    def gate(pool: GatePool) -> None:
+        seen.append(pool.interrupted())
+        stepped.set()
+        time.sleep(0.3)  # a step under way (the export of a build tree)
+        seen.append(pool.interrupted())
+
+    with pytest.raises(KeyboardInterrupt), GatePool(2) as pool:
+        pool.submit(lambda: gate(pool))
+        stepped.wait(5)
+        raise KeyboardInterrupt
+    assert seen == [False, True]
+
+
 def test_a_gate_that_must_run_alone_has_no_other_beside_it() -> None:
     spans: dict[str, tuple[float, float]] = {}
 
