@@ -103,7 +103,8 @@ def source_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[st
 # Fixtures for the kinds of extension: greet is built with CMake and tested with pg_regress
 # tests the catalog names, one of which reads a setting its suite gives the server; sour's own
 # suite fails; badpath's SQL names a file nothing ships; roles' CREATE EXTENSION makes a role of the
-# cluster that its own suite expects to make; atop is built against greet (build.requires).
+# cluster that its own suite expects to make; atop is built against greet (build.requires) and
+# requires it at run time, and crown requires atop: a chain of two the gate must mount whole.
 KIND_FIXTURES = {
     "greet": {"build": {"system": "cmake"},
               "test": {"regress": ["greet"], "inputdir": "test",
@@ -111,7 +112,9 @@ KIND_FIXTURES = {
     "sour": {},
     "badpath": {},
     "roles": {},
-    "atop": {"build": {"system": "pgxs", "requires": ["greet"]}},
+    "atop": {"build": {"system": "pgxs", "requires": ["greet"]},
+             "runtime": {"requires": ["greet"]}},
+    "crown": {"runtime": {"requires": ["atop"]}},
 }
 
 
@@ -292,7 +295,7 @@ def clean_build(tmp_path_factory: pytest.TempPathFactory, catalog: Path, base_im
 # Postgres build ---
 
 KINDS = ("postgis", "pgpointcloud", "greet", "pg_repack", "mysql_fdw", "unit", "sour", "badpath",
-         "roles", "atop")
+         "roles", "atop", "crown")
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,8 @@ GEOS, PROJ, GDAL and their closure bundled), pgpointcloud (configure.ac only: au
 pointcloud_postgis needs PostGIS), greet (a CMake fixture), pg_repack (a server
 library and a client program), mysql_fdw (dlopen()s a client library nothing links),
 postgresql-unit (its SQL copies a data file by absolute path), atop (built against greet: its
-build reads greet's files in the Postgres tree),
+build reads greet's files in the Postgres tree, and it requires greet at run time), crown
+(requires atop: a chain of two requirements the gate mounts whole),
 sour (its suite fails) and badpath (its SQL names a file nothing ships). Everything real: BuildKit,
 the registry, Postgres started from the published images, oras, cosign, the CRDs.
 """
@@ -36,7 +37,7 @@ from tests.unit.consume.test_cnpg import crd_schema
 pytestmark = pytest.mark.e2e
 
 VERSIONS = {"postgis": "3.6.4", "pgpointcloud": "1.2.5", "greet": "1.0", "pg_repack": "1.5.3",
-            "unit": "7.10", "mysql_fdw": "2.9.3", "atop": "1.0"}
+            "unit": "7.10", "mysql_fdw": "2.9.3", "atop": "1.0", "crown": "1.0"}
 POSTGIS_LIBS = ("libgeos_c.so.1", "libproj.so.25", "libgdal.so.32", "libjson-c.so.5",
                 "libprotobuf-c.so.1")
 
@@ -155,6 +156,26 @@ def test_an_extension_built_against_another_has_its_files_at_build_time_only(
                          / "buildinfo.json").read_text())
     assert record["built_against"] == [{"target": by_name["greet"]["name"],
                                         "input_digest": key["greet"]}]
+
+
+def test_a_chain_of_requirements_is_mounted_whole_by_the_gate_and_the_manifests(
+        kinds: tuple[Built, Published]) -> None:
+    """crown requires atop, which requires greet: `CREATE EXTENSION crown CASCADE` creates all
+    three, so crown's gate mounts both (not atop alone), and its suite, which calls greet's C
+    function through atop's, passes; the CloudNativePG manifest for crown lists all three."""
+    built, published = kinds
+    by_name = targets(built)
+    for name in ("atop", "crown"):
+        target = by_name[name]
+        assert target["ok"], target["error"][-3000:]
+        gate = target["gate"]
+        assert [c["ok"] for c in gate["create_extension"]] == [True], gate
+        assert (gate["verdict"], gate["suite"]["passed"], gate["suite"]["total"]) == (
+            "PASSED", 1, 1), gate
+    assert tag("crown") in published.refs
+    cluster, _ = _cnpg_docs(published, built, "crown")
+    listed = [e["name"] for e in cluster["spec"]["postgresql"]["extensions"]]
+    assert sorted(listed) == ["atop", "crown", "greet"], listed
 
 
 def test_the_suite_runs_on_a_cluster_the_create_extension_check_left_as_it_found_it(
