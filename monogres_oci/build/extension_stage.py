@@ -147,22 +147,23 @@ class ExtensionStage:
         once the extensions it requires have passed theirs."""
         ctx = self.ctx
         required = []
-        for name in ext.extension.runtime.requires:
-            if name not in self._packaged:
-                raise BuildError(f"{ext.name} requires {name}, which this build did not "
-                                 f"package for the same Postgres; add --extension {name}")
-            try:
-                passed = self._gating[name].result().ok
-            except MonogresError:
-                passed = False
-            if not passed:
-                raise BuildError(f"{ext.name} requires {name}, whose image did not pass its gate")
+        direct = ext.extension.runtime.requires
         # What those require is mounted too (londiste -> pgq_node -> pgq): CREATE EXTENSION ...
-        # CASCADE creates all of them. Each passed its gate before the one that requires it.
-        for name in required_closure(ext.extension.runtime.requires, self._requires):
+        # CASCADE creates all of them. Each passed its gate before the one that requires it, so
+        # only the direct ones' gates are asked.
+        for name in required_closure(direct, self._requires):
             if name not in self._packaged:
-                raise BuildError(f"{ext.name} requires {name} (through what it requires), which "
-                                 f"this build did not package; add --extension {name}")
+                through = "" if name in direct else " (through what it requires)"
+                raise BuildError(f"{ext.name} requires {name}{through}, which this build did "
+                                 f"not package for the same Postgres; add --extension {name}")
+            if name in direct:
+                try:
+                    passed = self._gating[name].result().ok
+                except MonogresError:
+                    passed = False
+                if not passed:
+                    raise BuildError(f"{ext.name} requires {name}, whose image did not pass "
+                                     "its gate")
             required.append(self._packaged[name])
         platform = Platform(architecture=ext.postgres.arch, os="linux")
         key = gate_key(ext.extension, image.digest, [d.digest for d in required],

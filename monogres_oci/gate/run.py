@@ -115,13 +115,9 @@ def in_tree(layout: Layout, postgres_image: Descriptor, major: int, mounted: Seq
     return merged
 
 
-def _never() -> bool:
-    return False
-
-
 def gate_extension(layout: Layout, subject: GateSubject, postgres_image: Descriptor,
                    required: Sequence[Descriptor], progress: Callable[[str], None],
-                   interrupted: Callable[[], bool] = _never) -> GateResult:
+                   interrupted: Callable[[], bool]) -> GateResult:
     """Run the gate on ``subject`` in ``postgres_image`` (both in ``layout``), with the images of
     the extensions it requires mounted beside it; ``interrupted`` is asked between steps (the
     build is ending: start nothing more)."""
