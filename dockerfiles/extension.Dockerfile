@@ -304,7 +304,21 @@ set -euo pipefail
 source /usr/local/lib/monogres/target.sh
 prefix="/usr/lib/postgresql/${PG_MAJOR}"
 global="${prefix}/lib/pgxs/src/Makefile.global"
-make_var() { sed -n "s/^$1 = //p" "$global" | head -n 1; }
+# A Makefile.global value as make expands it: the variables it names are replaced by theirs, and
+# those PGXS sets per build (LDFLAGS = $(LDFLAGS_INTERNAL) ...) are not defined here, so they
+# expand to nothing, as in the real pg_config's answers (a build system handed "$(NAME)" passes
+# it on to the compiler as a file name).
+make_var() {
+  local value name depth words
+  value=$(sed -n "s/^$1 = //p" "$global" | head -n 1)
+  for (( depth = 0; depth < 10; depth++ )); do
+    [[ $value =~ \$\(([A-Za-z0-9_]+)\) ]] || break
+    name=${BASH_REMATCH[1]}
+    value=${value//"\$(${name})"/$(sed -n "s/^${name} = //p" "$global" | head -n 1)}
+  done
+  read -r -a words <<< "$value" || true
+  echo "${words[*]}"
+}
 cat > /build/pg_config.txt <<TABLE
 BINDIR = ${prefix}/bin
 DOCDIR = ${prefix}/share/doc
@@ -333,6 +347,9 @@ LDFLAGS_EX = $(make_var LDFLAGS_EX)
 LDFLAGS_SL = $(make_var LDFLAGS_SL)
 LIBS = $(make_var LIBS)
 TABLE
+if grep -n '\$[({]' /build/pg_config-flags.txt >&2; then
+  echo "pg_config stand-in: the flags above name a make variable left unexpanded" >&2; exit 1
+fi
 cat > /build/pg_config <<'STANDIN'
 #!/bin/bash
 # pg_config stand-in for a cross build: NAME = value lines of pg_config.txt.
