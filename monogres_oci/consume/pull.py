@@ -7,11 +7,11 @@ Shared by the package stage (the base image under the runnable Postgres image) a
 from __future__ import annotations
 
 import ipaddress
-import platform as host_platform
 from dataclasses import dataclass
 from pathlib import Path
 
 from monogres_oci.errors import VerifyError
+from monogres_oci.machine import machine_arch
 from monogres_oci.oci.model import (
     DOCKER_LAYER_TAR_GZIP,
     INDEX_TYPES,
@@ -50,9 +50,7 @@ def make_client(host: str, *, insecure: bool = False, ca_file: Path | None = Non
 
 
 def this_platform() -> Platform:
-    machine = host_platform.machine()
-    arch = {"x86_64": "amd64", "aarch64": "arm64", "arm64": "arm64"}.get(machine, machine)
-    return Platform(architecture=arch, os="linux")
+    return Platform(architecture=machine_arch(), os="linux")
 
 
 @dataclass(frozen=True)

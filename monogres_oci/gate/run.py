@@ -38,13 +38,19 @@ from monogres_oci.gate.results import (
     parse_cases,
     result_statement,
 )
-from monogres_oci.gate.server import BUILD_IMAGE, Mounted, Server, load_image
+from monogres_oci.gate.server import (
+    BUILD_IMAGE,
+    SERVER_LOG_TAIL,
+    Mounted,
+    Server,
+    load_image,
+)
+from monogres_oci.machine import machine_arch
 from monogres_oci.oci.extract import extract_layer
 from monogres_oci.oci.layout import Layout
 from monogres_oci.oci.model import Blob, Descriptor, Platform
 from monogres_oci.oci.parse import parse_image_config
 from monogres_oci.package.contract import FIRST_MAJOR_WITH_CONTROL_PATH, RuntimeContract
-from monogres_oci.plan.targets import build_machine_arch
 from monogres_oci.runner import run
 
 
@@ -90,9 +96,9 @@ def _extract(layout: Layout, image: Descriptor, into: Path) -> Mounted:
 def _release(layout: Layout, image: Descriptor) -> tuple[str, int]:
     """The PostgreSQL version and major of a runnable image of the layout, from its labels."""
     manifest = layout.read_manifest(image.digest)
-    labels = parse_image_config(layout.read_blob(manifest.config.digest)).labels
-    return (labels["org.monogres.postgres.version"],
-            int(labels["org.monogres.postgres.major"]))
+    version = parse_image_config(layout.read_blob(manifest.config.digest)).labels[
+        "org.monogres.postgres.version"]
+    return version, int(version.split(".")[0])
 
 
 def in_tree(layout: Layout, postgres_image: Descriptor, major: int, mounted: Sequence[Mounted],
@@ -177,7 +183,7 @@ def gate_extension(layout: Layout, subject: GateSubject, postgres_image: Descrip
             go_on("the suite")
             # QEMU's user-mode emulation runs a foreign architecture's server and suite.
             known = ext.test.failures_for(
-                version, emulated=subject.platform.architecture != build_machine_arch())
+                version, emulated=subject.platform.architecture != machine_arch())
             return _suite(subject, server, port, work, base, known, progress, go_on)
         finally:
             server.stop()
@@ -277,9 +283,12 @@ def _suite(subject: GateSubject, server: Server, port: int, work: Path, base: Ga
         for i in range(len(suite.shared_dirs)):
             shutil.copytree(work / "shared" / str(i), subject.log_dir / f"shared-{i}",
                             ignore_dangling_symlinks=True)
-        # The server's whole log: what a failed test's diff does not say (a worker's error)
-        # is often only there, and the result keeps only its tail.
-        (subject.log_dir / "server.log").write_text(server.logs(tail=None) + "\n")
+    # The server's whole log goes beside the suite's output (what a failed test's diff does not
+    # say, a worker's error, is often only there); the result keeps its tail.
+    server_log = server.logs(tail=None if subject.log_dir is not None else SERVER_LOG_TAIL)
+    if subject.log_dir is not None:
+        (subject.log_dir / "server.log").write_text(server_log + "\n")
+        server_log = "\n".join(server_log.splitlines()[-SERVER_LOG_TAIL:])
     command_file = dest / "command.txt"
     if not command_file.is_file():  # the script found no suite to run
         return dataclasses.replace(base, skipped=output.strip(), exit_code=exit_code)
@@ -292,7 +301,7 @@ def _suite(subject: GateSubject, server: Server, port: int, work: Path, base: Ga
         tail += f"\n(the suite's whole output: {subject.log_dir})"
     return dataclasses.replace(base, cases=cases,
                                command=tuple(command_file.read_text().split("\n")[:-1]),
-                               exit_code=exit_code, output_tail=tail + "\n" + server.logs())
+                               exit_code=exit_code, output_tail=tail + "\n" + server_log)
 
 
 def attach_result(layout: Layout, image: Descriptor, result: GateResult, runnable: Descriptor,

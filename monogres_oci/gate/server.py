@@ -32,6 +32,8 @@ from monogres_oci.oci.model import Descriptor, Index, Platform
 from monogres_oci.package.contract import MOUNT_ROOT, RuntimeContract
 from monogres_oci.runner import Result, run
 
+SERVER_LOG_TAIL = 60  # lines of the server's log a gate result keeps
+
 POSTGRES_UID = 26
 SOCKET_DIR = "/tmp"
 DATA_DIR = "/var/lib/postgresql/data"
@@ -231,7 +233,7 @@ class Server:
                             f"{(out.stdout + out.stderr).strip()}")
         return out.stdout.splitlines()
 
-    def logs(self, tail: int | None = 60) -> str:
+    def logs(self, tail: int | None = SERVER_LOG_TAIL) -> str:
         """The server's log: its last ``tail`` lines, or all of it."""
         out = run(["docker", "logs", *(("--tail", str(tail)) if tail else ()), self.name],
                   check=False)

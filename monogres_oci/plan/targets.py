@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import platform as host_platform
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -32,17 +31,9 @@ from monogres_oci.catalog.model import (
 from monogres_oci.catalog.ranges import VersionRange
 from monogres_oci.errors import UsageError
 from monogres_oci.heap import collector_paused
+from monogres_oci.machine import machine_arch
 
 Method = Literal["native", "cross", "emulated"]
-
-_MACHINES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
-
-
-def build_machine_arch() -> str:
-    """The Debian architecture of this machine, where BuildKit runs the build machine's stages."""
-    machine = host_platform.machine().lower()
-    return _MACHINES.get(machine, machine)
-
 
 def _method(arch: str, build_arch: str, emulate: bool) -> Method:
     if arch == build_arch:
@@ -324,7 +315,7 @@ def expand(
 def _expand(catalog: Catalog, selection: Selection, base_overrides: Mapping[str, str],
             recipe_digests: Mapping[str, str], build_arch: str | None) -> Plan:
     _check_selection(catalog, selection)
-    build_arch = build_arch or build_machine_arch()
+    build_arch = build_arch or machine_arch()  # BuildKit runs build-machine stages here
     pg_targets: list[PostgresTarget] = []
     for release in catalog.postgres:
         if selection.postgres and not any(
