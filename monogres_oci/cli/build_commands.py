@@ -40,7 +40,7 @@ def cmd_build(args: argparse.Namespace, progress: Progress) -> int:
     from monogres_oci.build.fetch import Fetcher
     from monogres_oci.build.run import run_build
     from monogres_oci.build.state import BuildCache
-    from monogres_oci.cli.options import _cache_dir
+    from monogres_oci.cli.options import cache_dir_of
 
     catalog = _catalog(args)
     plan = _plan(args, catalog)
@@ -60,7 +60,7 @@ def cmd_build(args: argparse.Namespace, progress: Progress) -> int:
                        f"{len(plan.extensions)} extension target(s)")
     if args.registry:
         plan = _unpublished(plan, _published_states(args, plan, progress), progress)
-    cache_dir = _cache_dir(args.cache_dir)
+    cache_dir = cache_dir_of(args.cache_dir)
     fetcher = Fetcher(cache_dir, Path(args.distdir) if args.distdir else None, progress.stage)
     out = Path(args.out)
     layout = Layout.open(out) if (out / "index.json").exists() else Layout.create(out)
@@ -92,7 +92,7 @@ def cmd_build(args: argparse.Namespace, progress: Progress) -> int:
 
 def cmd_base(args: argparse.Namespace, progress: Progress) -> int:
     from monogres_oci.build.base import create_base_index
-    from monogres_oci.cli.options import _cache_dir
+    from monogres_oci.cli.options import cache_dir_of
 
     catalog = _catalog(args)
     known = {d.name: d for d in catalog.distros}
@@ -104,7 +104,7 @@ def cmd_base(args: argparse.Namespace, progress: Progress) -> int:
     repo = f"{args.registry.rstrip('/')}/{distro.suite}" if namespace else f"{host}/{distro.suite}"
     reference = create_base_index(
         distro.suite, repo, archs, _client(host, args),
-        workdir=_cache_dir(args.cache_dir) / "base",
+        workdir=cache_dir_of(args.cache_dir) / "base",
         progress=StepMeter(progress, f"base image {distro.name}"))
     if args.json:
         _print_json({"distro": distro.name, "reference": reference, "architectures": sorted(archs)})
@@ -120,7 +120,7 @@ def cmd_test(args: argparse.Namespace, progress: Progress) -> int:
     from monogres_oci.build.fetch import Fetcher
     from monogres_oci.build.run import run_build
     from monogres_oci.build.state import BuildCache
-    from monogres_oci.cli.options import _cache_dir
+    from monogres_oci.cli.options import cache_dir_of
     from monogres_oci.consume.identify import Published, identify, identify_in_layout, selection_for
     from monogres_oci.errors import VerifyError
 
@@ -151,7 +151,7 @@ def cmd_test(args: argparse.Namespace, progress: Progress) -> int:
             published.append(item)
     if not published:
         raise UsageError(f"no extension image to test in {layout.root}")
-    cache_dir = _cache_dir(args.cache_dir)
+    cache_dir = cache_dir_of(args.cache_dir)
     fetcher = Fetcher(cache_dir, Path(args.distdir) if args.distdir else None, progress.stage)
     packager = Packager(catalog, layout, _base_resolver(layout, args), progress.stage,
                         PackagedStore(cache_dir))
@@ -199,7 +199,7 @@ def cmd_rebuild(args: argparse.Namespace, progress: Progress) -> int:
     from monogres_oci.build.fetch import Fetcher
     from monogres_oci.build.run import run_build
     from monogres_oci.build.state import BuildCache
-    from monogres_oci.cli.options import _cache_dir
+    from monogres_oci.cli.options import cache_dir_of
     from monogres_oci.consume.identify import Published, identify, selection_for
     from monogres_oci.consume.rebuild import compare, have_diffoscope
     from monogres_oci.errors import BuildError, VerifyError
@@ -219,7 +219,7 @@ def cmd_rebuild(args: argparse.Namespace, progress: Progress) -> int:
     work.mkdir(parents=True, exist_ok=True)
     progress.stage(f"rebuilding {len(published)} artifact(s) from scratch in {work}")
     layout = Layout.create(work / "oci")
-    fetcher = Fetcher(_cache_dir(args.cache_dir), Path(args.distdir) if args.distdir else None,
+    fetcher = Fetcher(cache_dir_of(args.cache_dir), Path(args.distdir) if args.distdir else None,
                       progress.stage)
     packager = Packager(catalog, layout, _base_resolver(layout, args), progress.stage)
     groups: dict[tuple[str, str, str, str], list[Published]] = defaultdict(list)

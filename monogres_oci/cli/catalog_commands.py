@@ -25,10 +25,10 @@ from monogres_oci.cli.common import (
 
 
 def cmd_import(args: argparse.Namespace, progress: Progress) -> int:
-    from monogres_oci.cli.options import _cache_dir
+    from monogres_oci.cli.options import cache_dir_of
     from monogres_oci.importer.command import run_import
 
-    return run_import(args, progress, _cache_dir(args.cache_dir))
+    return run_import(args, progress, cache_dir_of(args.cache_dir))
 
 
 def cmd_validate(args: argparse.Namespace, progress: Progress) -> int:
@@ -53,11 +53,11 @@ def cmd_validate(args: argparse.Namespace, progress: Progress) -> int:
 def cmd_plan(args: argparse.Namespace, progress: Progress) -> int:
     from monogres_oci.build.fetch import Fetcher
     from monogres_oci.build.state import BuildCache
-    from monogres_oci.cli.options import _cache_dir
+    from monogres_oci.cli.options import cache_dir_of
     from monogres_oci.plan.rows import PlanState, plan_lines, plan_rows
 
     _, plan = _catalog_and_plan(args)
-    cache_dir = _cache_dir(args.cache_dir)
+    cache_dir = cache_dir_of(args.cache_dir)
     fetcher = Fetcher(cache_dir)
     # By digest: a frozen Source hashes all its fields at each lookup, a million times here.
     sources = {s.sha256: s for s in (*(p.release.source for p in plan.postgres),
@@ -104,12 +104,12 @@ STATUS_END = "<!-- END monogres-oci status -->"
 
 def cmd_status(args: argparse.Namespace, progress: Progress) -> int:
     from monogres_oci.build.state import BuildCache, Outcomes
-    from monogres_oci.cli.options import _cache_dir
+    from monogres_oci.cli.options import cache_dir_of
     from monogres_oci.plan.status import collect, counts, to_json, to_markdown
 
     catalog = _catalog(args)
     plan = _plan(args, catalog)
-    cache_dir = _cache_dir(args.cache_dir)
+    cache_dir = cache_dir_of(args.cache_dir)
     lookup = _published_states(args, plan, progress) if args.registry else None
     rows = collect(catalog, plan, BuildCache(cache_dir), Outcomes(cache_dir), lookup,
                    _selection(args))

@@ -35,10 +35,10 @@ def _print_json(value: Any) -> None:
 
 
 def _validated_dir(args: argparse.Namespace) -> Path | None:
-    from monogres_oci.cli.options import _cache_dir
+    from monogres_oci.cli.options import cache_dir_of
 
     # A command with a cache directory keeps the validated catalog there (`validate` has none).
-    return _cache_dir(args.cache_dir) / "catalogs" if "cache_dir" in vars(args) else None
+    return cache_dir_of(args.cache_dir) / "catalogs" if "cache_dir" in vars(args) else None
 
 
 def _catalog(args: argparse.Namespace) -> Catalog:

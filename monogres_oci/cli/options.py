@@ -8,14 +8,15 @@ import os
 from pathlib import Path
 
 
-def _cache_dir(value: str | None) -> Path:
+def cache_dir_of(value: str | None) -> Path:
+    """--cache-dir, or the XDG cache directory's monogres-oci."""
     if value:
         return Path(value)
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "monogres-oci"
 
 
-def _positive(text: str) -> int:
+def positive(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
@@ -25,12 +26,12 @@ def _positive(text: str) -> int:
     return value
 
 
-def _add_catalog(p: argparse.ArgumentParser) -> None:
+def add_catalog(p: argparse.ArgumentParser) -> None:
     p.add_argument("--catalog", default="extensions.yaml", metavar="FILE",
                    help="the catalog to read (default: ./extensions.yaml)")
 
 
-def _add_selection(p: argparse.ArgumentParser) -> None:
+def add_selection(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("selection (repeatable; default: everything in the catalog)")
     g.add_argument("--postgres", action="append", default=[], metavar="VERSION",
                    help="a Postgres release (18.6) or major (18)")
@@ -44,7 +45,7 @@ def _add_selection(p: argparse.ArgumentParser) -> None:
                         "catalog allows cross-compiling (about 15x slower; for comparisons)")
 
 
-def _add_build_inputs(p: argparse.ArgumentParser) -> None:
+def add_build_inputs(p: argparse.ArgumentParser) -> None:
     p.add_argument("--base", action="append", default=[], metavar="DISTRO=REF@sha256:...",
                    help="use this base image for DISTRO instead of the catalog's (e.g. one made "
                         "by `monogres-oci base create`); must be pinned by digest")
@@ -52,7 +53,7 @@ def _add_build_inputs(p: argparse.ArgumentParser) -> None:
                    help="sources and build outputs (default: $XDG_CACHE_HOME/monogres-oci)")
 
 
-def _add_registry_opts(p: argparse.ArgumentParser) -> None:
+def add_registry_opts(p: argparse.ArgumentParser) -> None:
     p.add_argument("--insecure", action="store_true",
                    help="talk plain HTTP to the registry (loopback registries are plain HTTP anyway)")
     p.add_argument("--ca-file", metavar="PEM", help="trust this CA for the registry's TLS certificate")
@@ -62,6 +63,6 @@ def _add_registry_opts(p: argparse.ArgumentParser) -> None:
                         "$MONOGRES_RETRIES, else 5; 0: never)")
 
 
-def _add_published_in(p: argparse.ArgumentParser, what: str) -> None:
+def add_published_in(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("--registry", metavar="HOST[:PORT]/NAMESPACE", help=what + " (rolling tags "
                    "read in parallel; each image records its input digest)")

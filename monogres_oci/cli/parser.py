@@ -7,12 +7,12 @@ import argparse
 
 from monogres_oci import __version__
 from monogres_oci.cli.options import (
-    _add_build_inputs,
-    _add_catalog,
-    _add_published_in,
-    _add_registry_opts,
-    _add_selection,
-    _positive,
+    add_build_inputs,
+    add_catalog,
+    add_published_in,
+    add_registry_opts,
+    add_selection,
+    positive,
 )
 
 EPILOG = """\
@@ -56,30 +56,30 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="check the catalog against its schema",
                        description="Validate the catalog: YAML syntax, JSON Schema (unknown keys "
                                    "are errors) and cross-references. Prints a summary.")
-    _add_catalog(p)
+    add_catalog(p)
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("plan", help="list the targets a build would produce, and their state",
                        description="Expand the catalog into build targets (Postgres builds and "
                                    "the extensions compiled against each) with their input "
                                    "digests and whether sources and builds are already cached.")
-    _add_catalog(p)
-    _add_selection(p)
-    _add_build_inputs(p)
+    add_catalog(p)
+    add_selection(p)
+    add_build_inputs(p)
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="one document: {\"targets\": [...]}")
     out.add_argument("--jsonl", action="store_true",
                      help="one target per line, written as it is planned (for large catalogs: "
                           "a million targets stream in seconds)")
-    out.add_argument("--shards", type=_positive, metavar="N",
+    out.add_argument("--shards", type=positive, metavar="N",
                      help="print the plan cut into at most N shards per stage (Postgres builds, "
                           "then extensions) as GitHub Actions matrices, {postgres: {include: "
                           "[{shard: 1/N, ...}]}, extensions: ...}; each job runs `build --shard "
                           "K/N` with the same selection")
-    _add_published_in(p, "also say of each target whether REGISTRY holds it: published from "
+    add_published_in(p, "also say of each target whether REGISTRY holds it: published from "
                          "the same inputs (current), from other inputs (stale, and which "
                          "inputs changed), or not published")
-    _add_registry_opts(p)
+    add_registry_opts(p)
 
     p = sub.add_parser("status", help="the whole catalog as one table: built, tested, published",
                        description="One row per target (extension version x Postgres release x "
@@ -94,9 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
                               "  monogres-oci status --update README.md   "
                               "(the table between README's status markers)",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    _add_catalog(p)
-    _add_selection(p)
-    _add_build_inputs(p)
+    add_catalog(p)
+    add_selection(p)
+    add_build_inputs(p)
     p.add_argument("--registry", metavar="HOST[:PORT]/NAMESPACE",
                    help="also check what is published there (the rolling tag of each target and "
                         "the input digest its manifest records)")
@@ -106,16 +106,16 @@ def build_parser() -> argparse.ArgumentParser:
                      help="a matrix (artifact x release/distro/arch) with reasons as footnotes")
     out.add_argument("--update", metavar="FILE",
                      help="write the --markdown table between the status markers of FILE")
-    _add_registry_opts(p)
+    add_registry_opts(p)
 
     p = sub.add_parser("build", help="fetch, compile and package into an OCI image layout",
                        description="Fetch every source (verified by sha256 before anything is "
                                    "built), compile Postgres once per target and each extension "
                                    "against it with BuildKit, then package deterministic OCI "
                                    "images into an OCI image layout on disk.")
-    _add_catalog(p)
-    _add_selection(p)
-    _add_build_inputs(p)
+    add_catalog(p)
+    add_selection(p)
+    add_build_inputs(p)
     p.add_argument("--out", default="oci", metavar="DIR", help="OCI image layout to write (default: ./oci)")
     p.add_argument("--distdir", metavar="DIR",
                    help="pre-downloaded source files, by file name (offline builds)")
@@ -126,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="package extension images without proving them (CREATE EXTENSION and "
                         "the upstream suite against the runnable image); publish then refuses "
                         "them unless --allow-untested")
-    p.add_argument("--jobs", type=_positive, default=1, metavar="N",
+    p.add_argument("--jobs", type=positive, default=1, metavar="N",
                    help="compile up to N extensions of one Postgres build at once, and gate "
                         "up to N (default 1; results are applied in plan order, so the layout "
                         "is the same for any N; a rerun resumes: finished compiles and passing "
@@ -145,14 +145,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "with the Postgres builds they need (taken from --registry with "
                         "--registry-key, or compiled)")
     p.add_argument("--json", action="store_true")
-    _add_published_in(p, "build only what REGISTRY does not hold from the same inputs (a target "
+    add_published_in(p, "build only what REGISTRY does not hold from the same inputs (a target "
                          "published there from other inputs is built)")
     p.add_argument("--registry-key", metavar="PUB",
                    help="with --registry: a Postgres build this machine's cache lacks is taken "
                         "from REGISTRY (its install tree, runtime overlay and build record) when "
                         "it is published there from the same inputs and signed with this public "
                         "key, instead of compiled; the images packaged from it are the same")
-    _add_registry_opts(p)
+    add_registry_opts(p)
 
     p = sub.add_parser("publish", help="push an OCI layout to a registry",
                        description="Push every image of the layout: blobs first (skipping those the "
@@ -179,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="publish extension images that carry no passing gate result (built "
                         "with --no-gate); without it, publish refuses them and pushes nothing")
     p.add_argument("--json", action="store_true")
-    _add_registry_opts(p)
+    add_registry_opts(p)
 
     p = sub.add_parser("merge", help="join per-architecture publishes into multi-arch indexes",
                        description="The last job of a fan-out build: read the --json outputs of "
@@ -206,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true",
                    help="assemble and print the indexes, push nothing")
     p.add_argument("--json", action="store_true")
-    _add_registry_opts(p)
+    add_registry_opts(p)
 
     p = sub.add_parser("keygen", help="make an ECDSA P-256 signing key pair",
                        description="Write a private key (PKCS#8 PEM, mode 0600, encrypted when "
@@ -228,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--platform", default=None, help="check only this platform, e.g. linux/amd64")
     p.add_argument("--no-blobs", action="store_true", help="skip downloading layers to check digests")
     p.add_argument("--json", action="store_true")
-    _add_registry_opts(p)
+    add_registry_opts(p)
 
     p = sub.add_parser("rebuild", help="rebuild published artifacts from scratch and compare digests",
                        description="Rebuild each published artifact from the catalog, from scratch "
@@ -243,7 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("references", nargs="+", metavar="REF", help="HOST/REPO:TAG or HOST/REPO@sha256:...")
     p.add_argument("--verify", action="store_true",
                    help="exit 1 unless every rebuilt digest equals the published one")
-    _add_catalog(p)
+    add_catalog(p)
     p.add_argument("--base", action="append", default=[], metavar="DISTRO=REF@sha256:...",
                    help="build in this base image instead of the one the artifact names")
     p.add_argument("--cache-dir", metavar="DIR",
@@ -255,7 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "diffoscope reports (default: a new temporary directory, kept)")
     p.add_argument("--no-diffoscope", action="store_true", help="list differing files only")
     p.add_argument("--json", action="store_true")
-    _add_registry_opts(p)
+    add_registry_opts(p)
 
     p = sub.add_parser("test", help="run the gate on extension images of a layout or a registry",
                        description="Prove extension images work: mount each in the runnable "
@@ -281,13 +281,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="DIR",
                    help="for references: the layout that receives the images and their results "
                         "(default: a new temporary directory, kept)")
-    _add_catalog(p)
-    _add_build_inputs(p)
+    add_catalog(p)
+    add_build_inputs(p)
     p.add_argument("--distdir", metavar="DIR", help="pre-downloaded source files, by file name")
-    p.add_argument("--jobs", type=_positive, default=1, metavar="N",
+    p.add_argument("--jobs", type=positive, default=1, metavar="N",
                    help="run up to N gates at once (default 1)")
     p.add_argument("--json", action="store_true")
-    _add_registry_opts(p)
+    add_registry_opts(p)
 
     p = sub.add_parser("verify-blob", help="check a file signed by `cnpg --sign-key`",
                        description="Verify FILE against FILE.sigstore.json (or --bundle) with "
@@ -314,13 +314,13 @@ def build_parser() -> argparse.ArgumentParser:
     trust.add_argument("--allow-unsigned", action="store_true",
                        help="install without checking signatures (digests are still checked)")
     p.add_argument("--json", action="store_true")
-    _add_registry_opts(p)
+    add_registry_opts(p)
 
     p = sub.add_parser("cnpg", help="print CloudNativePG manifests for published artifacts",
                        description="Resolve the published images to digests and print a Cluster "
                                    "(spec.postgresql.extensions with image volumes) and an "
                                    "ImageCatalog, as YAML.")
-    _add_catalog(p)
+    add_catalog(p)
     p.add_argument("--registry", required=True, metavar="HOST[:PORT]/NAMESPACE")
     p.add_argument("--postgres", required=True, metavar="VERSION", help="a Postgres release, e.g. 18.6")
     p.add_argument("--option-set", default=None, metavar="NAME", help="default: the release's first")
@@ -331,7 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", metavar="FILE", help="write to FILE instead of stdout")
     p.add_argument("--sign-key", metavar="KEY",
                    help="with --output: sign FILE as a blob into FILE.sigstore.json")
-    _add_registry_opts(p)
+    add_registry_opts(p)
 
     p = sub.add_parser("site", help="write the catalog as a static website",
                        description="Write a static website from an OCI layout: one page for the "
@@ -391,7 +391,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("packages", nargs="*", metavar="SOURCE[=VERSION]",
                    help="source package names (the newest version whose tarball downloads here, "
                         "unless =VERSION)")
-    _add_catalog(p)
+    add_catalog(p)
     p.add_argument("--license", metavar="SPDX-EXPRESSION",
                    help="the licence a person read in the package's copyright file, for one "
                         "whose debian/copyright is not machine-readable or names a licence "
@@ -417,12 +417,12 @@ def build_parser() -> argparse.ArgumentParser:
                                    "foreign architecture's root file system is made through "
                                    "debootstrap's second stage under QEMU (binfmt_misc).")
     p.add_argument("action", choices=["create"])
-    _add_catalog(p)
+    add_catalog(p)
     p.add_argument("--distro", required=True, metavar="NAME")
     p.add_argument("--registry", required=True, metavar="HOST[:PORT]/NAMESPACE")
     p.add_argument("--arch", action="append", choices=["amd64", "arm64"],
                    help="architecture to include (repeatable; default: every one the distro lists)")
     p.add_argument("--cache-dir", metavar="DIR")
     p.add_argument("--json", action="store_true")
-    _add_registry_opts(p)
+    add_registry_opts(p)
     return parser
