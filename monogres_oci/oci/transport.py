@@ -43,6 +43,16 @@ TRANSIENT_CODES = frozenset({"BLOB_UPLOAD_UNKNOWN", "BLOB_UPLOAD_INVALID",
 TRANSIENT_UPLOAD_STATUSES = frozenset({416})
 
 
+def pull_scope(repo: str) -> str:
+    """The token scope that reads ``repo``."""
+    return f"repository:{repo}:pull"
+
+
+def push_scope(repo: str) -> str:
+    """The token scope that writes ``repo`` (and reads it: an upload checks first)."""
+    return f"repository:{repo}:pull,push"
+
+
 def _say_retry(line: str) -> None:
     print(f"monogres-oci: {line}", file=sys.stderr, flush=True)
 

@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 
 from monogres_oci.errors import RegistryError, UsageError, VerifyError
+from monogres_oci.oci.blobs import BlobStatus
 from monogres_oci.oci.layout import Layout
 from monogres_oci.oci.model import INDEX_TYPES, MANIFEST_TYPES
 from monogres_oci.oci.reference import split_ref_name
-from monogres_oci.oci.registry import BlobStatus, RegistryClient
+from monogres_oci.oci.registry import RegistryClient
 from monogres_oci.publish.push import PublishEvent, publish
 from tests.support.oci_samples import SampleImage
 from tests.support.registry import RunningRegistry
