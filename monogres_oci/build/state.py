@@ -118,6 +118,29 @@ class Outcomes:
             # Missing, or written by another version: as if never attempted.
             return None
 
+    def latest_by_target(self) -> dict[str, tuple[str, Outcome]]:
+        """The newest record of each target name, as (key, outcome), whatever inputs it was
+        built from: what a target came to before its inputs changed. Reads every record."""
+        newest: dict[str, tuple[int, str, Outcome]] = {}
+        try:
+            entries = list(os.scandir(self.root))
+        except FileNotFoundError:
+            return {}
+        for entry in entries:
+            if not entry.name.endswith(".json") or entry.name.startswith("."):
+                continue
+            key = entry.name.removesuffix(".json")
+            outcome = self.get(key)
+            if outcome is None:
+                continue
+            try:
+                when = entry.stat().st_mtime_ns
+            except FileNotFoundError:
+                continue
+            if outcome.target not in newest or when > newest[outcome.target][0]:
+                newest[outcome.target] = (when, key, outcome)
+        return {name: (key, outcome) for name, (_, key, outcome) in newest.items()}
+
 
 def _names(directory: Path) -> list[str]:
     """The entries of ``directory``; none when it does not exist yet."""

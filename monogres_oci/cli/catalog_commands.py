@@ -126,6 +126,7 @@ def cmd_status(args: argparse.Namespace, progress: Progress) -> int:
             where = f"{r.postgres} {r.option_set} {r.distro} {r.arch}" if r.postgres else "-"
             tests = f" {r.tests}" if r.tests and r.state != "failed" else ""
             detail = f"  {r.detail}" if r.detail and r.state != "tested" else ""
+            detail += f"  (before: {r.before})" if r.before else ""
             print(f"{r.name + ' ' + r.version:<{width}}  {where:<32} {r.state}{tests}{detail}")
         summary = ", ".join(f"{n} {state}" for state, n in counts(rows).items())
         print(f"{len(rows)} target(s): {summary}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from typing import Literal
 
 from monogres_oci.build.state import BuildCache, Outcome, Outcomes
@@ -44,6 +45,9 @@ class Row:
     detail: str = ""  # why disabled or failed, the suite's result, the published digest
     tests: str = ""  # "passed/total" when the upstream suite ran
     input_digest: str = ""
+    # Not built from these inputs: what the last build of the same target, from other inputs
+    # (an earlier recipe, source or catalog entry), came to ("passed 29/29", "FAILED", "built").
+    before: str = ""
 
     @property
     def column(self) -> str:
@@ -100,6 +104,23 @@ class _Known:
     def outcome(self, key: str) -> Outcome | None:
         return self.outcomes.get(key) if key in self.recorded else None
 
+    @cached_property
+    def _latest(self) -> dict[str, tuple[str, Outcome]]:
+        # Read once, and only when some target is not built from its current inputs.
+        return self.outcomes.latest_by_target()
+
+    def before(self, name: str, key: str) -> str:
+        """What the target ``name`` came to when last built from inputs other than ``key``."""
+        found = self._latest.get(name)
+        if found is None or found[0] == key:
+            return ""
+        outcome = found[1]
+        if not outcome.ok:
+            return "FAILED"
+        if outcome.stage != "gate":
+            return "built"
+        return f"passed {_tests(outcome)}" if outcome.tests_total else "passed"
+
 
 def _postgres_row(pg: PostgresTarget, known: _Known,
                   published: Mapping[str, InRegistry] | None) -> Row:
@@ -107,14 +128,16 @@ def _postgres_row(pg: PostgresTarget, known: _Known,
     state, detail = _published(state, detail, pg.key, published)
     return Row("postgres", "postgresql", pg.release.version, pg.release.version,
                pg.option_set.name, pg.distro.name, pg.arch, state, detail=detail,
-               input_digest=f"sha256:{pg.key}")
+               input_digest=f"sha256:{pg.key}",
+               before=known.before(pg.name, pg.key) if state == "not built" else "")
 
 
 def _extension_row(t: ExtensionTarget, known: _Known,
                    published: Mapping[str, InRegistry] | None) -> Row:
     state, detail, tests = _built_state(t.key, known)
     state, detail = _published(state, detail, t.key, published)
-    return _row(t, state, detail=detail, tests=tests, input_digest=f"sha256:{t.key}")
+    return _row(t, state, detail=detail, tests=tests, input_digest=f"sha256:{t.key}",
+                before=known.before(t.name, t.key) if state == "not built" else "")
 
 
 def _built_state(key: str, known: _Known) -> tuple[State, str, str]:
@@ -187,8 +210,10 @@ def to_markdown(rows: Sequence[Row]) -> str:
     summary = ", ".join(f"{n} {s}" for s, n in counts(rows).items())
     out = "\n".join(lines) + (f"\n\n{len(rows)} targets: {summary}. "
                                "`·` not built; `passed x/y`: the upstream suite's tests passed "
-                               "in the gate; an empty cell: the version does not support that "
-                               "release.\n")
+                               "in the gate; `· (before: ...)`: not built from these inputs, and "
+                               "what the last build of the same target from other inputs (an "
+                               "earlier recipe, source or catalog entry) came to; an empty "
+                               "cell: the version does not support that release.\n")
     if notes:
         out += "\n" + "\n".join(f"{n}. {text}" for text, n in notes.items()) + "\n"
     return out
@@ -198,6 +223,8 @@ def _cell(r: Row, notes: dict[str, int]) -> str:
     text = _MARK[r.state]
     if r.state == "tested" and r.tests:
         text = f"passed {r.tests}"
+    if r.before:
+        text += f" (before: {r.before})"
     if r.state in ("disabled", "failed", "no release") and r.detail:
         n = notes.setdefault(_escape(r.detail), len(notes) + 1)
         text += f" [{n}]"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections.abc import Sequence
@@ -68,6 +69,39 @@ def test_each_state_comes_from_the_cache_and_the_outcome_records(tmp_path: Path)
     _done(cache, by_name["pgtap"].key)
     again = {r.name: r for r in collect(catalog, plan, cache, outcomes, selection=selection)}
     assert (again["pgtap"].state, again["pgtap"].tests) == ("tested", "2/3")
+
+
+def test_a_target_not_built_from_its_inputs_says_what_it_came_to_before(tmp_path: Path) -> None:
+    """After a recipe change every target is new: the row is `not built`, and says what the
+    newest record of the same target, from other inputs, came to."""
+    catalog, plan, selection = _plan(postgres=("18.6",), distros=("bookworm",),
+                                     extensions=("pgaudit", "rum", "unit"))
+    cache, outcomes = BuildCache(tmp_path), Outcomes(tmp_path)
+    by_name = {t.extension.name: t for t in plan.extensions}
+    old, older = "1" * 64, "2" * 64  # the keys the same targets had before
+    outcomes.record(older, Outcome(by_name["pgaudit"].name, "compile", ok=False, summary="x"))
+    outcomes.record(old, Outcome(by_name["pgaudit"].name, "gate", ok=True, summary="PASSED",
+                                 tests_passed=5, tests_total=5))
+    # The newer of two records counts, whatever their names sort as.
+    now = time.time()
+    os.utime(outcomes.root / f"{older}.json", (now - 60, now - 60))
+    outcomes.record("3" * 64, Outcome(by_name["rum"].name, "gate", ok=False, summary="y"))
+    rows = {r.name: r for r in collect(catalog, plan, cache, outcomes, selection=selection)}
+    assert (rows["pgaudit"].state, rows["pgaudit"].before) == ("not built", "passed 5/5")
+    assert (rows["rum"].state, rows["rum"].before) == ("not built", "FAILED")
+    assert (rows["unit"].state, rows["unit"].before) == ("not built", "")  # never built
+    assert rows["postgresql"].before == ""
+    pgaudit = next(line for line in to_markdown(list(rows.values())).splitlines()
+                   if line.startswith("| pgaudit |"))
+    assert "· (before: passed 5/5)" in pgaudit
+    # Built from its current inputs: that is the row, and nothing is said of before.
+    key = by_name["pgaudit"].key
+    _done(cache, key)
+    outcomes.record(key, Outcome(by_name["pgaudit"].name, "gate", ok=True, summary="PASSED",
+                                 tests_passed=6, tests_total=6))
+    again = {r.name: r for r in collect(catalog, plan, cache, outcomes, selection=selection)}
+    assert (again["pgaudit"].state, again["pgaudit"].tests, again["pgaudit"].before) == (
+        "tested", "6/6", "")
 
 
 def test_published_only_when_the_registry_holds_the_same_inputs(tmp_path: Path) -> None:
